@@ -1,0 +1,238 @@
+r"""Engine for feed-forward LIF layers: exact forward simulation and EventProp backward.
+
+Neuron ``j`` receives the input events ``e`` (time ``t_e``, source ``src_e``) and
+jumps ``I_j += W[j, src_e]``. Without its own spikes, its state right after event
+``e`` is (see :mod:`eventprop.neuron`)::
+
+    I_j(t_e) = sum_{e' <= e} W[j, src_e'] exp(-(t_e - t_e') / tau_syn)
+    V_j(t_e) = sum_{e' <= e} W[j, src_e'] K(t_e - t_e') - theta sum_{k: t_k <= t_e} exp(-(t_e - t_k) / tau_mem)
+
+(the last sum: reset by subtraction at the neuron's own spikes ``t_k``). All these
+are computed at once for every batch element, neuron and event, with decaying
+exponentials only (no overflow for long trials). The engine then iterates over
+*spike rounds*: each round finds, for every neuron at once, the first threshold
+crossing after its previous spike (bracketed analytically per inter-event interval,
+refined by Newton), so Python loops run over spikes per neuron, never over events.
+
+Backward (paper Table 2 with ``l_V = 0``; ``g_k = dL/dt_k`` given by autograd for the
+output spike ``k`` of neuron ``j``): ``lambda_V`` of neuron ``j`` is a sum of kernels
+over its later spikes::
+
+    lambda_V(t) = sum_{k: t_k > t} J_k exp(-(t_k - t) / tau_mem)
+    lambda_I(t) = sum_{k: t_k > t} J_k (tau_mem / tau_syn) K(t_k - t)
+    J_k = (theta lambda_V(t_k^+) + g_k) / (I_j(t_k) - theta)
+
+(``tau_mem dV/dt = I - theta`` just before a spike, since ``V = theta`` there). Then::
+
+    dL/dW[j, i]  = -tau_syn sum_{spikes e of input i} lambda_I[j](t_e)
+    dL/dt_e      = sum_j W[j, src_e] (lambda_V[j] - lambda_I[j])(t_e)
+
+Saved for backward: the input events and, per output spike, its time and current.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .neuron import NeuronParams, crossing_bracket, psp_kernel, solve_crossing
+from .spikes import EventList, sorted_events, stack_spikes
+
+__all__ = ["SpikeLimitError", "feedforward_forward", "feedforward_backward"]
+
+
+class SpikeLimitError(RuntimeError):
+    """Raised when a neuron would emit more spikes than the caller's ``max_spikes``."""
+
+
+def _check_limit(rounds: int, max_spikes: int | None) -> None:
+    if max_spikes is not None and rounds > max_spikes:
+        raise SpikeLimitError(
+            f"a neuron emitted more than max_spikes={max_spikes} spikes; raise max_spikes "
+            "(or set it to None) - spikes are never dropped silently"
+        )
+
+
+def feedforward_forward(
+    times: Tensor,
+    weight: Tensor,
+    p: NeuronParams,
+    t_max: float = math.inf,
+    max_spikes: int | None = None,
+) -> tuple[Tensor, Tensor, EventList]:
+    """Simulate a feed-forward LIF layer exactly.
+
+    Args:
+        times: ``(batch, in_features, max_in)`` input spike times (data contract).
+        weight: ``(out_features, in_features)``.
+        p: neuron parameters.
+        t_max: no spike is emitted after ``t_max``.
+        max_spikes: optional cap on spikes per neuron; exceeding it raises
+            :class:`SpikeLimitError`.
+
+    Returns:
+        ``(out_times, out_current, events)``: output spike times
+        ``(batch, out_features, max_out)`` (``+inf`` padded, ``max_out >= 1``), the
+        synaptic current ``I`` of the firing neuron at each spike (0 at padding), and
+        the merged input events.
+    """
+    batch = times.shape[0]
+    n_out = weight.shape[0]
+    events = sorted_events(times)
+    template = torch.empty((batch, n_out), dtype=times.dtype, device=times.device)
+    n_events = events.times.shape[1]
+    if n_events == 0:
+        out = stack_spikes([], template)
+        return out, torch.zeros_like(out), events
+
+    finite = events.finite
+    t = torch.where(finite, events.times, torch.zeros_like(events.times))  # (B, E)
+    w_ev = torch.where(finite[..., None], weight.t()[events.source], torch.zeros((), dtype=weight.dtype, device=weight.device))
+
+    # State right after each event, without resets: causal (lower-triangular) kernels.
+    causal = torch.ones(n_events, n_events, dtype=torch.bool, device=t.device).tril()
+    causal = causal & finite[:, :, None] & finite[:, None, :]
+    lag = torch.where(causal, t[:, :, None] - t[:, None, :], torch.zeros((), dtype=t.dtype, device=t.device))
+    zero = torch.zeros((), dtype=t.dtype, device=t.device)
+    current_at = (torch.where(causal, torch.exp(-lag / p.tau_syn), zero) @ w_ev).transpose(1, 2)  # (B, N, E)
+    voltage_at = (torch.where(causal, psp_kernel(lag, p), zero) @ w_ev).transpose(1, 2)
+
+    t_next = torch.cat([events.times[:, 1:], torch.full_like(events.times[:, :1], math.inf)], dim=1)
+    end = torch.clamp(t_next, max=t_max)[:, None, :]  # (B, 1, E)
+    interval_ok = (finite & (events.times < t_max))[:, None, :]
+    t_events = t[:, None, :].expand(batch, n_out, n_events)
+    index = torch.arange(n_events, device=t.device)
+
+    reset = torch.zeros_like(voltage_at)
+    last_t = torch.zeros(batch, n_out, dtype=t.dtype, device=t.device)
+    last_e = torch.full((batch, n_out), -1, dtype=torch.long, device=t.device)
+    active = torch.ones(batch, n_out, dtype=torch.bool, device=t.device)
+    time_cols: list[Tensor] = []
+    current_cols: list[Tensor] = []
+    while True:
+        # Interval starts: after each event, except the interval holding the last spike,
+        # which restarts at that spike with V = theta - theta = 0.
+        holds_last = index == last_e[..., None]
+        li = last_e.clamp(min=0)[..., None]
+        i_last = current_at.gather(2, li).squeeze(2) * torch.exp(-(last_t - t_events.gather(2, li).squeeze(2)) / p.tau_syn)
+        v0 = torch.where(holds_last, zero, voltage_at - reset)
+        i0 = torch.where(holds_last, i_last[..., None], current_at)
+        start = torch.where(holds_last, last_t[..., None], t_events)
+        length = end - start
+        usable = interval_ok & (index >= last_e[..., None]) & active[..., None] & (length > 0)
+        length = torch.where(usable, length, zero)
+        crosses, lo, hi = crossing_bracket(v0, i0, length, p)
+        crosses = crosses & usable
+        fired = crosses.any(dim=-1)
+        if not bool(fired.any()):
+            break
+        _check_limit(len(time_cols) + 1, max_spikes)
+        first = crosses.to(torch.uint8).argmax(dim=-1)[..., None]  # first crossing interval
+
+        def pick(x: Tensor) -> Tensor:
+            return x.gather(2, first).squeeze(2)[fired]
+
+        s = solve_crossing(pick(v0), pick(i0), pick(lo), pick(hi), p)
+        t_spike = torch.full_like(last_t, math.inf)
+        t_spike[fired] = pick(start) + s
+        i_spike = torch.zeros_like(last_t)
+        i_spike[fired] = pick(i0) * torch.exp(-s / p.tau_syn)
+        time_cols.append(t_spike)
+        current_cols.append(i_spike)
+
+        later = (index > first) & fired[..., None]
+        decay = torch.exp(-(t_events - torch.where(fired, t_spike, zero)[..., None]).clamp(min=0) / p.tau_mem)
+        reset = reset + torch.where(later, p.threshold * decay, zero)
+        first = first.squeeze(2)
+        last_e = torch.where(fired, first, last_e)
+        last_t = torch.where(fired, t_spike, last_t)
+        active = fired
+
+    out_times = stack_spikes(time_cols, template)
+    out_current = stack_spikes(current_cols, template)
+    if not current_cols:
+        out_current = torch.zeros_like(out_current)
+    return out_times, out_current, events
+
+
+def _jumps(grad_out: Tensor, out_times: Tensor, out_current: Tensor, p: NeuronParams) -> Tensor:
+    """Jumps ``J_k`` of ``lambda_V`` at each output spike, ``(batch, neurons, max_out)``.
+
+    Reverse recurrence over each neuron's own spikes:
+    ``lambda_V(t_k^+) = (lambda_V(t_{k+1}^+) + J_{k+1}) exp(-(t_{k+1} - t_k)/tau_mem)``.
+    """
+    spiked = torch.isfinite(out_times)
+    zero = torch.zeros((), dtype=out_times.dtype, device=out_times.device)
+    g = torch.where(spiked, grad_out, zero)
+    denom = torch.where(spiked, out_current - p.threshold, torch.ones_like(out_current))
+    jumps = torch.zeros_like(out_times)
+    lv_plus = torch.zeros_like(out_times[..., 0])
+    for k in reversed(range(out_times.shape[-1])):
+        if k + 1 < out_times.shape[-1]:
+            nxt = spiked[..., k + 1]
+            gap = torch.where(nxt, out_times[..., k + 1] - out_times[..., k], zero)
+            lv_plus = torch.where(nxt, (lv_plus + jumps[..., k + 1]) * torch.exp(-gap / p.tau_mem), zero)
+        jumps[..., k] = torch.where(spiked[..., k], (p.threshold * lv_plus + g[..., k]) / denom[..., k], zero)
+    return jumps
+
+
+def adjoint_at(times: Tensor, finite: Tensor, out_times: Tensor, jumps: Tensor, p: NeuronParams) -> tuple[Tensor, Tensor]:
+    """``lambda_V`` and ``lambda_I`` of every neuron at the given event times.
+
+    Args:
+        times: ``(batch, events)`` query times; ``finite`` masks real ones.
+        out_times, jumps: ``(batch, neurons, max_out)``.
+
+    Returns:
+        two ``(batch, neurons, events)`` tensors (0 at padded events).
+    """
+    zero = torch.zeros((), dtype=times.dtype, device=times.device)
+    lag = out_times[:, :, None, :] - torch.where(finite, times, zero)[:, None, :, None]  # (B, N, E, K)
+    live = torch.isfinite(out_times)[:, :, None, :] & finite[:, None, :, None] & (lag > 0)
+    lag = torch.where(live, lag, zero)
+    j = torch.where(live, jumps[:, :, None, :], zero)
+    lam_v = (j * torch.exp(-lag / p.tau_mem)).sum(-1)
+    lam_i = (j * (p.tau_mem / p.tau_syn) * psp_kernel(lag, p)).sum(-1)
+    return lam_v, lam_i
+
+
+def feedforward_backward(
+    grad_out: Tensor,
+    weight: Tensor,
+    events: EventList,
+    out_times: Tensor,
+    out_current: Tensor,
+    p: NeuronParams,
+    input_shape: torch.Size,
+) -> tuple[Tensor, Tensor]:
+    """EventProp backward of :func:`feedforward_forward`.
+
+    Args:
+        grad_out: ``dL/d out_times``, ``(batch, out_features, max_out)``; entries at
+            padding are ignored (padding does not depend on any parameter).
+        input_shape: shape of the forward's ``times``.
+
+    Returns:
+        ``(grad_times, grad_weight)`` of shapes ``input_shape`` and ``weight.shape``.
+    """
+    batch, n_in, slots = input_shape
+    grad_times = torch.zeros(batch, n_in * slots, dtype=out_times.dtype, device=out_times.device)
+    grad_weight = torch.zeros_like(weight)
+    if events.times.shape[1] == 0:
+        return grad_times.reshape(input_shape), grad_weight
+    jumps = _jumps(grad_out, out_times, out_current, p)
+    finite = events.finite
+    lam_v, lam_i = adjoint_at(events.times, finite, out_times, jumps, p)  # (B, N, E)
+
+    src = torch.where(finite, events.source, torch.zeros_like(events.source)).reshape(-1)
+    contrib = (-p.tau_syn * lam_i).transpose(1, 2).reshape(-1, weight.shape[0])  # (B*E, N)
+    grad_weight_t = torch.zeros(n_in, weight.shape[0], dtype=weight.dtype, device=weight.device)
+    grad_weight_t.index_add_(0, src, contrib)
+
+    w_ev = weight.t()[events.source]  # (B, E, N)
+    g_ev = (w_ev * (lam_v - lam_i).transpose(1, 2)).sum(-1)
+    g_ev = torch.where(finite, g_ev, torch.zeros_like(g_ev))
+    grad_times.scatter_(1, events.position, g_ev)
+    return grad_times.reshape(input_shape), grad_weight_t.t().contiguous()

@@ -1,0 +1,216 @@
+r"""The mathematics of one leaky integrate-and-fire neuron between events.
+
+Everything here is elementwise and broadcasts over any leading shape; the engines
+call it on ``(batch, neurons)`` or ``(batch, neurons, events)`` tensors.
+
+Model (paper Table 1), between events::
+
+    tau_mem dV/dt = -V + I,        tau_syn dI/dt = -I.
+
+From a state ``(v0, i0)`` at local time ``s = 0`` the flow is closed-form::
+
+    I(s) = i0 exp(-s / tau_syn)
+    V(s) = v0 exp(-s / tau_mem) + i0 K(s)
+
+with the post-synaptic potential kernel (response of ``V`` to a unit current jump)::
+
+    K(s) = tau_syn / (tau_syn - tau_mem) (exp(-s/tau_syn) - exp(-s/tau_mem))
+         = (s / tau_mem) exp(-s / tau_slow) phi(-s |1/tau_syn - 1/tau_mem|),
+
+where ``tau_slow = max(tau_mem, tau_syn)`` and ``phi(x) = expm1(x) / x`` (``phi(0) = 1``).
+The second form is the one evaluated: it never overflows, loses no precision when the
+time constants are close, and is exactly the limit ``(s / tau) exp(-s / tau)`` when
+``tau_mem == tau_syn``.
+
+The adjoint (paper Table 2) runs in reverse time ``u``. With ``l_V = 0``::
+
+    tau_mem d lambda_V/du = -lambda_V,     tau_syn d lambda_I/du = -lambda_I + lambda_V,
+
+so from ``(lv0, li0)`` at ``u = 0``::
+
+    lambda_V(u) = lv0 exp(-u / tau_mem)
+    lambda_I(u) = li0 exp(-u / tau_syn) + lv0 (tau_mem / tau_syn) K(u).
+
+``V`` has at most one extremum between events (where ``I = V``); threshold crossings
+are bracketed with it and refined by Newton's method with a bisection safeguard to
+machine precision. Times are in the user's unit (the paper uses ms).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "NeuronParams",
+    "psp_kernel",
+    "free_voltage",
+    "free_current",
+    "adjoint_flow",
+    "voltage_extremum",
+    "crossing_bracket",
+    "solve_crossing",
+    "first_crossing",
+]
+
+
+@dataclass(frozen=True)
+class NeuronParams:
+    """Parameters shared by all neurons of a layer.
+
+    Attributes:
+        tau_mem: membrane time constant (> 0, time unit).
+        tau_syn: synaptic time constant (> 0, time unit).
+        threshold: firing threshold ``theta`` (> 0, voltage unit); reset is by
+            subtraction of ``theta``.
+    """
+
+    tau_mem: float
+    tau_syn: float
+    threshold: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("tau_mem", "tau_syn", "threshold"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name} must be a real number, got {value!r}")
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be finite and positive, got {value!r}")
+
+    @property
+    def tau_slow(self) -> float:
+        """The larger of the two time constants."""
+        return max(self.tau_mem, self.tau_syn)
+
+    @property
+    def rate_gap(self) -> float:
+        """``|1/tau_syn - 1/tau_mem|`` (0 when the time constants are equal)."""
+        return abs(1.0 / self.tau_syn - 1.0 / self.tau_mem)
+
+
+def _phi(x: Tensor) -> Tensor:
+    """``expm1(x) / x`` with ``phi(0) = 1``, for ``x <= 0``."""
+    small = x.abs() < 1e-300
+    safe = torch.where(small, torch.ones_like(x), x)
+    return torch.where(small, torch.ones_like(x), torch.expm1(safe) / safe)
+
+
+def psp_kernel(s: Tensor, p: NeuronParams) -> Tensor:
+    """Voltage response ``K(s)`` to a unit current jump at ``s = 0`` (``s >= 0``)."""
+    return (s / p.tau_mem) * torch.exp(-s / p.tau_slow) * _phi(-s * p.rate_gap)
+
+
+def free_current(i0: Tensor, s: Tensor, p: NeuronParams) -> Tensor:
+    """``I(s) = i0 exp(-s / tau_syn)``."""
+    return i0 * torch.exp(-s / p.tau_syn)
+
+
+def free_voltage(v0: Tensor, i0: Tensor, s: Tensor, p: NeuronParams) -> Tensor:
+    """``V(s) = v0 exp(-s / tau_mem) + i0 K(s)`` for finite ``s >= 0``."""
+    return v0 * torch.exp(-s / p.tau_mem) + i0 * psp_kernel(s, p)
+
+
+def adjoint_flow(lv0: Tensor, li0: Tensor, u: Tensor, p: NeuronParams) -> tuple[Tensor, Tensor]:
+    """Propagate ``(lambda_V, lambda_I)`` backwards in time by ``u >= 0`` (finite).
+
+    Returns ``(lambda_V(u), lambda_I(u))`` as in the module docstring.
+    """
+    lv = lv0 * torch.exp(-u / p.tau_mem)
+    li = li0 * torch.exp(-u / p.tau_syn) + lv0 * (p.tau_mem / p.tau_syn) * psp_kernel(u, p)
+    return lv, li
+
+
+def voltage_extremum(v0: Tensor, i0: Tensor, p: NeuronParams) -> Tensor:
+    """Local time ``s* > 0`` of the single extremum of ``V`` (``+inf`` if none).
+
+    ``dV/ds = 0`` where ``I(s) = V(s)``. With ``q = 1 - v0 / i0`` and
+    ``eps = (tau_syn - tau_mem) / tau_mem``::
+
+        s* = tau_syn q log1p(eps q) / (eps q)
+
+    which exists when ``q > 0`` and ``1 + eps q > 0``; it is a maximum when
+    ``i0 > v0`` (V rising at ``s = 0``) and a minimum otherwise. For equal time
+    constants this is ``tau (1 - v0 / i0)``.
+    """
+    nonzero = i0 != 0
+    q = torch.where(nonzero, (i0 - v0) / torch.where(nonzero, i0, torch.ones_like(i0)), torch.zeros_like(i0))
+    eps = (p.tau_syn - p.tau_mem) / p.tau_mem
+    y = eps * q
+    exists = nonzero & (q > 0) & (1 + y > 0)
+    y_safe = torch.where(exists & (y.abs() > 1e-300), y, torch.ones_like(y))
+    psi = torch.where(y.abs() > 1e-300, torch.log1p(y_safe) / y_safe, torch.ones_like(y))
+    s_star = p.tau_syn * q * psi
+    return torch.where(exists, s_star, torch.full_like(s_star, math.inf))
+
+
+def crossing_bracket(
+    v0: Tensor, i0: Tensor, length: Tensor, p: NeuronParams
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Find whether ``V`` reaches ``theta`` within ``[0, length]`` and bracket the first crossing.
+
+    Args:
+        v0, i0: state at the start of the interval (``v0 < theta`` expected).
+        length: interval length (``>= 0``, may be ``+inf``).
+
+    Returns:
+        ``(crosses, lo, hi)``: a boolean mask and a bracket on which ``V`` increases
+        with ``V(lo) < theta <= V(hi)`` wherever ``crosses`` holds.
+    """
+    s_ext = voltage_extremum(v0, i0, p)
+    inside = s_ext < length
+    is_max = inside & (i0 > v0)
+    is_min = inside & ~(i0 > v0)
+    hi = torch.where(is_max, s_ext, length)
+    lo = torch.where(is_min, s_ext, torch.zeros_like(s_ext))
+    finite_hi = torch.isfinite(hi)
+    v_hi = free_voltage(v0, i0, torch.where(finite_hi, hi, torch.zeros_like(hi)), p)
+    # V(+inf) = 0 < theta: an unbounded interval crosses only before its maximum.
+    crosses = finite_hi & (v_hi >= p.threshold)
+    return crosses, lo, hi
+
+
+def solve_crossing(
+    v0: Tensor, i0: Tensor, lo: Tensor, hi: Tensor, p: NeuronParams, max_iter: int = 100
+) -> Tensor:
+    """Root of ``V(s) = theta`` in ``[lo, hi]`` to machine precision.
+
+    Newton's method on ``f(s) = V(s) - theta`` with ``tau_mem f'(s) = I(s) - V(s)``,
+    falling back to bisection whenever a step leaves the bracket, which shrinks at
+    every iteration. All inputs share one shape; entries must satisfy
+    ``V(lo) < theta <= V(hi)`` (entries that do not are returned clamped to the bracket).
+    """
+    if lo.numel() == 0:
+        return lo.clone()
+    theta = p.threshold
+    lo = lo.clone()
+    hi = hi.clone()
+    x = 0.5 * (lo + hi)
+    tiny = torch.finfo(x.dtype).tiny
+    tol = 4 * torch.finfo(x.dtype).eps
+    for _ in range(max_iter):
+        v = free_voltage(v0, i0, x, p)
+        f = v - theta
+        below = f < 0
+        lo = torch.where(below, x, lo)
+        hi = torch.where(below, hi, x)
+        slope = (free_current(i0, x, p) - v) / p.tau_mem
+        newton = x - f / torch.where(slope > 0, slope, torch.ones_like(slope))
+        ok = (slope > 0) & (newton > lo) & (newton < hi)
+        x_new = torch.where(ok, newton, 0.5 * (lo + hi))
+        step = (x_new - x).abs()
+        x = x_new
+        if bool(((step <= tol * x.abs() + tiny) | (hi - lo <= tol * hi.abs() + tiny)).all()):
+            break
+    return x
+
+
+def first_crossing(v0: Tensor, i0: Tensor, length: Tensor, p: NeuronParams) -> Tensor:
+    """Local time of the first threshold crossing in ``[0, length]``, ``+inf`` if none."""
+    crosses, lo, hi = crossing_bracket(v0, i0, length, p)
+    s = torch.full_like(v0, math.inf)
+    if bool(crosses.any()):
+        s[crosses] = solve_crossing(v0[crosses], i0[crosses], lo[crosses], hi[crosses], p)
+    return s

@@ -1,0 +1,90 @@
+"""Spike-train tensors: the public data contract, its validation and event lists.
+
+A batch of spike trains is a floating tensor ``times`` of shape
+``(batch, neurons, max_spikes)``: each neuron's spike times ascend along the last
+axis and are padded with ``+inf``. ``times[..., 0]`` is the first-spike time
+(``inf`` = silent). Engines produce at least one column, so ``times[..., 0]``
+always exists.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = ["validate_spike_times", "EventList", "sorted_events", "stack_spikes"]
+
+
+def validate_spike_times(times: Tensor, n_neurons: int | None = None, name: str = "times") -> None:
+    """Raise ``ValueError`` unless ``times`` follows the data contract.
+
+    Checks: a floating ``torch.Tensor`` of rank 3, ``times.shape[1] == n_neurons``
+    (when given), no NaN, no negative time, ascending along the last axis.
+    """
+    if not isinstance(times, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(times).__name__}")
+    if not times.is_floating_point():
+        raise ValueError(f"{name} must be a floating tensor, got dtype {times.dtype}")
+    if times.dim() != 3:
+        raise ValueError(
+            f"{name} must have shape (batch, neurons, max_spikes), got rank {times.dim()} "
+            f"shape {tuple(times.shape)}"
+        )
+    if n_neurons is not None and times.shape[1] != n_neurons:
+        raise ValueError(f"{name} has {times.shape[1]} neurons along dim 1, expected {n_neurons}")
+    if bool(torch.isnan(times).any()):
+        raise ValueError(f"{name} contains NaN")
+    if bool((times < 0).any()):
+        raise ValueError(f"{name} contains negative spike times (min {times.min().item()})")
+    if times.shape[-1] > 1 and bool((times[..., 1:] < times[..., :-1]).any()):
+        raise ValueError(f"{name} must ascend along the last axis (pad with +inf, not before finite times)")
+
+
+@dataclass
+class EventList:
+    """Input spikes of a batch merged into one time-ordered list per sample.
+
+    Attributes:
+        times: ``(batch, events)`` ascending times, ``+inf`` padding at the end.
+        source: ``(batch, events)`` long, the input neuron of each event.
+        position: ``(batch, events)`` long, the event's index in the flattened
+            ``(neurons * max_spikes)`` input, to send gradients back.
+    """
+
+    times: Tensor
+    source: Tensor
+    position: Tensor
+
+    @property
+    def finite(self) -> Tensor:
+        """``(batch, events)`` mask of real (non-padding) events."""
+        return torch.isfinite(self.times)
+
+
+def sorted_events(times: Tensor) -> EventList:
+    """Merge ``(batch, neurons, max_spikes)`` spike trains into per-sample event lists.
+
+    The event axis is trimmed to the largest number of finite spikes in the batch.
+    """
+    batch, neurons, slots = times.shape
+    flat = times.reshape(batch, neurons * slots)
+    ordered, position = torch.sort(flat, dim=1, stable=True)
+    n_events = int(torch.isfinite(ordered).sum(dim=1).max().item()) if flat.numel() else 0
+    ordered = ordered[:, :n_events]
+    position = position[:, :n_events]
+    source = torch.div(position, slots, rounding_mode="floor") if slots else position
+    return EventList(times=ordered, source=source, position=position)
+
+
+def stack_spikes(columns: list[Tensor], template: Tensor) -> Tensor:
+    """Stack per-round ``(batch, neurons)`` spike columns into ``(batch, neurons, k)``.
+
+    ``template`` supplies shape, dtype and device when there are no columns (the
+    result then holds a single all-``inf`` column).
+    """
+    if not columns:
+        return torch.full((*template.shape, 1), math.inf, dtype=template.dtype, device=template.device)
+    return torch.stack(columns, dim=-1)
