@@ -93,9 +93,9 @@ class NeuronParams:
 
 def _phi(x: Tensor) -> Tensor:
     """``expm1(x) / x`` with ``phi(0) = 1``, for ``x <= 0``."""
-    small = x.abs() < 1e-300
-    safe = torch.where(small, torch.ones_like(x), x)
-    return torch.where(small, torch.ones_like(x), torch.expm1(safe) / safe)
+    zero = x == 0
+    safe = torch.where(zero, torch.ones_like(x), x)
+    return torch.where(zero, torch.ones_like(x), torch.expm1(safe) / safe)
 
 
 def psp_kernel(s: Tensor, p: NeuronParams) -> Tensor:
@@ -140,8 +140,8 @@ def voltage_extremum(v0: Tensor, i0: Tensor, p: NeuronParams) -> Tensor:
     eps = (p.tau_syn - p.tau_mem) / p.tau_mem
     y = eps * q
     exists = nonzero & (q > 0) & (1 + y > 0)
-    y_safe = torch.where(exists & (y.abs() > 1e-300), y, torch.ones_like(y))
-    psi = torch.where(y.abs() > 1e-300, torch.log1p(y_safe) / y_safe, torch.ones_like(y))
+    y_safe = torch.where(exists & (y != 0), y, torch.ones_like(y))
+    psi = torch.where(y != 0, torch.log1p(y_safe) / y_safe, torch.ones_like(y))
     s_star = p.tau_syn * q * psi
     return torch.where(exists, s_star, torch.full_like(s_star, math.inf))
 
@@ -185,24 +185,28 @@ def solve_crossing(
     if lo.numel() == 0:
         return lo.clone()
     theta = p.threshold
-    lo = lo.clone()
-    hi = hi.clone()
+    eps = torch.finfo(lo.dtype).eps
     x = 0.5 * (lo + hi)
-    tiny = torch.finfo(x.dtype).tiny
-    tol = 4 * torch.finfo(x.dtype).eps
+    # Converged when f is at the rounding level of V's terms, or when the step (or the
+    # bracket) is at the rounding level of the time.
+    f_tol = 8 * eps * (theta + v0.abs() + i0.abs())
+    t_tol = 16 * eps * (x.abs() + min(p.tau_mem, p.tau_syn))
+    done = torch.zeros_like(x, dtype=torch.bool)
     for _ in range(max_iter):
         v = free_voltage(v0, i0, x, p)
         f = v - theta
+        done = done | (f.abs() <= f_tol)
         below = f < 0
         lo = torch.where(below, x, lo)
         hi = torch.where(below, hi, x)
         slope = (free_current(i0, x, p) - v) / p.tau_mem
         newton = x - f / torch.where(slope > 0, slope, torch.ones_like(slope))
-        ok = (slope > 0) & (newton > lo) & (newton < hi)
+        ok = (slope > 0) & (newton >= lo) & (newton <= hi)
         x_new = torch.where(ok, newton, 0.5 * (lo + hi))
-        step = (x_new - x).abs()
-        x = x_new
-        if bool(((step <= tol * x.abs() + tiny) | (hi - lo <= tol * hi.abs() + tiny)).all()):
+        converged = ((x_new - x).abs() <= t_tol) | (hi - lo <= t_tol)
+        x = torch.where(done, x, x_new)
+        done = done | converged
+        if bool(done.all()):
             break
     return x
 

@@ -1,0 +1,420 @@
+r"""Compiled (Numba) CPU engine for feed-forward LIF layers.
+
+Drop-in replacement for :func:`eventprop.feedforward.feedforward_forward` and
+:func:`eventprop.feedforward.feedforward_backward`: same arguments, same shapes, same
+equations (see :mod:`eventprop.neuron` and :mod:`eventprop.feedforward`), same
+:class:`~eventprop.spikes.EventList`. Instead of vectorised spike rounds, each
+(batch element, neuron) pair is simulated by a scalar event loop in time order,
+in parallel over pairs (``numba.prange``):
+
+* forward: the state ``(V, I)`` is carried from event to event with the closed-form
+  flow; in each inter-event interval ``[t_e, min(t_{e+1}, t_max)]`` the first threshold
+  crossing is bracketed analytically (at most one extremum of ``V``) and refined by
+  the same safeguarded Newton iteration as :func:`eventprop.neuron.solve_crossing`;
+  after a spike ``V = 0`` and the search resumes from the spike time in the same
+  interval. Work is ``O(events + spikes)`` per pair.
+* backward: the jumps ``J_k`` of ``lambda_V`` come from the reverse recurrence over
+  the neuron's own spikes; ``(lambda_V, lambda_I)`` are then carried backwards in
+  time through the input events with :func:`eventprop.neuron.adjoint_flow`
+  (``O(events + spikes)`` per pair). ``dL/dW`` is accumulated in per-thread
+  partial sums (one per batch chunk) reduced afterwards, so there are no races.
+
+Everything is computed in the input's dtype (float32 or float64): the kernels
+receive all constants as an array of that dtype, so float32 arithmetic stays float32.
+
+Spike counts are unknown in advance: the kernel stores up to a capacity per neuron
+(remembered per layer shape) and keeps counting beyond it; if any neuron exceeded the
+capacity, the layer is simulated again with the exact capacity. Spikes are never
+dropped; ``max_spikes`` raises :class:`~eventprop.feedforward.SpikeLimitError`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .feedforward import SpikeLimitError
+from .neuron import NeuronParams
+from .spikes import EventList, sorted_events
+
+try:  # pragma: no cover - exercised only where numba is missing
+    import numba
+    from numba import njit, prange
+except ImportError:  # pragma: no cover
+    numba = None
+
+__all__ = ["numba_available", "feedforward_forward_numba", "feedforward_backward_numba"]
+
+_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
+
+# Indices into the constants array ``c`` passed to the kernels (all of the data dtype).
+_TM, _TS, _THETA, _TSLOW, _GAP, _EXT, _RATIO, _FTOL, _TTOL, _MINTAU, _HALF, _ONE, _ZERO, _TMAX, _INF = range(15)
+
+
+def numba_available() -> bool:
+    """Whether the compiled engine can run (``numba`` is importable)."""
+    return numba is not None
+
+
+def _constants(p: NeuronParams, np_dtype: type, t_max: float = math.inf) -> np.ndarray:
+    eps = float(np.finfo(np_dtype).eps)
+    values = [0.0] * 15
+    values[_TM] = p.tau_mem
+    values[_TS] = p.tau_syn
+    values[_THETA] = p.threshold
+    values[_TSLOW] = p.tau_slow
+    values[_GAP] = p.rate_gap
+    values[_EXT] = (p.tau_syn - p.tau_mem) / p.tau_mem
+    values[_RATIO] = p.tau_mem / p.tau_syn
+    values[_FTOL] = 8 * eps
+    values[_TTOL] = 16 * eps
+    values[_MINTAU] = min(p.tau_mem, p.tau_syn)
+    values[_HALF] = 0.5
+    values[_ONE] = 1.0
+    values[_ZERO] = 0.0
+    values[_TMAX] = float(t_max)
+    values[_INF] = math.inf
+    return np.array(values, dtype=np_dtype)
+
+
+if numba is not None:
+
+    @njit(cache=True)
+    def _phi(x, c):
+        # expm1(x) / x with phi(0) = 1, for x <= 0
+        if x == 0:
+            return c[_ONE]
+        return math.expm1(x) / x
+
+    @njit(cache=True)
+    def _psp(s, c):
+        # K(s) = (s / tau_mem) exp(-s / tau_slow) phi(-s |1/tau_syn - 1/tau_mem|)
+        return (s / c[_TM]) * math.exp(-s / c[_TSLOW]) * _phi(-s * c[_GAP], c)
+
+    @njit(cache=True)
+    def _voltage(v0, i0, s, c):
+        return v0 * math.exp(-s / c[_TM]) + i0 * _psp(s, c)
+
+    @njit(cache=True)
+    def _extremum(v0, i0, c):
+        # local time of the single extremum of V (+inf if none), as neuron.voltage_extremum
+        if i0 == 0:
+            return c[_INF]
+        q = (i0 - v0) / i0
+        y = c[_EXT] * q
+        if not (q > 0 and c[_ONE] + y > 0):
+            return c[_INF]
+        psi = c[_ONE]
+        if y != 0:
+            psi = math.log1p(y) / y
+        return c[_TS] * q * psi
+
+    @njit(cache=True)
+    def _solve(v0, i0, lo, hi, c):
+        # safeguarded Newton for V(s) = theta in [lo, hi], as neuron.solve_crossing
+        theta = c[_THETA]
+        x = c[_HALF] * (lo + hi)
+        f_tol = c[_FTOL] * (theta + abs(v0) + abs(i0))
+        t_tol = c[_TTOL] * (abs(x) + c[_MINTAU])
+        for _ in range(100):
+            v = _voltage(v0, i0, x, c)
+            f = v - theta
+            if abs(f) <= f_tol:
+                return x
+            if f < 0:
+                lo = x
+            else:
+                hi = x
+            slope = (i0 * math.exp(-x / c[_TS]) - v) / c[_TM]
+            x_new = c[_HALF] * (lo + hi)
+            if slope > 0:
+                newton = x - f / slope
+                if newton >= lo and newton <= hi:
+                    x_new = newton
+            converged = abs(x_new - x) <= t_tol or hi - lo <= t_tol
+            x = x_new
+            if converged:
+                return x
+        return x
+
+    @njit(parallel=True, cache=True)
+    def _forward_kernel(ev_t, ev_src, weight, c, limit, out_t, out_i, counts):
+        batch, n_events = ev_t.shape
+        n_out = weight.shape[0]
+        cap = out_t.shape[2]
+        theta = c[_THETA]
+        t_max = c[_TMAX]
+        zero = c[_ZERO]
+        for pair in prange(batch * n_out):
+            b = pair // n_out
+            j = pair - b * n_out
+            for k in range(cap):
+                out_t[b, j, k] = c[_INF]
+                out_i[b, j, k] = zero
+            n_ev = 0
+            while n_ev < n_events and math.isfinite(ev_t[b, n_ev]):
+                n_ev += 1
+            count = 0
+            # V state (v_s, i_s) at time t_s; current right after the previous event.
+            v_s = zero
+            i_s = zero
+            t_s = zero
+            i_ev = zero
+            t_ev = zero
+            for e in range(n_ev):
+                te = ev_t[b, e]
+                if e > 0:
+                    v_s = _voltage(v_s, i_s, te - t_s, c)
+                    i_ev = i_ev * math.exp(-(te - t_ev) / c[_TS])
+                i_ev = i_ev + weight[j, ev_src[b, e]]
+                t_ev = te
+                i_s = i_ev
+                t_s = te
+                if not (te < t_max):
+                    break
+                end = c[_INF]
+                if e + 1 < n_ev:
+                    end = ev_t[b, e + 1]
+                end = min(end, t_max)
+                stop = False
+                while True:
+                    length = end - t_s
+                    if not (length > 0):
+                        break
+                    # bracket (neuron.crossing_bracket)
+                    s_ext = _extremum(v_s, i_s, c)
+                    lo = zero
+                    hi = length
+                    if s_ext < length:
+                        if i_s > v_s:
+                            hi = s_ext
+                        else:
+                            lo = s_ext
+                    if not math.isfinite(hi):
+                        break
+                    if not (_voltage(v_s, i_s, hi, c) >= theta):
+                        break
+                    s = _solve(v_s, i_s, lo, hi, c)
+                    t_k = t_s + s
+                    count += 1
+                    if count > limit:
+                        stop = True
+                        break
+                    if count <= cap:
+                        out_t[b, j, count - 1] = t_k
+                        out_i[b, j, count - 1] = i_s * math.exp(-s / c[_TS])
+                    # reset by subtraction: V = theta - theta = 0; I unchanged
+                    v_s = zero
+                    i_s = i_ev * math.exp(-(t_k - t_ev) / c[_TS])
+                    t_s = t_k
+                if stop:
+                    break
+            counts[b, j] = count
+
+    @njit(parallel=True, cache=True)
+    def _backward_kernel(grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, n_chunks, grad_times, gw_part):
+        batch, n_events = ev_t.shape
+        n_out = weight.shape[0]
+        slots_out = out_t.shape[2]
+        theta = c[_THETA]
+        zero = c[_ZERO]
+        for chunk in prange(n_chunks):
+            b0 = chunk * batch // n_chunks
+            b1 = (chunk + 1) * batch // n_chunks
+            jumps = np.empty_like(out_t[0, 0, :])
+            g_ev = np.empty_like(ev_t[0, :])
+            for b in range(b0, b1):
+                n_ev = 0
+                while n_ev < n_events and math.isfinite(ev_t[b, n_ev]):
+                    n_ev += 1
+                for e in range(n_ev):
+                    g_ev[e] = zero
+                for j in range(n_out):
+                    cnt = 0
+                    while cnt < slots_out and math.isfinite(out_t[b, j, cnt]):
+                        cnt += 1
+                    if cnt == 0:
+                        continue
+                    # jumps J_k: reverse recurrence over the neuron's own spikes
+                    lv_plus = zero
+                    for k in range(cnt - 1, -1, -1):
+                        if k + 1 < cnt:
+                            gap = out_t[b, j, k + 1] - out_t[b, j, k]
+                            lv_plus = (lv_plus + jumps[k + 1]) * math.exp(-gap / c[_TM])
+                        jumps[k] = (theta * lv_plus + grad_out[b, j, k]) / (out_i[b, j, k] - theta)
+                    # adjoint carried backwards through the events; spikes at t_k > t_e only
+                    k = cnt - 1
+                    lv = zero
+                    li = zero
+                    t_c = zero
+                    live = False
+                    for e in range(n_ev - 1, -1, -1):
+                        te = ev_t[b, e]
+                        while k >= 0 and out_t[b, j, k] > te:
+                            tk = out_t[b, j, k]
+                            if live:
+                                u = t_c - tk
+                                dm = math.exp(-u / c[_TM])
+                                li = li * math.exp(-u / c[_TS]) + lv * c[_RATIO] * _psp(u, c)
+                                lv = lv * dm
+                            lv = lv + jumps[k]
+                            t_c = tk
+                            live = True
+                            k -= 1
+                        if not live:
+                            continue
+                        u = t_c - te
+                        li = li * math.exp(-u / c[_TS]) + lv * c[_RATIO] * _psp(u, c)
+                        lv = lv * math.exp(-u / c[_TM])
+                        t_c = te
+                        src = ev_src[b, e]
+                        g_ev[e] += weight[j, src] * (lv - li)
+                        gw_part[chunk, j, src] += -c[_TS] * li
+                for e in range(n_ev):
+                    grad_times[b, ev_pos[b, e]] = g_ev[e]
+
+
+def _require() -> None:
+    if numba is None:
+        raise RuntimeError("the numba engine needs the 'numba' package (pip install numba)")
+
+
+def _np_dtype(dtype: torch.dtype) -> type:
+    if dtype not in _DTYPES:
+        raise ValueError(f"the numba engine supports float32 and float64, got {dtype}")
+    return _DTYPES[dtype]
+
+
+def _to_numpy(x: Tensor, dtype: torch.dtype | None = None) -> np.ndarray:
+    x = x.detach()
+    if dtype is not None:
+        x = x.to(dtype)
+    return np.ascontiguousarray(x.cpu().numpy())
+
+
+# Spike capacity per neuron remembered per layer shape, so that training usually
+# simulates each layer once (a second pass only when a neuron fires more than before).
+_CAPACITY: dict[tuple[int, int], int] = {}
+
+
+def feedforward_forward_numba(
+    times: Tensor,
+    weight: Tensor,
+    p: NeuronParams,
+    t_max: float = math.inf,
+    max_spikes: int | None = None,
+) -> tuple[Tensor, Tensor, EventList]:
+    """Compiled equivalent of :func:`eventprop.feedforward.feedforward_forward`.
+
+    Args:
+        times: ``(batch, in_features, max_in)`` input spike times (data contract).
+        weight: ``(out_features, in_features)``.
+        p: neuron parameters.
+        t_max: no spike is emitted after ``t_max``.
+        max_spikes: optional cap on spikes per neuron; exceeding it raises
+            :class:`~eventprop.feedforward.SpikeLimitError`.
+
+    Returns:
+        ``(out_times, out_current, events)`` exactly as the PyTorch engine: output spike
+        times ``(batch, out_features, max_out)`` (ascending, ``+inf`` padded,
+        ``max_out`` = largest spike count, at least 1), the synaptic current at each
+        spike (0 at padding) and ``sorted_events(times)``. Outputs have ``times``'
+        dtype and device (the computation runs on the CPU).
+    """
+    _require()
+    np_dtype = _np_dtype(times.dtype)
+    batch = times.shape[0]
+    n_out = weight.shape[0]
+    events = sorted_events(times)
+    if events.times.shape[1] == 0 or batch == 0 or n_out == 0:
+        out = torch.full((batch, n_out, 1), math.inf, dtype=times.dtype, device=times.device)
+        return out, torch.zeros_like(out), events
+
+    ev_t = _to_numpy(events.times)
+    ev_src = _to_numpy(events.source)
+    w = _to_numpy(weight, times.dtype)
+    c = _constants(p, np_dtype, t_max)
+    limit = np.int64(max_spikes) if max_spikes is not None else np.int64(np.iinfo(np.int64).max)
+    key = (n_out, weight.shape[1])
+    cap = _CAPACITY.get(key, 4)
+    if max_spikes is not None:
+        cap = min(cap, max_spikes)
+    while True:
+        out_t = np.empty((batch, n_out, cap), dtype=np_dtype)
+        out_i = np.empty((batch, n_out, cap), dtype=np_dtype)
+        counts = np.empty((batch, n_out), dtype=np.int64)
+        _forward_kernel(ev_t, ev_src, w, c, limit, out_t, out_i, counts)
+        most = int(counts.max())
+        if max_spikes is not None and most > max_spikes:
+            raise SpikeLimitError(
+                f"a neuron emitted more than max_spikes={max_spikes} spikes; raise max_spikes "
+                "(or set it to None) - spikes are never dropped silently"
+            )
+        if most <= cap:
+            break
+        cap = most  # some spikes were not stored: simulate again with room for all
+    _CAPACITY[key] = max(cap, _CAPACITY.get(key, 1))
+    max_out = max(most, 1)
+    if max_out < cap:
+        out_t = np.ascontiguousarray(out_t[:, :, :max_out])
+        out_i = np.ascontiguousarray(out_i[:, :, :max_out])
+    out_times = torch.from_numpy(out_t).to(times.device)
+    out_current = torch.from_numpy(out_i).to(times.device)
+    return out_times, out_current, events
+
+
+def feedforward_backward_numba(
+    grad_out: Tensor,
+    weight: Tensor,
+    events: EventList,
+    out_times: Tensor,
+    out_current: Tensor,
+    p: NeuronParams,
+    input_shape: torch.Size,
+) -> tuple[Tensor, Tensor]:
+    """Compiled equivalent of :func:`eventprop.feedforward.feedforward_backward`.
+
+    Args:
+        grad_out: ``dL/d out_times``, ``(batch, out_features, max_out)``; entries at
+            padding are ignored.
+        weight, events, out_times, out_current: as saved by the forward.
+        input_shape: shape of the forward's ``times``.
+
+    Returns:
+        ``(grad_times, grad_weight)`` of shapes ``input_shape`` and ``weight.shape``,
+        in ``out_times``' dtype and device.
+    """
+    _require()
+    dtype = out_times.dtype
+    np_dtype = _np_dtype(dtype)
+    batch, n_in, slots = input_shape
+    n_out = weight.shape[0]
+    device = out_times.device
+    if events.times.shape[1] == 0 or batch == 0 or n_out == 0:
+        grad_times = torch.zeros(tuple(input_shape), dtype=dtype, device=device)
+        return grad_times, torch.zeros(tuple(weight.shape), dtype=dtype, device=device)
+
+    n_chunks = max(1, min(batch, numba.get_num_threads()))
+    grad_times = np.zeros((batch, n_in * slots), dtype=np_dtype)
+    gw_part = np.zeros((n_chunks, n_out, n_in), dtype=np_dtype)
+    _backward_kernel(
+        _to_numpy(grad_out, dtype),
+        _to_numpy(out_times),
+        _to_numpy(out_current, dtype),
+        _to_numpy(weight, dtype),
+        _to_numpy(events.times, dtype),
+        _to_numpy(events.source),
+        _to_numpy(events.position),
+        _constants(p, np_dtype),
+        n_chunks,
+        grad_times,
+        gw_part,
+    )
+    grad_weight = gw_part[0] if n_chunks == 1 else gw_part.sum(axis=0)
+    return (
+        torch.from_numpy(grad_times).reshape(tuple(input_shape)).to(device),
+        torch.from_numpy(np.ascontiguousarray(grad_weight)).to(device),
+    )

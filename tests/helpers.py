@@ -1,0 +1,73 @@
+"""Shared helpers for the tests: random networks and central finite differences."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+F64 = torch.float64
+
+
+def random_inputs(batch: int, n_in: int, slots: int, t_end: float, gen: torch.Generator, p_missing: float = 0.2) -> Tensor:
+    """Random ascending, +inf padded input spike trains ``(batch, n_in, slots)``."""
+    t = torch.rand(batch, n_in, slots, generator=gen, dtype=F64) * t_end
+    drop = torch.rand(batch, n_in, slots, generator=gen, dtype=F64) < p_missing
+    t = torch.where(drop, torch.full_like(t, math.inf), t)
+    return t.sort(dim=-1).values
+
+
+def to_lists(times: Tensor) -> list[list[list[float]]]:
+    """``(batch, neurons, slots)`` tensor to nested lists of finite spike times."""
+    return [[[float(x) for x in row if math.isfinite(x)] for row in sample] for sample in times.tolist()]
+
+
+def spike_weighted_loss(out: Tensor) -> Tensor:
+    """A loss that depends on every output spike: ``sum_k c_k t_k`` with fixed distinct ``c_k``."""
+    c = torch.linspace(0.5, 1.5, out.numel(), dtype=out.dtype).reshape(out.shape)
+    finite = torch.isfinite(out)
+    return (torch.where(finite, out, torch.zeros_like(out)) * c).sum() + (torch.where(finite, out, torch.zeros_like(out)) ** 2).sum() * 0.01
+
+
+def central_differences(
+    loss: Callable[[], Tensor], tensors: Sequence[Tensor], h: float = 1e-6
+) -> list[Tensor]:
+    """Central finite differences of ``loss()`` w.r.t. every finite entry of each tensor.
+
+    Entries are perturbed in place by ``h * max(1, |x|)`` and restored.
+    """
+    grads = []
+    for tensor in tensors:
+        g = torch.zeros_like(tensor)
+        flat = tensor.data.view(-1)
+        for idx in range(flat.numel()):
+            x = flat[idx].item()
+            if not math.isfinite(x):
+                continue
+            step = h * max(1.0, abs(x))
+            flat[idx] = x + step
+            with torch.no_grad():
+                up = loss().item()
+            flat[idx] = x - step
+            with torch.no_grad():
+                down = loss().item()
+            flat[idx] = x
+            g.view(-1)[idx] = (up - down) / (2 * step)
+        grads.append(g)
+    return grads
+
+
+def relative_error(a: Tensor, b: Tensor) -> float:
+    """``max |a - b| / max |b|`` (the worst error relative to the gradient's scale)."""
+    scale = b.abs().max().item()
+    return (a - b).abs().max().item() / max(scale, 1e-300)
+
+
+WORST: dict[str, float] = {}
+
+
+def record(kind: str, value: float) -> None:
+    """Keep the worst error of each kind; conftest prints them at the end of the run."""
+    WORST[kind] = max(WORST.get(kind, 0.0), value)

@@ -1,0 +1,181 @@
+"""The compiled (Numba) feed-forward engine against the PyTorch engine.
+
+Forward spike times and currents must agree to ~1e-12 (float64) / ~1e-5 (float32)
+relative, backward gradients to 1e-10 relative, on random networks covering several
+batch sizes, several spikes per neuron, tau_mem / tau_syn in {4, 1, 0.5}, finite and
+infinite horizons, +inf padded inputs, no input events at all, and max_spikes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import Tensor
+
+pytest.importorskip("numba")
+
+from eventprop._feedforward_numba import (  # noqa: E402
+    feedforward_backward_numba,
+    feedforward_forward_numba,
+    numba_available,
+)
+from eventprop.feedforward import SpikeLimitError, feedforward_backward, feedforward_forward  # noqa: E402
+from eventprop.neuron import NeuronParams  # noqa: E402
+
+TAUS = {"ratio4": (20.0, 5.0), "ratio1": (10.0, 10.0), "ratio0.5": (5.0, 10.0)}
+
+
+def _inputs(batch: int, n_in: int, slots: int, t_end: float, gen: torch.Generator, dtype=torch.float64, p_missing=0.25) -> Tensor:
+    t = torch.rand(batch, n_in, slots, generator=gen, dtype=torch.float64) * t_end
+    drop = torch.rand(batch, n_in, slots, generator=gen, dtype=torch.float64) < p_missing
+    t = torch.where(drop, torch.full_like(t, math.inf), t)
+    # a few coincident events (ties) and events at t = 0
+    t[:, 0, 0] = 0.0
+    if n_in > 2:
+        t[:, 1, 0] = t[:, 2, 0]
+    return t.sort(dim=-1).values.to(dtype)
+
+
+def _network(seed: int, batch: int, n_in: int, n_out: int, slots: int, w_mean: float, w_std: float, dtype=torch.float64):
+    gen = torch.Generator().manual_seed(seed)
+    times = _inputs(batch, n_in, slots, 40.0, gen, dtype)
+    weight = (w_mean + w_std * torch.randn(n_out, n_in, generator=gen, dtype=torch.float64)).to(dtype)
+    return times, weight, gen
+
+
+def _assert_spikes_close(a: Tensor, b: Tensor, rtol: float, atol: float) -> None:
+    assert a.shape == b.shape
+    assert a.dtype == b.dtype
+    fin_a, fin_b = torch.isfinite(a), torch.isfinite(b)
+    assert torch.equal(fin_a, fin_b), "spike counts differ"
+    assert torch.equal(a[~fin_a], b[~fin_b])
+    torch.testing.assert_close(a[fin_a], b[fin_b], rtol=rtol, atol=atol)
+
+
+def _compare(times, weight, p, t_max=math.inf, rtol=1e-12, grad_rtol=1e-10, seed=0, check_grad=True):
+    ref_t, ref_i, ref_ev = feedforward_forward(times, weight, p, t_max)
+    out_t, out_i, ev = feedforward_forward_numba(times, weight, p, t_max)
+    _assert_spikes_close(out_t, ref_t, rtol, rtol)
+    scale = max(ref_i.abs().max().item(), 1.0)
+    torch.testing.assert_close(out_i, ref_i, rtol=rtol, atol=rtol * scale)
+    for x, y in zip((ev.times, ev.source, ev.position), (ref_ev.times, ref_ev.source, ref_ev.position)):
+        assert torch.equal(x, y)
+    if check_grad:
+        gen = torch.Generator().manual_seed(seed + 1)
+        # arbitrary values at padding too: they must be ignored
+        grad_out = torch.randn(ref_t.shape, generator=gen, dtype=torch.float64).to(times.dtype)
+        ref = feedforward_backward(grad_out, weight, ref_ev, ref_t, ref_i, p, times.shape)
+        got = feedforward_backward_numba(grad_out, weight, ref_ev, ref_t, ref_i, p, times.shape)
+        for g, r in zip(got, ref):
+            assert g.shape == r.shape and g.dtype == r.dtype
+            scale = max(r.abs().max().item(), 1e-300)
+            torch.testing.assert_close(g, r, rtol=grad_rtol, atol=grad_rtol * scale)
+    return ref_t
+
+
+def test_available() -> None:
+    assert numba_available()
+
+
+@pytest.mark.parametrize("taus", list(TAUS), ids=list(TAUS))
+@pytest.mark.parametrize("t_max", [math.inf, 25.0], ids=["tinf", "t25"])
+@pytest.mark.parametrize("batch", [1, 5, 16])
+def test_matches_torch_float64(taus: str, t_max: float, batch: int) -> None:
+    tau_mem, tau_syn = TAUS[taus]
+    p = NeuronParams(tau_mem, tau_syn, 1.0)
+    # weights scaled so that neurons fire several times (the charge grows with tau_syn)
+    w_mean = {"ratio4": 0.8, "ratio1": 0.3, "ratio0.5": 0.2}[taus]
+    times, weight, _ = _network(batch * 7 + len(taus), batch, 12, 9, 3, w_mean, 0.6)
+    weight[0] = -weight[0].abs()  # one silent neuron next to active ones
+    out = _compare(times, weight, p, t_max, seed=batch)
+    counts = torch.isfinite(out).sum(-1)
+    assert counts.max() >= 2, "test network should fire several spikes per neuron"
+    assert (counts[:, 0] == 0).all() and (counts[:, 1:] > 0).any()
+
+
+def test_matches_torch_two_layers_yinyang_like() -> None:
+    """Hidden layer with few inputs, output layer with hundreds of events and many spikes."""
+    p = NeuronParams(20.0, 5.0, 1.0)
+    gen = torch.Generator().manual_seed(3)
+    x = torch.rand(8, 2, generator=gen, dtype=torch.float64)
+    times = torch.cat([30 * torch.cat([x, 1 - x], 1), torch.zeros(8, 1, dtype=torch.float64)], 1)[..., None]
+    w1 = 1.5 + 0.78 * torch.randn(200, 5, generator=gen, dtype=torch.float64)
+    w2 = 0.93 + 0.1 * torch.randn(3, 200, generator=gen, dtype=torch.float64)
+    hidden = _compare(times, w1, p)
+    out = _compare(hidden, w2, p, rtol=1e-11)
+    assert torch.isfinite(out).sum(-1).max() >= 5
+
+
+@pytest.mark.parametrize("taus", list(TAUS), ids=list(TAUS))
+def test_matches_torch_float32(taus: str) -> None:
+    tau_mem, tau_syn = TAUS[taus]
+    p = NeuronParams(tau_mem, tau_syn, 1.0)
+    w_mean = {"ratio4": 0.8, "ratio1": 0.3, "ratio0.5": 0.2}[taus]
+    times, weight, _ = _network(11, 6, 12, 9, 2, w_mean, 0.6, dtype=torch.float32)
+    ref_t, ref_i, ref_ev = feedforward_forward(times, weight, p, 30.0)
+    out_t, out_i, _ = feedforward_forward_numba(times, weight, p, 30.0)
+    assert out_t.dtype == torch.float32 and out_i.dtype == torch.float32
+    _assert_spikes_close(out_t, ref_t, 1e-5, 1e-5)
+    torch.testing.assert_close(out_i, ref_i, rtol=1e-5, atol=1e-5 * ref_i.abs().max().item())
+    grad_out = torch.randn(ref_t.shape, generator=torch.Generator().manual_seed(0)).to(torch.float32)
+    ref = feedforward_backward(grad_out, weight, ref_ev, ref_t, ref_i, p, times.shape)
+    got = feedforward_backward_numba(grad_out, weight, ref_ev, ref_t, ref_i, p, times.shape)
+    for g, r in zip(got, ref):
+        assert g.dtype == torch.float32
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4 * r.abs().max().item())
+
+
+def test_padded_and_empty_inputs() -> None:
+    p = NeuronParams(20.0, 5.0, 1.0)
+    times, weight, _ = _network(5, 4, 6, 5, 4, 0.6, 0.5)
+    times[1] = math.inf  # one sample without any input event
+    times[2, :, 2:] = math.inf  # extra padding
+    _compare(times, weight, p)
+    # no input event in the whole batch
+    empty = torch.full((3, 6, 2), math.inf, dtype=torch.float64)
+    out_t, out_i, ev = feedforward_forward_numba(empty, weight, p)
+    assert out_t.shape == (3, 5, 1) and torch.isinf(out_t).all() and (out_i == 0).all()
+    assert ev.times.shape == (3, 0)
+    gt, gw = feedforward_backward_numba(torch.ones_like(out_t), weight, ev, out_t, out_i, p, empty.shape)
+    assert gt.shape == empty.shape and gw.shape == weight.shape
+    assert (gt == 0).all() and (gw == 0).all()
+    # no slots at all
+    none = torch.empty(2, 6, 0, dtype=torch.float64)
+    out_t, _, _ = feedforward_forward_numba(none, weight, p)
+    assert out_t.shape == (2, 5, 1) and torch.isinf(out_t).all()
+
+
+def test_silent_layer_and_inhibition() -> None:
+    p = NeuronParams(10.0, 5.0, 1.0)
+    times, weight, _ = _network(8, 5, 6, 4, 2, -0.5, 0.3)
+    out = _compare(times, weight, p)
+    assert out.shape == (5, 4, 1) and torch.isinf(out).all()
+    # mixed excitation / inhibition: extrema that are minima
+    times, weight, _ = _network(9, 5, 10, 6, 3, 0.1, 1.2)
+    _compare(times, weight, p)
+
+
+def test_max_spikes() -> None:
+    p = NeuronParams(20.0, 5.0, 1.0)
+    times, weight, _ = _network(2, 4, 12, 6, 3, 0.6, 0.4)
+    ref_t, _, _ = feedforward_forward(times, weight, p)
+    most = int(torch.isfinite(ref_t).sum(-1).max())
+    assert most >= 2
+    # exactly enough is fine, one fewer raises (as the torch engine does)
+    out_t, _, _ = feedforward_forward_numba(times, weight, p, max_spikes=most)
+    _assert_spikes_close(out_t, ref_t, 1e-12, 1e-12)
+    with pytest.raises(SpikeLimitError):
+        feedforward_forward(times, weight, p, max_spikes=most - 1)
+    with pytest.raises(SpikeLimitError):
+        feedforward_forward_numba(times, weight, p, max_spikes=most - 1)
+
+
+def test_capacity_grows() -> None:
+    """A layer shape seen first with few spikes, then with many: no spike is dropped."""
+    p = NeuronParams(20.0, 5.0, 1.0)
+    times, weight, _ = _network(4, 3, 7, 3, 2, 0.2, 0.1)
+    _compare(times, weight, p, check_grad=False)
+    out = _compare(times, weight * 12, p, check_grad=False)
+    assert torch.isfinite(out).sum(-1).max() > 4

@@ -1,0 +1,70 @@
+"""Bad input raises ValueError naming the argument and the problem."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from eventprop import LIFLayer, NeuronParams, lif_layer
+
+F64 = torch.float64
+
+
+def _good() -> torch.Tensor:
+    return torch.tensor([[[1.0, math.inf], [2.0, 3.0]]], dtype=F64)
+
+
+def _w() -> torch.Tensor:
+    return torch.ones(3, 2, dtype=F64)
+
+
+@pytest.mark.parametrize(
+    "times,match",
+    [
+        (torch.tensor([[[1.0, math.nan], [2.0, 3.0]]], dtype=F64), "times contains NaN"),
+        (torch.tensor([[[-1.0, 2.0], [2.0, 3.0]]], dtype=F64), "times contains negative"),
+        (torch.tensor([[[3.0, 1.0], [2.0, 3.0]]], dtype=F64), "times must ascend"),
+        (torch.tensor([[[math.inf, 1.0], [2.0, 3.0]]], dtype=F64), "times must ascend"),
+        (torch.tensor([[1.0, 2.0]], dtype=F64), "times must have shape .* rank 2"),
+        (torch.ones(1, 3, 1, dtype=F64), "times has 3 neurons along dim 1, expected 2"),
+        (torch.ones(1, 2, 1, dtype=torch.long), "times must be a floating tensor"),
+        ([[[1.0]]], "times must be a torch.Tensor"),
+    ],
+)
+def test_bad_times(times: object, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        lif_layer(times, _w(), tau_mem=20.0, tau_syn=5.0)  # type: ignore[arg-type]
+    layer = LIFLayer(2, 3, tau_mem=20.0, tau_syn=5.0, dtype=F64)
+    with pytest.raises(ValueError, match=match):
+        layer(times)
+
+
+@pytest.mark.parametrize("name", ["tau_mem", "tau_syn", "threshold"])
+@pytest.mark.parametrize("value", [0.0, -1.0, math.nan, math.inf])
+def test_bad_neuron_parameters(name: str, value: float) -> None:
+    kw = {"tau_mem": 20.0, "tau_syn": 5.0, "threshold": 1.0, name: value}
+    with pytest.raises(ValueError, match=f"{name} must be finite and positive"):
+        lif_layer(_good(), _w(), **kw)
+    with pytest.raises(ValueError, match=name):
+        LIFLayer(2, 3, **kw)
+    with pytest.raises(ValueError, match=name):
+        NeuronParams(**kw)
+
+
+def test_bad_weights_and_options() -> None:
+    with pytest.raises(ValueError, match="weight has dtype torch.float32 but times has dtype torch.float64"):
+        lif_layer(_good(), _w().float(), tau_mem=20.0, tau_syn=5.0)
+    with pytest.raises(ValueError, match="weight contains NaN"):
+        lif_layer(_good(), torch.full((3, 2), math.nan, dtype=F64), tau_mem=20.0, tau_syn=5.0)
+    with pytest.raises(ValueError, match=r"recurrent_weight must have shape \(3, 3\)"):
+        lif_layer(_good(), _w(), torch.zeros(2, 2, dtype=F64), tau_mem=20.0, tau_syn=5.0)
+    with pytest.raises(ValueError, match="t_max must be a positive number"):
+        lif_layer(_good(), _w(), tau_mem=20.0, tau_syn=5.0, t_max=-1.0)
+    with pytest.raises(ValueError, match="max_spikes must be a positive int"):
+        lif_layer(_good(), _w(), tau_mem=20.0, tau_syn=5.0, max_spikes=0)
+    with pytest.raises(ValueError, match="in_features must be a positive int"):
+        LIFLayer(0, 3, tau_mem=20.0, tau_syn=5.0)
+    with pytest.raises(ValueError, match="out_features must be a positive int"):
+        LIFLayer(2, 2.5, tau_mem=20.0, tau_syn=5.0)  # type: ignore[arg-type]
