@@ -29,25 +29,30 @@ def _reference(times, weight, rec=None, **kw):
     return [simulate(sample, weight.tolist(), w_rec=None if rec is None else rec.tolist(), **kw) for sample in to_lists(times)]
 
 
+ENGINES = ["torch", "numba"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("tau_mem,tau_syn", TAUS)
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_feedforward_matches_reference(tau_mem: float, tau_syn: float, seed: int) -> None:
+def test_feedforward_matches_reference(tau_mem: float, tau_syn: float, seed: int, engine: str) -> None:
     gen = torch.Generator().manual_seed(seed)
     times = random_inputs(4, 7, 3, 30.0, gen)
     weight = (torch.rand(5, 7, generator=gen, dtype=F64) * 2.0 - 0.3) * 1.5
-    out = lif_layer(times, weight, tau_mem=tau_mem, tau_syn=tau_syn)
+    out = lif_layer(times, weight, tau_mem=tau_mem, tau_syn=tau_syn, engine=engine)
     expected = _reference(times, weight, tau_mem=tau_mem, tau_syn=tau_syn)
     assert sum(len(n) for s in expected for n in s) > 10  # the case is not trivial
     _compare(out, expected)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("tau_mem,tau_syn", TAUS[:3])
-def test_multispike_regime(tau_mem: float, tau_syn: float) -> None:
+def test_multispike_regime(tau_mem: float, tau_syn: float, engine: str) -> None:
     """Strong drive: many spikes per neuron, several inside one inter-event interval."""
     gen = torch.Generator().manual_seed(5)
     times = random_inputs(3, 4, 2, 10.0, gen, p_missing=0.0)
     weight = torch.rand(3, 4, generator=gen, dtype=F64) * 6 + 2
-    out = lif_layer(times, weight, tau_mem=tau_mem, tau_syn=tau_syn)
+    out = lif_layer(times, weight, tau_mem=tau_mem, tau_syn=tau_syn, engine=engine)
     assert out.shape[-1] >= 5
     _compare(out, _reference(times, weight, tau_mem=tau_mem, tau_syn=tau_syn))
 
@@ -80,15 +85,15 @@ def test_recurrent_engine_equals_feedforward_engine_without_recurrence() -> None
     assert (ff[finite] - rec[finite]).abs().max() < 1e-12
 
 
-@pytest.mark.parametrize("recurrent", [False, True])
-def test_t_max_horizon(recurrent: bool) -> None:
+@pytest.mark.parametrize("recurrent,engine", [(False, "torch"), (False, "numba"), (True, "torch")])
+def test_t_max_horizon(recurrent: bool, engine: str) -> None:
     gen = torch.Generator().manual_seed(4)
     times = random_inputs(3, 5, 3, 30.0, gen)
     weight = torch.rand(4, 5, generator=gen, dtype=F64) * 3.0
     rec = torch.zeros(4, 4, dtype=F64) if recurrent else None
-    full = lif_layer(times, weight, rec, tau_mem=20.0, tau_syn=5.0)
+    full = lif_layer(times, weight, rec, tau_mem=20.0, tau_syn=5.0, engine=engine)
     t_max = float(full[torch.isfinite(full)].median())
-    cut = lif_layer(times, weight, rec, tau_mem=20.0, tau_syn=5.0, t_max=t_max)
+    cut = lif_layer(times, weight, rec, tau_mem=20.0, tau_syn=5.0, t_max=t_max, engine=engine)
     _compare(cut, _reference(times, weight, tau_mem=20.0, tau_syn=5.0, t_max=t_max))
     assert (cut[torch.isfinite(cut)] <= t_max).all()
     assert torch.isfinite(cut).sum() < torch.isfinite(full).sum()
@@ -131,22 +136,23 @@ def test_no_input_spikes_gives_one_silent_column() -> None:
     assert rec.shape == (2, 4, 1) and torch.isinf(rec).all()
 
 
-@pytest.mark.parametrize("recurrent", [False, True])
-def test_max_spikes_raises_instead_of_truncating(recurrent: bool) -> None:
+@pytest.mark.parametrize("recurrent,engine", [(False, "torch"), (False, "numba"), (True, "torch")])
+def test_max_spikes_raises_instead_of_truncating(recurrent: bool, engine: str) -> None:
     times = torch.tensor([[[0.0]]], dtype=F64)
     rec = torch.zeros(1, 1, dtype=F64) if recurrent else None
-    out = lif_layer(times, torch.tensor([[40.0]], dtype=F64), rec, tau_mem=20.0, tau_syn=5.0)
+    out = lif_layer(times, torch.tensor([[40.0]], dtype=F64), rec, tau_mem=20.0, tau_syn=5.0, engine=engine)
     assert out.shape[-1] > 3
     with pytest.raises(SpikeLimitError, match="max_spikes=3"):
-        lif_layer(times, torch.tensor([[40.0]], dtype=F64), rec, tau_mem=20.0, tau_syn=5.0, max_spikes=3)
+        lif_layer(times, torch.tensor([[40.0]], dtype=F64), rec, tau_mem=20.0, tau_syn=5.0, max_spikes=3, engine=engine)
 
 
-def test_float32_agrees_with_float64() -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_float32_agrees_with_float64(engine: str) -> None:
     gen = torch.Generator().manual_seed(8)
     times = random_inputs(8, 5, 2, 30.0, gen)
     weight = torch.rand(10, 5, generator=gen, dtype=F64) * 2.0
-    out64 = lif_layer(times, weight, tau_mem=20.0, tau_syn=5.0)
-    out32 = lif_layer(times.float(), weight.float(), tau_mem=20.0, tau_syn=5.0)
+    out64 = lif_layer(times, weight, tau_mem=20.0, tau_syn=5.0, engine=engine)
+    out32 = lif_layer(times.float(), weight.float(), tau_mem=20.0, tau_syn=5.0, engine=engine)
     assert out32.dtype == torch.float32
     assert torch.equal(torch.isfinite(out32), torch.isfinite(out64))
     finite = torch.isfinite(out64)

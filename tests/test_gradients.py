@@ -35,22 +35,29 @@ def _layer(n_in: int, n_out: int, mean: float, std: float, tau_mem: float = 20.0
     return LIFLayer(n_in, n_out, tau_mem=tau_mem, tau_syn=tau_syn, init_mean=mean, init_std=std, dtype=F64, **kw)
 
 
+@pytest.mark.parametrize("engine", ["numba", "torch"])
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("tau_mem,tau_syn,scale", [(20.0, 5.0, 1.0), (10.0, 10.0, 0.45), (5.0, 8.0, 0.35)])
-def test_two_layer_network(seed: int, tau_mem: float, tau_syn: float, scale: float) -> None:
+def test_two_layer_network(seed: int, tau_mem: float, tau_syn: float, scale: float, engine: str) -> None:
     """``scale`` compensates the PSP peak of each time-constant pair (0.16, 0.37, 0.46)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = nn.Sequential(
-        _layer(5, 8, 1.2 * scale, 0.8 * scale, tau_mem, tau_syn), _layer(8, 3, 1.0 * scale, 0.6 * scale, tau_mem, tau_syn)
+        _layer(5, 8, 1.2 * scale, 0.8 * scale, tau_mem, tau_syn, engine=engine),
+        _layer(8, 3, 1.0 * scale, 0.6 * scale, tau_mem, tau_syn, engine=engine),
     )
     _check(model, random_inputs(2, 5, 2, 20.0, gen))
 
 
-def test_three_layer_network() -> None:
+@pytest.mark.parametrize("engine", ["numba", "torch"])
+def test_three_layer_network(engine: str) -> None:
     torch.manual_seed(3)
     gen = torch.Generator().manual_seed(3)
-    model = nn.Sequential(_layer(4, 6, 1.5, 0.7), _layer(6, 5, 1.4, 0.6, 15.0, 5.0), _layer(5, 2, 1.6, 0.5, 10.0, 4.0))
+    model = nn.Sequential(
+        _layer(4, 6, 1.5, 0.7, engine=engine),
+        _layer(6, 5, 1.4, 0.6, 15.0, 5.0, engine=engine),
+        _layer(5, 2, 1.6, 0.5, 10.0, 4.0, engine=engine),
+    )
     _check(model, random_inputs(2, 4, 2, 15.0, gen))
 
 
@@ -64,11 +71,12 @@ def test_recurrent_network(seed: int) -> None:
     assert "0.recurrent_weight" in errors
 
 
-def test_multi_spike_regime() -> None:
+@pytest.mark.parametrize("engine", ["numba", "torch"])
+def test_multi_spike_regime(engine: str) -> None:
     """Several spikes per neuron; the loss weighs every spike, not only the first."""
     torch.manual_seed(7)
     gen = torch.Generator().manual_seed(7)
-    model = nn.Sequential(_layer(3, 4, 3.0, 1.0), _layer(4, 2, 1.5, 0.5))
+    model = nn.Sequential(_layer(3, 4, 3.0, 1.0, engine=engine), _layer(4, 2, 1.5, 0.5, engine=engine))
     times = random_inputs(2, 3, 3, 10.0, gen, p_missing=0.0)
     out = model(times)
     assert (torch.isfinite(out).sum(-1) >= 3).any(), "want several spikes per output neuron"
@@ -92,10 +100,11 @@ def _finite_outputs(fn):
     return wrapped
 
 
-def test_torch_gradcheck_feedforward() -> None:
+@pytest.mark.parametrize("engine", ["numba", "torch"])
+def test_torch_gradcheck_feedforward(engine: str) -> None:
     times = torch.tensor([[[1.0, 4.0], [2.0, 7.0], [0.5, 3.0]]], dtype=F64, requires_grad=True)
     weight = torch.tensor([[2.0, 1.5, 1.0], [1.2, 2.5, 0.8]], dtype=F64, requires_grad=True)
-    fn = _finite_outputs(lambda t, w: lif_layer(t, w, tau_mem=10.0, tau_syn=5.0))
+    fn = _finite_outputs(lambda t, w: lif_layer(t, w, tau_mem=10.0, tau_syn=5.0, engine=engine))
     assert torch.isfinite(lif_layer(times, weight, tau_mem=10.0, tau_syn=5.0)).sum() >= 3
     assert torch.autograd.gradcheck(fn, (times, weight), eps=1e-6, atol=1e-7, rtol=1e-6)
 

@@ -51,7 +51,8 @@ __all__ = ["numba_available", "feedforward_forward_numba", "feedforward_backward
 _DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 # Indices into the constants array ``c`` passed to the kernels (all of the data dtype).
-_TM, _TS, _THETA, _TSLOW, _GAP, _EXT, _RATIO, _FTOL, _TTOL, _MINTAU, _HALF, _ONE, _ZERO, _TMAX, _INF = range(15)
+(_TM, _TS, _THETA, _TSLOW, _GAP, _EXT, _RATIO, _FTOL, _TTOL, _MINTAU, _HALF, _ONE, _ZERO, _TMAX, _INF, _KMAX,
+ _MARGIN, _SPEAK) = range(18)
 
 
 def numba_available() -> bool:
@@ -61,7 +62,7 @@ def numba_available() -> bool:
 
 def _constants(p: NeuronParams, np_dtype: type, t_max: float = math.inf) -> np.ndarray:
     eps = float(np.finfo(np_dtype).eps)
-    values = [0.0] * 15
+    values = [0.0] * 18
     values[_TM] = p.tau_mem
     values[_TS] = p.tau_syn
     values[_THETA] = p.threshold
@@ -77,6 +78,17 @@ def _constants(p: NeuronParams, np_dtype: type, t_max: float = math.inf) -> np.n
     values[_ZERO] = 0.0
     values[_TMAX] = float(t_max)
     values[_INF] = math.inf
+    # Upper bound of K (its maximum, enlarged a little), the time of that maximum
+    # (shrunk a little) and a relative rounding margin: on [0, L],
+    # V <= max(v0, 0) + max(i0, 0) K(min(L, s_peak)) rules out most intervals cheaply.
+    ext = values[_EXT]
+    s_peak = p.tau_syn * (math.log1p(ext) / ext if ext != 0 else 1.0)
+    k_peak = (s_peak / p.tau_mem) * math.exp(-s_peak / p.tau_slow) * (
+        math.expm1(-s_peak * p.rate_gap) / (-s_peak * p.rate_gap) if p.rate_gap * s_peak != 0 else 1.0
+    )
+    values[_KMAX] = k_peak * (1 + 1e-6)
+    values[_MARGIN] = 64 * eps
+    values[_SPEAK] = s_peak * (1 - 1e-6)  # K increases on [0, s_peak]
     return np.array(values, dtype=np_dtype)
 
 
@@ -90,13 +102,21 @@ if numba is not None:
         return math.expm1(x) / x
 
     @njit(cache=True)
-    def _psp(s, c):
-        # K(s) = (s / tau_mem) exp(-s / tau_slow) phi(-s |1/tau_syn - 1/tau_mem|)
-        return (s / c[_TM]) * math.exp(-s / c[_TSLOW]) * _phi(-s * c[_GAP], c)
+    def _flow(s, c):
+        # (exp(-s/tau_mem), exp(-s/tau_syn), K(s)) with
+        # K(s) = (s / tau_mem) exp(-s / tau_slow) phi(-s |1/tau_syn - 1/tau_mem|);
+        # exp(-s/tau_slow) is shared (bitwise the same value) with the other two.
+        e_slow = math.exp(-s / c[_TSLOW])
+        e_mem = e_slow if c[_TM] == c[_TSLOW] else math.exp(-s / c[_TM])
+        e_syn = e_slow if c[_TS] == c[_TSLOW] else math.exp(-s / c[_TS])
+        return e_mem, e_syn, (s / c[_TM]) * e_slow * _phi(-s * c[_GAP], c)
 
     @njit(cache=True)
     def _voltage(v0, i0, s, c):
-        return v0 * math.exp(-s / c[_TM]) + i0 * _psp(s, c)
+        # V(s) = v0 exp(-s/tau_mem) + i0 K(s)
+        e_slow = math.exp(-s / c[_TSLOW])
+        e_mem = e_slow if c[_TM] == c[_TSLOW] else math.exp(-s / c[_TM])
+        return v0 * e_mem + i0 * ((s / c[_TM]) * e_slow * _phi(-s * c[_GAP], c))
 
     @njit(cache=True)
     def _extremum(v0, i0, c):
@@ -120,7 +140,8 @@ if numba is not None:
         f_tol = c[_FTOL] * (theta + abs(v0) + abs(i0))
         t_tol = c[_TTOL] * (abs(x) + c[_MINTAU])
         for _ in range(100):
-            v = _voltage(v0, i0, x, c)
+            e_mem, e_syn, k = _flow(x, c)
+            v = v0 * e_mem + i0 * k
             f = v - theta
             if abs(f) <= f_tol:
                 return x
@@ -128,7 +149,7 @@ if numba is not None:
                 lo = x
             else:
                 hi = x
-            slope = (i0 * math.exp(-x / c[_TS]) - v) / c[_TM]
+            slope = (i0 * e_syn - v) / c[_TM]
             x_new = c[_HALF] * (lo + hi)
             if slope > 0:
                 newton = x - f / slope
@@ -140,141 +161,190 @@ if numba is not None:
                 return x
         return x
 
-    @njit(parallel=True, cache=True)
-    def _forward_kernel(ev_t, ev_src, weight, c, limit, out_t, out_i, counts):
-        batch, n_events = ev_t.shape
-        n_out = weight.shape[0]
+    @njit(cache=True)
+    def _forward_pair(b, j, ev_t, ev_src, weight, c, limit, out_t, out_i, counts):
+        # Simulate neuron j of batch element b (serial; the parallel loop is outside).
+        # Same decisions as neuron.crossing_bracket, ordered so that the common case
+        # (no crossing) costs one flow evaluation per interval, reused as the state at
+        # the next event.
+        n_events = ev_t.shape[1]
         cap = out_t.shape[2]
         theta = c[_THETA]
         t_max = c[_TMAX]
         zero = c[_ZERO]
-        for pair in prange(batch * n_out):
-            b = pair // n_out
-            j = pair - b * n_out
-            for k in range(cap):
-                out_t[b, j, k] = c[_INF]
-                out_i[b, j, k] = zero
-            n_ev = 0
-            while n_ev < n_events and math.isfinite(ev_t[b, n_ev]):
-                n_ev += 1
-            count = 0
-            # V state (v_s, i_s) at time t_s; current right after the previous event.
-            v_s = zero
-            i_s = zero
-            t_s = zero
-            i_ev = zero
-            t_ev = zero
-            for e in range(n_ev):
-                te = ev_t[b, e]
-                if e > 0:
-                    v_s = _voltage(v_s, i_s, te - t_s, c)
-                    i_ev = i_ev * math.exp(-(te - t_ev) / c[_TS])
-                i_ev = i_ev + weight[j, ev_src[b, e]]
-                t_ev = te
-                i_s = i_ev
-                t_s = te
-                if not (te < t_max):
+        for k in range(cap):
+            out_t[b, j, k] = c[_INF]
+            out_i[b, j, k] = zero
+        n_ev = 0
+        while n_ev < n_events and math.isfinite(ev_t[b, n_ev]):
+            n_ev += 1
+        count = 0
+        # (v_s, i_s): state at time t_s; i_ev: current right after the last event t_ev
+        v_s = zero
+        i_s = zero
+        t_s = zero
+        i_ev = zero
+        t_ev = zero
+        for e in range(n_ev):
+            te = ev_t[b, e]
+            if e > 0 and te != t_s:
+                e_mem, e_syn, k = _flow(te - t_s, c)
+                v_s = v_s * e_mem + i_s * k
+                if t_s == t_ev:
+                    i_s = i_s * e_syn
+                else:
+                    i_s = i_ev * math.exp(-(te - t_ev) / c[_TS])
+            i_ev = i_s + weight[j, ev_src[b, e]]
+            t_ev = te
+            i_s = i_ev
+            t_s = te
+            if not (te < t_max):
+                break
+            end = c[_INF]
+            if e + 1 < n_ev:
+                end = ev_t[b, e + 1]
+            end = min(end, t_max)
+            stop = False
+            while True:
+                length = end - t_s
+                if not (length > 0):
                     break
-                end = c[_INF]
-                if e + 1 < n_ev:
-                    end = ev_t[b, e + 1]
-                end = min(end, t_max)
-                stop = False
-                while True:
-                    length = end - t_s
-                    if not (length > 0):
-                        break
-                    # bracket (neuron.crossing_bracket)
-                    s_ext = _extremum(v_s, i_s, c)
-                    lo = zero
-                    hi = length
-                    if s_ext < length:
-                        if i_s > v_s:
+                rising = i_s > v_s
+                lo = zero
+                hi = length
+                crosses = False
+                if math.isfinite(length):
+                    e_mem, e_syn, k = _flow(length, c)
+                    v_end = v_s * e_mem + i_s * k
+                    i_end = i_s * e_syn
+                    k_bound = k if length <= c[_SPEAK] else c[_KMAX]
+                else:
+                    k_bound = c[_KMAX]
+                # can V reach theta at all? max V <= max(v0, 0) + max(i0, 0) max K
+                bound = max(v_s, zero) + max(i_s, zero) * k_bound
+                bounded = bound + c[_MARGIN] * (theta + abs(v_s) + abs(i_s) * k_bound) >= theta
+                if math.isfinite(length):
+                    if v_end >= theta:
+                        s_ext = _extremum(v_s, i_s, c)
+                        crosses = True
+                        if s_ext < length:
+                            if rising:  # maximum inside: crossing before it
+                                hi = s_ext
+                                crosses = _voltage(v_s, i_s, s_ext, c) >= theta
+                            else:  # minimum inside: crossing after it
+                                lo = s_ext
+                    elif rising and not (i_end > v_end) and bounded:
+                        # maximum inside the interval (V rises at start, not at the end)
+                        s_ext = _extremum(v_s, i_s, c)
+                        if s_ext < length:
                             hi = s_ext
-                        else:
-                            lo = s_ext
-                    if not math.isfinite(hi):
+                            crosses = _voltage(v_s, i_s, s_ext, c) >= theta
+                    if not crosses:
+                        # carry the state to the end of the interval (the next event)
+                        v_s = v_end
+                        i_s = i_end
+                        t_s = end
                         break
-                    if not (_voltage(v_s, i_s, hi, c) >= theta):
+                else:
+                    # open-ended: V -> 0, so only a maximum can cross
+                    if not (rising and bounded):
                         break
-                    s = _solve(v_s, i_s, lo, hi, c)
-                    t_k = t_s + s
-                    count += 1
-                    if count > limit:
-                        stop = True
+                    s_ext = _extremum(v_s, i_s, c)
+                    if not math.isfinite(s_ext):
                         break
-                    if count <= cap:
-                        out_t[b, j, count - 1] = t_k
-                        out_i[b, j, count - 1] = i_s * math.exp(-s / c[_TS])
-                    # reset by subtraction: V = theta - theta = 0; I unchanged
-                    v_s = zero
-                    i_s = i_ev * math.exp(-(t_k - t_ev) / c[_TS])
-                    t_s = t_k
-                if stop:
+                    if not (_voltage(v_s, i_s, s_ext, c) >= theta):
+                        break
+                    hi = s_ext
+                s = _solve(v_s, i_s, lo, hi, c)
+                t_k = t_s + s
+                count += 1
+                if count > limit:
+                    stop = True
                     break
-            counts[b, j] = count
+                if count <= cap:
+                    out_t[b, j, count - 1] = t_k
+                    out_i[b, j, count - 1] = i_s * math.exp(-s / c[_TS])
+                # reset by subtraction: V = theta - theta = 0; I unchanged
+                v_s = zero
+                i_s = i_ev * math.exp(-(t_k - t_ev) / c[_TS])
+                t_s = t_k
+            if stop:
+                break
+        counts[b, j] = count
 
     @njit(parallel=True, cache=True)
-    def _backward_kernel(grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, n_chunks, grad_times, gw_part):
-        batch, n_events = ev_t.shape
+    def _forward_kernel(ev_t, ev_src, weight, c, limit, out_t, out_i, counts):
+        n_out = weight.shape[0]
+        for pair in prange(ev_t.shape[0] * n_out):
+            b = pair // n_out
+            _forward_pair(b, pair - b * n_out, ev_t, ev_src, weight, c, limit, out_t, out_i, counts)
+
+    @njit(cache=True)
+    def _backward_chunk(chunk, b0, b1, grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, grad_times, gw_part):
+        # batch elements b0 <= b < b1 (serial); dL/dW goes to the chunk's partial sum
+        n_events = ev_t.shape[1]
         n_out = weight.shape[0]
         slots_out = out_t.shape[2]
         theta = c[_THETA]
         zero = c[_ZERO]
+        jumps = np.empty_like(out_t[0, 0, :])
+        g_ev = np.empty_like(ev_t[0, :])
+        for b in range(b0, b1):
+            n_ev = 0
+            while n_ev < n_events and math.isfinite(ev_t[b, n_ev]):
+                n_ev += 1
+            for e in range(n_ev):
+                g_ev[e] = zero
+            for j in range(n_out):
+                cnt = 0
+                while cnt < slots_out and math.isfinite(out_t[b, j, cnt]):
+                    cnt += 1
+                if cnt == 0:
+                    continue
+                # jumps J_k: reverse recurrence over the neuron's own spikes
+                lv_plus = zero
+                for k in range(cnt - 1, -1, -1):
+                    if k + 1 < cnt:
+                        gap = out_t[b, j, k + 1] - out_t[b, j, k]
+                        lv_plus = (lv_plus + jumps[k + 1]) * math.exp(-gap / c[_TM])
+                    jumps[k] = (theta * lv_plus + grad_out[b, j, k]) / (out_i[b, j, k] - theta)
+                # adjoint carried backwards through the events; spikes at t_k > t_e only
+                k = cnt - 1
+                lv = zero
+                li = zero
+                t_c = zero
+                live = False
+                for e in range(n_ev - 1, -1, -1):
+                    te = ev_t[b, e]
+                    while k >= 0 and out_t[b, j, k] > te:
+                        tk = out_t[b, j, k]
+                        if live:
+                            e_mem, e_syn, k_u = _flow(t_c - tk, c)
+                            li = li * e_syn + lv * c[_RATIO] * k_u
+                            lv = lv * e_mem
+                        lv = lv + jumps[k]
+                        t_c = tk
+                        live = True
+                        k -= 1
+                    if not live:
+                        continue
+                    e_mem, e_syn, k_u = _flow(t_c - te, c)
+                    li = li * e_syn + lv * c[_RATIO] * k_u
+                    lv = lv * e_mem
+                    t_c = te
+                    src = ev_src[b, e]
+                    g_ev[e] += weight[j, src] * (lv - li)
+                    gw_part[chunk, j, src] += -c[_TS] * li
+            for e in range(n_ev):
+                grad_times[b, ev_pos[b, e]] = g_ev[e]
+
+    @njit(parallel=True, cache=True)
+    def _backward_kernel(grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, n_chunks, grad_times, gw_part):
+        batch = ev_t.shape[0]
         for chunk in prange(n_chunks):
             b0 = chunk * batch // n_chunks
             b1 = (chunk + 1) * batch // n_chunks
-            jumps = np.empty_like(out_t[0, 0, :])
-            g_ev = np.empty_like(ev_t[0, :])
-            for b in range(b0, b1):
-                n_ev = 0
-                while n_ev < n_events and math.isfinite(ev_t[b, n_ev]):
-                    n_ev += 1
-                for e in range(n_ev):
-                    g_ev[e] = zero
-                for j in range(n_out):
-                    cnt = 0
-                    while cnt < slots_out and math.isfinite(out_t[b, j, cnt]):
-                        cnt += 1
-                    if cnt == 0:
-                        continue
-                    # jumps J_k: reverse recurrence over the neuron's own spikes
-                    lv_plus = zero
-                    for k in range(cnt - 1, -1, -1):
-                        if k + 1 < cnt:
-                            gap = out_t[b, j, k + 1] - out_t[b, j, k]
-                            lv_plus = (lv_plus + jumps[k + 1]) * math.exp(-gap / c[_TM])
-                        jumps[k] = (theta * lv_plus + grad_out[b, j, k]) / (out_i[b, j, k] - theta)
-                    # adjoint carried backwards through the events; spikes at t_k > t_e only
-                    k = cnt - 1
-                    lv = zero
-                    li = zero
-                    t_c = zero
-                    live = False
-                    for e in range(n_ev - 1, -1, -1):
-                        te = ev_t[b, e]
-                        while k >= 0 and out_t[b, j, k] > te:
-                            tk = out_t[b, j, k]
-                            if live:
-                                u = t_c - tk
-                                dm = math.exp(-u / c[_TM])
-                                li = li * math.exp(-u / c[_TS]) + lv * c[_RATIO] * _psp(u, c)
-                                lv = lv * dm
-                            lv = lv + jumps[k]
-                            t_c = tk
-                            live = True
-                            k -= 1
-                        if not live:
-                            continue
-                        u = t_c - te
-                        li = li * math.exp(-u / c[_TS]) + lv * c[_RATIO] * _psp(u, c)
-                        lv = lv * math.exp(-u / c[_TM])
-                        t_c = te
-                        src = ev_src[b, e]
-                        g_ev[e] += weight[j, src] * (lv - li)
-                        gw_part[chunk, j, src] += -c[_TS] * li
-                for e in range(n_ev):
-                    grad_times[b, ev_pos[b, e]] = g_ev[e]
+            _backward_chunk(chunk, b0, b1, grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, grad_times, gw_part)
 
 
 def _require() -> None:
@@ -296,7 +366,8 @@ def _to_numpy(x: Tensor, dtype: torch.dtype | None = None) -> np.ndarray:
 
 
 # Spike capacity per neuron remembered per layer shape, so that training usually
-# simulates each layer once (a second pass only when a neuron fires more than before).
+# simulates each layer once (a second pass only when a neuron fires clearly more than
+# in the previous batch).
 _CAPACITY: dict[tuple[int, int], int] = {}
 
 
@@ -356,7 +427,7 @@ def feedforward_forward_numba(
         if most <= cap:
             break
         cap = most  # some spikes were not stored: simulate again with room for all
-    _CAPACITY[key] = max(cap, _CAPACITY.get(key, 1))
+    _CAPACITY[key] = max(4, most + most // 4 + 1)  # follows the latest batch, with slack
     max_out = max(most, 1)
     if max_out < cap:
         out_t = np.ascontiguousarray(out_t[:, :, :max_out])

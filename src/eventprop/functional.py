@@ -16,21 +16,41 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from ._feedforward_numba import feedforward_backward_numba, feedforward_forward_numba, numba_available
 from .feedforward import feedforward_backward, feedforward_forward
 from .neuron import NeuronParams
 from .recurrent import RecurrentTape, recurrent_backward, recurrent_forward
 from .spikes import EventList, validate_spike_times
 
-__all__ = ["lif_layer", "validate_options"]
+__all__ = ["lif_layer", "validate_options", "ENGINES"]
+
+ENGINES = ("auto", "torch", "numba")
+
+
+def _use_numba(engine: str, times: Tensor) -> bool:
+    """``auto``: the compiled kernel for CPU tensors when numba is installed, else PyTorch."""
+    if engine == "torch":
+        return False
+    if engine == "numba":
+        if not numba_available():
+            raise ValueError("engine='numba' needs the numba package (pip install numba)")
+        if times.device.type != "cpu":
+            raise ValueError(f"engine='numba' runs on CPU tensors only, times is on {times.device}")
+        return True
+    return numba_available() and times.device.type == "cpu"
 
 
 class _FeedForwardLIF(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, times: Tensor, weight: Tensor, p: NeuronParams, t_max: float, max_spikes: int | None) -> Tensor:
-        out_times, out_current, events = feedforward_forward(times, weight, p, t_max, max_spikes)
+    def forward(
+        ctx: Any, times: Tensor, weight: Tensor, p: NeuronParams, t_max: float, max_spikes: int | None, compiled: bool
+    ) -> Tensor:
+        simulate = feedforward_forward_numba if compiled else feedforward_forward
+        out_times, out_current, events = simulate(times, weight, p, t_max, max_spikes)
         ctx.save_for_backward(weight, events.times, events.source, events.position, out_times, out_current)
         ctx.p = p
         ctx.input_shape = times.shape
+        ctx.compiled = compiled
         return out_times
 
     @staticmethod
@@ -38,12 +58,14 @@ class _FeedForwardLIF(torch.autograd.Function):
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         weight, ev_times, ev_source, ev_position, out_times, out_current = ctx.saved_tensors
         events = EventList(ev_times, ev_source, ev_position)
-        grad_times, grad_weight = feedforward_backward(
+        adjoint = feedforward_backward_numba if ctx.compiled else feedforward_backward
+        grad_times, grad_weight = adjoint(
             grad_out, weight, events, out_times, out_current, ctx.p, ctx.input_shape
         )
         return (
             grad_times if ctx.needs_input_grad[0] else None,
             grad_weight if ctx.needs_input_grad[1] else None,
+            None,
             None,
             None,
             None,
@@ -116,6 +138,7 @@ def lif_layer(
     threshold: float = 1.0,
     t_max: float = math.inf,
     max_spikes: int | None = None,
+    engine: str = "auto",
 ) -> Tensor:
     r"""Output spike times of a layer of LIF neurons, differentiable by EventProp.
 
@@ -135,12 +158,18 @@ def lif_layer(
         t_max: horizon: no spike is emitted after it.
         max_spikes: optional cap on spikes per neuron; exceeding it raises
             :class:`~eventprop.feedforward.SpikeLimitError`, nothing is truncated.
+        engine: feed-forward layers only: ``"torch"`` (vectorised PyTorch, any
+            device), ``"numba"`` (compiled CPU kernel, same results) or ``"auto"``
+            (numba for CPU tensors when it is installed). Recurrent layers always
+            use the PyTorch event loop.
 
     Returns:
         ``(batch, out_features, max_out)`` output spike times, ``max_out >= 1``.
     """
     p = NeuronParams(tau_mem, tau_syn, threshold)
     validate_options(t_max, max_spikes)
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if not isinstance(weight, Tensor) or weight.dim() != 2:
         raise ValueError("weight must be a 2-d tensor of shape (out_features, in_features)")
     validate_spike_times(times, weight.shape[1])
@@ -148,7 +177,7 @@ def lif_layer(
     _check_weight(weight, "weight", (n_out, weight.shape[1]), times)
     t_max = float(t_max)
     if recurrent_weight is None:
-        return _FeedForwardLIF.apply(times, weight, p, t_max, max_spikes)
+        return _FeedForwardLIF.apply(times, weight, p, t_max, max_spikes, _use_numba(engine, times))
     _check_weight(recurrent_weight, "recurrent_weight", (n_out, n_out), times)
     off_diagonal = 1 - torch.eye(n_out, dtype=times.dtype, device=times.device)
     return _RecurrentLIF.apply(times, weight, recurrent_weight * off_diagonal, p, t_max, max_spikes)

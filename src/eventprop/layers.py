@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .functional import lif_layer, validate_options
+from .functional import ENGINES, lif_layer, validate_options
 from .neuron import NeuronParams
 
 __all__ = ["LIFLayer"]
@@ -29,6 +29,8 @@ class LIFLayer(nn.Module):
             diagonal is zero and stays zero (it is masked out, so it gets no gradient).
         t_max: horizon after which no spike is emitted (default: none).
         max_spikes: optional per-neuron cap that raises when exceeded.
+        engine: ``"auto"``, ``"torch"`` or ``"numba"`` (see
+            :func:`eventprop.functional.lif_layer`).
         init_mean, init_std: the weights are drawn from ``N(init_mean, init_std^2)``;
             default ``init_std`` is ``threshold / sqrt(in_features)``.
         recurrent_init_mean, recurrent_init_std: the same for ``recurrent_weight``
@@ -47,6 +49,7 @@ class LIFLayer(nn.Module):
         recurrent: bool = False,
         t_max: float = math.inf,
         max_spikes: int | None = None,
+        engine: str = "auto",
         init_mean: float = 0.0,
         init_std: float | None = None,
         recurrent_init_mean: float = 0.0,
@@ -64,6 +67,9 @@ class LIFLayer(nn.Module):
         self.out_features = out_features
         self.t_max = float(t_max)
         self.max_spikes = max_spikes
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        self.engine = engine
         factory = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(out_features, in_features, **factory))
         self.recurrent_weight = (
@@ -102,6 +108,7 @@ class LIFLayer(nn.Module):
             threshold=p.threshold,
             t_max=self.t_max,
             max_spikes=self.max_spikes,
+            engine=self.engine,
         )
 
     def extra_repr(self) -> str:

@@ -1,0 +1,101 @@
+r"""Losses and metrics on first-spike times.
+
+The first-spike cross-entropy of the paper (eq. 35), for first output spike times
+``t_k`` (``k`` = class) and label ``l``::
+
+    L = -log( exp(-t_l / tau0) / sum_k exp(-t_k / tau0) ) + alpha (exp(t_l / tau1) - 1)
+
+with ``tau0 = xi tau_syn`` and ``tau1 = beta tau_syn`` in the paper's notation. The
+first term is a softmax over negative spike times; the second rewards an early label
+spike.
+
+Silent neurons (``t = +inf``) would make the loss infinite when the label neuron is
+silent. They are assigned the finite time ``t_silent`` (a constant: no gradient flows
+through a spike that does not exist), which keeps the loss finite and NaN-free while
+the other neurons still receive the gradient that pushes them later.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["first_spikes", "first_spike_cross_entropy", "first_spike_correct", "first_spike_predictions"]
+
+
+def first_spikes(times: Tensor) -> Tensor:
+    """First-spike time of every neuron, ``(batch, neurons)`` from ``(batch, neurons, max_spikes)``."""
+    return times[..., 0]
+
+
+def _check(first: Tensor, labels: Tensor) -> None:
+    if first.dim() != 2:
+        raise ValueError(f"first must have shape (batch, classes), got {tuple(first.shape)}")
+    if labels.shape != first.shape[:1]:
+        raise ValueError(f"labels must have shape ({first.shape[0]},), got {tuple(labels.shape)}")
+    if bool(torch.isnan(first).any()):
+        raise ValueError("first contains NaN")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= first.shape[1]):
+        raise ValueError(f"labels must lie in [0, {first.shape[1]})")
+
+
+def first_spike_cross_entropy(
+    first: Tensor,
+    labels: Tensor,
+    *,
+    tau0: float,
+    tau1: float,
+    alpha: float,
+    t_silent: float,
+    reduction: str = "mean",
+) -> Tensor:
+    """Paper eq. 35 on first-spike times ``first`` ``(batch, classes)`` (see module docstring).
+
+    Args:
+        labels: ``(batch,)`` integer classes.
+        tau0: softmax temperature (time unit), > 0.
+        tau1: regulariser time constant (time unit), > 0.
+        alpha: regulariser weight, >= 0.
+        t_silent: finite time given to silent neurons.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+    """
+    _check(first, labels)
+    for name, value in (("tau0", tau0), ("tau1", tau1), ("t_silent", t_silent)):
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{name} must be finite and positive, got {value!r}")
+    if not math.isfinite(alpha) or alpha < 0:
+        raise ValueError(f"alpha must be finite and non-negative, got {alpha!r}")
+    t = torch.where(torch.isfinite(first), first, torch.full_like(first, t_silent))
+    ce = F.cross_entropy(-t / tau0, labels, reduction="none")
+    t_label = t.gather(1, labels[:, None]).squeeze(1)
+    loss = ce + alpha * torch.expm1(t_label / tau1)
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def first_spike_correct(first: Tensor, labels: Tensor) -> Tensor:
+    """``(batch,)`` bool: the label neuron spikes, strictly before every other neuron.
+
+    Silence of the label neuron or a tie for first place counts as wrong.
+    """
+    _check(first, labels)
+    t_label = first.gather(1, labels[:, None]).squeeze(1)
+    others = first.scatter(1, labels[:, None], math.inf)
+    return torch.isfinite(t_label) & (t_label < others.min(dim=1).values)
+
+
+def first_spike_predictions(first: Tensor) -> Tensor:
+    """``(batch,)`` predicted class: the unique earliest neuron, ``-1`` for silence or ties."""
+    if first.dim() != 2:
+        raise ValueError(f"first must have shape (batch, classes), got {tuple(first.shape)}")
+    best = first.min(dim=1)
+    unique = (first == best.values[:, None]).sum(dim=1) == 1
+    return torch.where(torch.isfinite(best.values) & unique, best.indices, torch.full_like(best.indices, -1))

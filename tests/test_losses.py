@@ -1,0 +1,53 @@
+"""First-spike cross-entropy (paper eq. 35) and the strict first-spike accuracy."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from eventprop.losses import first_spike_correct, first_spike_cross_entropy, first_spike_predictions
+
+F64 = torch.float64
+KW = {"tau0": 2.0, "tau1": 10.0, "alpha": 1e-2, "t_silent": 80.0}
+
+
+def test_matches_equation_35() -> None:
+    t = torch.tensor([[10.0, 12.0, 15.0], [20.0, 11.0, 30.0]], dtype=F64)
+    labels = torch.tensor([0, 2])
+    loss = first_spike_cross_entropy(t, labels, reduction="none", **KW)
+    for b in range(2):
+        l = int(labels[b])
+        soft = math.exp(-t[b, l] / 2.0) / sum(math.exp(-float(x) / 2.0) for x in t[b])
+        expected = -math.log(soft) + 1e-2 * (math.exp(float(t[b, l]) / 10.0) - 1)
+        assert loss[b].item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_silent_neurons_finite_and_nan_free() -> None:
+    t = torch.tensor([[math.inf, 12.0, math.inf], [math.inf] * 3], dtype=F64, requires_grad=True)
+    loss = first_spike_cross_entropy(t, torch.tensor([0, 1]), **KW)
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert not torch.isnan(t.grad).any()
+    assert t.grad[0, 1] < 0  # descent pushes the wrong neuron that spiked later
+    assert t.grad[0, 0] == 0 and t.grad[1].abs().sum() == 0  # silent neurons: no spike, no gradient
+
+
+def test_accuracy_is_strict() -> None:
+    t = torch.tensor([[1.0, 2.0, 3.0], [1.0, 1.0, 3.0], [math.inf, math.inf, math.inf], [math.inf, 2.0, 3.0]], dtype=F64)
+    correct = first_spike_correct(t, torch.tensor([0, 0, 0, 1]))
+    assert correct.tolist() == [True, False, False, True]
+    assert first_spike_predictions(t).tolist() == [0, -1, -1, 1]
+
+
+def test_bad_arguments() -> None:
+    t = torch.ones(2, 3, dtype=F64)
+    with pytest.raises(ValueError, match="labels must lie in"):
+        first_spike_cross_entropy(t, torch.tensor([0, 3]), **KW)
+    with pytest.raises(ValueError, match="labels must have shape"):
+        first_spike_cross_entropy(t, torch.tensor([0]), **KW)
+    with pytest.raises(ValueError, match="tau0 must be finite and positive"):
+        first_spike_cross_entropy(t, torch.tensor([0, 1]), **{**KW, "tau0": 0.0})
+    with pytest.raises(ValueError, match="first contains NaN"):
+        first_spike_cross_entropy(torch.full((2, 3), math.nan), torch.tensor([0, 1]), **KW)

@@ -1,0 +1,103 @@
+"""Trainer and CLI: a one-epoch smoke run, exact resume, evaluation, one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eventprop.cli import main
+from eventprop.training import preset_config, train
+
+SMALL = ["--train-size", "96", "--val-size", "64", "--hidden", "20", "--quiet"]
+
+
+def _metrics(path: Path) -> list[dict[str, str]]:
+    with open(path / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_cli_one_epoch_smoke(tmp_path: Path) -> None:
+    """The README's main job, one short epoch, through the console entry point."""
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "eventprop", "train", "yinyang", "--epochs", "1", "--out", str(out), *SMALL],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "test accuracy" in proc.stdout
+    rows = _metrics(out)
+    assert len(rows) == 1 and set(rows[0]) >= {"train_loss", "val_accuracy", "hidden_spikes", "hidden_silent", "seconds"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0.0 <= summary["test_accuracy"] <= 1.0
+    assert (out / "training.png").stat().st_size > 0
+    assert (out / "checkpoint.pt").exists() and (out / "best.pt").exists()
+
+
+def test_resume_gives_the_same_numbers(tmp_path: Path) -> None:
+    kw = {"train_size": 64, "val_size": 32, "hidden": 12, "batch_size": 16}
+    straight = train(preset_config("best", epochs=2, **kw), tmp_path / "a", progress=False, log=lambda s: None)
+    train(preset_config("best", epochs=1, **kw), tmp_path / "b", progress=False, log=lambda s: None)
+    resumed = train(preset_config("best", epochs=2, **kw), tmp_path / "b", resume=True, progress=False, log=lambda s: None)
+    a, b = _metrics(tmp_path / "a"), _metrics(tmp_path / "b")
+    for ra, rb in zip(a, b):
+        for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "hidden_spikes"):
+            assert ra[key] == rb[key], key
+    assert straight["test_accuracy"] == resumed["test_accuracy"]
+    assert len(b) == 2
+
+
+def test_resume_refuses_a_different_configuration(tmp_path: Path) -> None:
+    kw = {"train_size": 32, "val_size": 16, "hidden": 8}
+    train(preset_config("best", epochs=1, **kw), tmp_path, progress=False, log=lambda s: None)
+    with pytest.raises(ValueError, match="configuration differs"):
+        train(preset_config("best", epochs=1, lr=1.0, **kw), tmp_path, resume=True, progress=False, log=lambda s: None)
+
+
+def test_evaluate_split_and_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "yinyang", "--epochs", "1", "--out", str(out), *SMALL]) == 0
+    assert main(["evaluate", str(out / "best.pt"), "--split", "validation"]) == 0
+    assert "on 1000 points of the validation split" in capsys.readouterr().out
+    x = np.random.default_rng(0).uniform(0, 1, size=(10, 2))
+    np.save(tmp_path / "X.npy", np.concatenate([x, 1 - x], axis=1))
+    np.save(tmp_path / "y.npy", np.zeros(10, dtype=np.int64))
+    assert main(["evaluate", str(out / "best.pt"), "--inputs", str(tmp_path / "X.npy"), "--labels", str(tmp_path / "y.npy")]) == 0
+    assert "on 10 points" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["evaluate", "missing.pt"], "does not exist"),
+        (["train", "yinyang", "--preset", "nope"], "preset must be one of"),
+        (["train", "yinyang", "--epochs", "0"], "epochs must be positive"),
+        (["train", "yinyang", "--device", "cuda"], "CUDA is not available"),
+    ],
+)
+def test_bad_input_is_one_line_error(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    if "cuda" in argv:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("CUDA is available here")
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_evaluate_rejects_wrong_feature_count(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "yinyang", "--epochs", "1", "--out", str(out), *SMALL]) == 0
+    capsys.readouterr()
+    np.save(tmp_path / "X.npy", np.zeros((5, 3)))
+    np.save(tmp_path / "y.npy", np.zeros(5, dtype=np.int64))
+    assert main(["evaluate", str(out / "best.pt"), "--inputs", str(tmp_path / "X.npy"), "--labels", str(tmp_path / "y.npy")]) == 2
+    assert "--inputs must have shape (n, 4)" in capsys.readouterr().err
