@@ -11,6 +11,7 @@ Usage::
 
     python benchmarks/bench_engines.py            # prints a table, writes JSON
     python benchmarks/bench_engines.py --quick    # fewer repetitions
+    python benchmarks/bench_engines.py --threads 1 --out /tmp/engines_1thread.json
 
 Writes ``benchmarks/results/engines.json``.
 """
@@ -107,14 +108,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--batches", type=int, nargs="+", default=[32, 200])
+    parser.add_argument("--threads", type=int, default=THREADS, help="threads for torch and numba (default 2)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "engines.json")
     args = parser.parse_args()
     if not numba_available():
         sys.exit("numba is not installed")
     import numba
 
-    torch.set_num_threads(THREADS)
-    numba.set_num_threads(THREADS)
+    threads = args.threads
+    torch.set_num_threads(threads)
+    numba.set_num_threads(threads)
     min_time, min_reps = (0.3, 2) if args.quick else (2.0, 5)
 
     rows = []
@@ -122,7 +125,7 @@ def main() -> None:
         f"{'batch':>5} {'dtype':>7} {'engine':>6} | {'fwd hid':>8} {'fwd out':>8} {'bwd out':>8} "
         f"{'bwd hid':>8} | {'total':>8} {'speed-up':>8} | {'out spikes':>10} {'spike diff':>10} {'grad diff':>9}"
     )
-    print(f"Yin-Yang 5-200-3, init weights, {THREADS} threads; ms per batch (best of the repetitions)")
+    print(f"Yin-Yang 5-200-3, init weights, {threads} threads; ms per batch (best of the repetitions)")
     print(header)
     print("-" * len(header))
     for batch in args.batches:
@@ -161,7 +164,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "network": "yinyang 5-200-3, tau_mem 20, tau_syn 5, threshold 1, init weights N(1.5,0.78) / N(0.93,0.1)",
-        "threads": THREADS,
+        "threads": threads,
         "torch": torch.__version__,
         "numba": numba.__version__,
         "numba_threading_layer": numba.threading_layer(),

@@ -25,13 +25,17 @@ def test_matches_equation_35() -> None:
 
 
 def test_silent_neurons_finite_and_nan_free() -> None:
-    t = torch.tensor([[math.inf, 12.0, math.inf], [math.inf] * 3], dtype=F64, requires_grad=True)
-    loss = first_spike_cross_entropy(t, torch.tensor([0, 1]), **KW)
-    assert torch.isfinite(loss)
-    loss.backward()
+    t = torch.tensor([[math.inf, 12.0, math.inf], [math.inf] * 3, [10.0, 12.0, math.inf]], dtype=F64, requires_grad=True)
+    loss = first_spike_cross_entropy(t, torch.tensor([0, 1, 0]), reduction="none", **KW)
+    assert torch.isfinite(loss).all()
+    loss.sum().backward()
     assert not torch.isnan(t.grad).any()
-    assert t.grad[0, 1] < 0  # descent pushes the wrong neuron that spiked later
-    assert t.grad[0, 0] == 0 and t.grad[1].abs().sum() == 0  # silent neurons: no spike, no gradient
+    assert t.grad[:2].abs().sum() == 0  # silent label neuron: no spike to move, no gradient
+    assert t.grad[2, 1] < 0 and t.grad[2, 0] > 0  # descent: label earlier, wrong neuron later
+    assert t.grad[2, 2] == 0  # a silent wrong neuron drops out of the softmax
+    # the third sample's loss ignores the silent neuron entirely
+    expected = -math.log(math.exp(-5.0) / (math.exp(-5.0) + math.exp(-6.0))) + 1e-2 * math.expm1(1.0)
+    assert loss[2].item() == pytest.approx(expected, rel=1e-12)
 
 
 def test_accuracy_is_strict() -> None:

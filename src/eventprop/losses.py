@@ -9,10 +9,11 @@ with ``tau0 = xi tau_syn`` and ``tau1 = beta tau_syn`` in the paper's notation. 
 first term is a softmax over negative spike times; the second rewards an early label
 spike.
 
-Silent neurons (``t = +inf``) would make the loss infinite when the label neuron is
-silent. They are assigned the finite time ``t_silent`` (a constant: no gradient flows
-through a spike that does not exist), which keeps the loss finite and NaN-free while
-the other neurons still receive the gradient that pushes them later.
+Silent neurons (``t = +inf``) are handled as in the authors' code: a silent wrong
+neuron drops out of the softmax sum (``exp(-inf) = 0``); a sample whose label neuron
+is silent carries no gradient (no spike time can be moved to make it fire; weight
+bumping is the remedy) and reports the finite loss it would have with the label
+spiking at ``t_silent``. The loss is therefore always finite and NaN-free.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ def first_spike_cross_entropy(
         tau0: softmax temperature (time unit), > 0.
         tau1: regulariser time constant (time unit), > 0.
         alpha: regulariser weight, >= 0.
-        t_silent: finite time given to silent neurons.
+        t_silent: label spike time used for the reported loss of samples whose
+            label neuron is silent (those samples carry no gradient).
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
     """
     _check(first, labels)
@@ -68,10 +70,14 @@ def first_spike_cross_entropy(
             raise ValueError(f"{name} must be finite and positive, got {value!r}")
     if not math.isfinite(alpha) or alpha < 0:
         raise ValueError(f"alpha must be finite and non-negative, got {alpha!r}")
-    t = torch.where(torch.isfinite(first), first, torch.full_like(first, t_silent))
-    ce = F.cross_entropy(-t / tau0, labels, reduction="none")
+    finite = torch.isfinite(first)
+    is_label = torch.zeros_like(finite).scatter(1, labels[:, None], True)
+    t = torch.where(finite, first, torch.full_like(first, t_silent))
+    logits = torch.where(finite | is_label, -t / tau0, torch.full_like(t, -math.inf))
     t_label = t.gather(1, labels[:, None]).squeeze(1)
-    loss = ce + alpha * torch.expm1(t_label / tau1)
+    loss = F.cross_entropy(logits, labels, reduction="none") + alpha * torch.expm1(t_label / tau1)
+    label_silent = ~finite.gather(1, labels[:, None]).squeeze(1)
+    loss = torch.where(label_silent, loss.detach(), loss)
     if reduction == "mean":
         return loss.mean()
     if reduction == "sum":

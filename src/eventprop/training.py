@@ -412,6 +412,12 @@ def _plot(path: Path, runs: list[list[dict[str, float]]]) -> None:
 def _train_worker(args: tuple[TrainConfig, str, bool, int]) -> dict[str, Any]:
     config, out_dir, resume, threads = args
     torch.set_num_threads(threads)
+    try:
+        import numba
+
+        numba.set_num_threads(threads)
+    except ImportError:
+        pass
     return train(config, out_dir, resume=resume, progress=False)
 
 
