@@ -5,22 +5,30 @@ Drop-in replacement for :func:`eventprop.feedforward.feedforward_forward` and
 equations (see :mod:`eventprop.neuron` and :mod:`eventprop.feedforward`), same
 :class:`~eventprop.spikes.EventList`. Instead of vectorised spike rounds, each
 (batch element, neuron) pair is simulated by a scalar event loop in time order,
-in parallel over pairs (``numba.prange``):
+in parallel (``numba.prange``) over tasks = (batch element, block of neurons):
 
 * forward: the state ``(V, I)`` is carried from event to event with the closed-form
   flow; in each inter-event interval ``[t_e, min(t_{e+1}, t_max)]`` the first threshold
-  crossing is bracketed analytically (at most one extremum of ``V``) and refined by
-  the same safeguarded Newton iteration as :func:`eventprop.neuron.solve_crossing`;
-  after a spike ``V = 0`` and the search resumes from the spike time in the same
-  interval. Work is ``O(events + spikes)`` per pair.
+  crossing is bracketed analytically (at most one extremum of ``V``; same decisions as
+  :func:`eventprop.neuron.crossing_bracket`) and refined by the same safeguarded
+  Newton iteration as :func:`eventprop.neuron.solve_crossing`; after a spike ``V = 0``
+  and the search resumes from the spike time in the same interval. The flow factors
+  ``exp(-L/tau_mem), exp(-L/tau_syn), K(L)`` of each whole interval are computed once
+  per batch element and shared by its neurons, and a cheap upper bound of ``V`` skips
+  the extremum for intervals that cannot reach threshold. Work is
+  ``O(events + spikes)`` per pair.
 * backward: the jumps ``J_k`` of ``lambda_V`` come from the reverse recurrence over
   the neuron's own spikes; ``(lambda_V, lambda_I)`` are then carried backwards in
   time through the input events with :func:`eventprop.neuron.adjoint_flow`
-  (``O(events + spikes)`` per pair). ``dL/dW`` is accumulated in per-thread
-  partial sums (one per batch chunk) reduced afterwards, so there are no races.
+  (``O(events + spikes)`` per pair; only spikes with ``t_k > t_e`` count at event
+  ``e``, as in :func:`eventprop.feedforward.adjoint_at`). Each thread handles a
+  contiguous chunk of the batch; ``dL/dW`` is accumulated in one partial sum per
+  chunk, reduced afterwards, so there are no races.
 
 Everything is computed in the input's dtype (float32 or float64): the kernels
-receive all constants as an array of that dtype, so float32 arithmetic stays float32.
+receive all constants as a tuple of numpy scalars of that dtype, so float32
+arithmetic stays float32. Results agree with the PyTorch engine to rounding
+(float64: ~1e-13 relative on spike times, ~1e-12 on gradients in practice).
 
 Spike counts are unknown in advance: the kernel stores up to a capacity per neuron
 (remembered per layer shape) and keeps counting beyond it; if any neuron exceeded the
@@ -50,7 +58,7 @@ __all__ = ["numba_available", "feedforward_forward_numba", "feedforward_backward
 
 _DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
-# Indices into the constants array ``c`` passed to the kernels (all of the data dtype).
+# Indices into the constants tuple ``c`` passed to the kernels (all of the data dtype).
 (_TM, _TS, _THETA, _TSLOW, _GAP, _EXT, _RATIO, _FTOL, _TTOL, _MINTAU, _HALF, _ONE, _ZERO, _TMAX, _INF, _KMAX,
  _MARGIN, _SPEAK) = range(18)
 
@@ -60,7 +68,9 @@ def numba_available() -> bool:
     return numba is not None
 
 
-def _constants(p: NeuronParams, np_dtype: type, t_max: float = math.inf) -> np.ndarray:
+def _constants(p: NeuronParams, np_dtype: type, t_max: float = math.inf) -> tuple:
+    # A tuple of numpy scalars of the data dtype: passed by value (no reference counting
+    # in the inner calls), and float32 arithmetic with them stays float32.
     eps = float(np.finfo(np_dtype).eps)
     values = [0.0] * 18
     values[_TM] = p.tau_mem
@@ -89,7 +99,7 @@ def _constants(p: NeuronParams, np_dtype: type, t_max: float = math.inf) -> np.n
     values[_KMAX] = k_peak * (1 + 1e-6)
     values[_MARGIN] = 64 * eps
     values[_SPEAK] = s_peak * (1 - 1e-6)  # K increases on [0, s_peak]
-    return np.array(values, dtype=np_dtype)
+    return tuple(np_dtype(v) for v in values)
 
 
 if numba is not None:
@@ -162,125 +172,157 @@ if numba is not None:
         return x
 
     @njit(cache=True)
-    def _forward_pair(b, j, ev_t, ev_src, weight, c, limit, out_t, out_i, counts):
-        # Simulate neuron j of batch element b (serial; the parallel loop is outside).
-        # Same decisions as neuron.crossing_bracket, ordered so that the common case
-        # (no crossing) costs one flow evaluation per interval, reused as the state at
-        # the next event.
+    def _interval_flows(b, ev_t, c, flows):
+        # flows[e] = flow factors over the inter-event interval [t_e, min(t_{e+1}, t_max)]
+        # of batch element b; shared by all neurons (bitwise the values they would compute)
+        n_events = ev_t.shape[1]
+        for e in range(n_events):
+            te = ev_t[b, e]
+            if not math.isfinite(te):
+                break
+            end = c[_INF]
+            if e + 1 < n_events:
+                end = ev_t[b, e + 1]
+            length = min(end, c[_TMAX]) - te
+            if math.isfinite(length) and length > 0:
+                e_mem, e_syn, k = _flow(length, c)
+                flows[e, 0] = e_mem
+                flows[e, 1] = e_syn
+                flows[e, 2] = k
+
+    @njit(cache=True)
+    def _forward_pairs(b, j0, j1, ev_t, ev_src, weight, c, limit, out_t, out_i, counts, flows):
+        # Simulate neurons j0 <= j < j1 of batch element b serially (the parallel loop is
+        # outside; flows: _interval_flows of b). Same decisions as
+        # neuron.crossing_bracket, ordered so that the common case (no crossing) costs a
+        # few products per interval: the flow over a whole interval is shared by all
+        # neurons, and its end state is reused as the state at the next event.
         n_events = ev_t.shape[1]
         cap = out_t.shape[2]
         theta = c[_THETA]
         t_max = c[_TMAX]
         zero = c[_ZERO]
-        for k in range(cap):
-            out_t[b, j, k] = c[_INF]
-            out_i[b, j, k] = zero
-        n_ev = 0
-        while n_ev < n_events and math.isfinite(ev_t[b, n_ev]):
-            n_ev += 1
-        count = 0
-        # (v_s, i_s): state at time t_s; i_ev: current right after the last event t_ev
-        v_s = zero
-        i_s = zero
-        t_s = zero
-        i_ev = zero
-        t_ev = zero
-        for e in range(n_ev):
-            te = ev_t[b, e]
-            if e > 0 and te != t_s:
-                e_mem, e_syn, k = _flow(te - t_s, c)
-                v_s = v_s * e_mem + i_s * k
-                if t_s == t_ev:
-                    i_s = i_s * e_syn
-                else:
-                    i_s = i_ev * math.exp(-(te - t_ev) / c[_TS])
-            i_ev = i_s + weight[j, ev_src[b, e]]
-            t_ev = te
-            i_s = i_ev
-            t_s = te
-            if not (te < t_max):
-                break
-            end = c[_INF]
-            if e + 1 < n_ev:
-                end = ev_t[b, e + 1]
-            end = min(end, t_max)
-            stop = False
-            while True:
-                length = end - t_s
-                if not (length > 0):
+        for j in range(j0, j1):
+            for k in range(cap):
+                out_t[b, j, k] = c[_INF]
+                out_i[b, j, k] = zero
+            n_ev = 0
+            while n_ev < n_events and math.isfinite(ev_t[b, n_ev]):
+                n_ev += 1
+            count = 0
+            # (v_s, i_s): state at time t_s; i_ev: current right after the last event t_ev
+            v_s = zero
+            i_s = zero
+            t_s = zero
+            i_ev = zero
+            t_ev = zero
+            for e in range(n_ev):
+                te = ev_t[b, e]
+                if e > 0 and te != t_s:
+                    e_mem, e_syn, k = _flow(te - t_s, c)
+                    v_s = v_s * e_mem + i_s * k
+                    if t_s == t_ev:
+                        i_s = i_s * e_syn
+                    else:
+                        i_s = i_ev * math.exp(-(te - t_ev) / c[_TS])
+                i_ev = i_s + weight[j, ev_src[b, e]]
+                t_ev = te
+                i_s = i_ev
+                t_s = te
+                if not (te < t_max):
                     break
-                rising = i_s > v_s
-                lo = zero
-                hi = length
-                crosses = False
-                if math.isfinite(length):
-                    e_mem, e_syn, k = _flow(length, c)
-                    v_end = v_s * e_mem + i_s * k
-                    i_end = i_s * e_syn
-                    k_bound = k if length <= c[_SPEAK] else c[_KMAX]
-                else:
-                    k_bound = c[_KMAX]
-                # can V reach theta at all? max V <= max(v0, 0) + max(i0, 0) max K
-                bound = max(v_s, zero) + max(i_s, zero) * k_bound
-                bounded = bound + c[_MARGIN] * (theta + abs(v_s) + abs(i_s) * k_bound) >= theta
-                if math.isfinite(length):
-                    if v_end >= theta:
-                        s_ext = _extremum(v_s, i_s, c)
-                        crosses = True
-                        if s_ext < length:
-                            if rising:  # maximum inside: crossing before it
+                end = c[_INF]
+                if e + 1 < n_ev:
+                    end = ev_t[b, e + 1]
+                end = min(end, t_max)
+                stop = False
+                while True:
+                    length = end - t_s
+                    if not (length > 0):
+                        break
+                    rising = i_s > v_s
+                    lo = zero
+                    hi = length
+                    crosses = False
+                    if math.isfinite(length):
+                        if t_s == te:  # no spike yet in this interval: shared flow
+                            e_mem = flows[e, 0]
+                            e_syn = flows[e, 1]
+                            k = flows[e, 2]
+                        else:
+                            e_mem, e_syn, k = _flow(length, c)
+                        v_end = v_s * e_mem + i_s * k
+                        i_end = i_s * e_syn
+                        k_bound = k if length <= c[_SPEAK] else c[_KMAX]
+                    else:
+                        k_bound = c[_KMAX]
+                    # can V reach theta at all? max V <= max(v0, 0) + max(i0, 0) max K
+                    bound = max(v_s, zero) + max(i_s, zero) * k_bound
+                    bounded = bound + c[_MARGIN] * (theta + abs(v_s) + abs(i_s) * k_bound) >= theta
+                    if math.isfinite(length):
+                        if v_end >= theta:
+                            s_ext = _extremum(v_s, i_s, c)
+                            crosses = True
+                            if s_ext < length:
+                                if rising:  # maximum inside: crossing before it
+                                    hi = s_ext
+                                    crosses = _voltage(v_s, i_s, s_ext, c) >= theta
+                                else:  # minimum inside: crossing after it
+                                    lo = s_ext
+                        elif rising and not (i_end > v_end) and bounded:
+                            # maximum inside the interval (V rises at start, not at the end)
+                            s_ext = _extremum(v_s, i_s, c)
+                            if s_ext < length:
                                 hi = s_ext
                                 crosses = _voltage(v_s, i_s, s_ext, c) >= theta
-                            else:  # minimum inside: crossing after it
-                                lo = s_ext
-                    elif rising and not (i_end > v_end) and bounded:
-                        # maximum inside the interval (V rises at start, not at the end)
+                        if not crosses:
+                            # carry the state to the end of the interval (the next event)
+                            v_s = v_end
+                            i_s = i_end
+                            t_s = end
+                            break
+                    else:
+                        # open-ended: V -> 0, so only a maximum can cross
+                        if not (rising and bounded):
+                            break
                         s_ext = _extremum(v_s, i_s, c)
-                        if s_ext < length:
-                            hi = s_ext
-                            crosses = _voltage(v_s, i_s, s_ext, c) >= theta
-                    if not crosses:
-                        # carry the state to the end of the interval (the next event)
-                        v_s = v_end
-                        i_s = i_end
-                        t_s = end
+                        if not math.isfinite(s_ext):
+                            break
+                        if not (_voltage(v_s, i_s, s_ext, c) >= theta):
+                            break
+                        hi = s_ext
+                    s = _solve(v_s, i_s, lo, hi, c)
+                    t_k = t_s + s
+                    count += 1
+                    if count > limit:
+                        stop = True
                         break
-                else:
-                    # open-ended: V -> 0, so only a maximum can cross
-                    if not (rising and bounded):
-                        break
-                    s_ext = _extremum(v_s, i_s, c)
-                    if not math.isfinite(s_ext):
-                        break
-                    if not (_voltage(v_s, i_s, s_ext, c) >= theta):
-                        break
-                    hi = s_ext
-                s = _solve(v_s, i_s, lo, hi, c)
-                t_k = t_s + s
-                count += 1
-                if count > limit:
-                    stop = True
+                    if count <= cap:
+                        out_t[b, j, count - 1] = t_k
+                        out_i[b, j, count - 1] = i_s * math.exp(-s / c[_TS])
+                    # reset by subtraction: V = theta - theta = 0; I unchanged
+                    v_s = zero
+                    i_s = i_ev * math.exp(-(t_k - t_ev) / c[_TS])
+                    t_s = t_k
+                if stop:
                     break
-                if count <= cap:
-                    out_t[b, j, count - 1] = t_k
-                    out_i[b, j, count - 1] = i_s * math.exp(-s / c[_TS])
-                # reset by subtraction: V = theta - theta = 0; I unchanged
-                v_s = zero
-                i_s = i_ev * math.exp(-(t_k - t_ev) / c[_TS])
-                t_s = t_k
-            if stop:
-                break
-        counts[b, j] = count
+            counts[b, j] = count
 
     @njit(parallel=True, cache=True)
-    def _forward_kernel(ev_t, ev_src, weight, c, limit, out_t, out_i, counts):
+    def _forward_kernel(ev_t, ev_src, weight, c, limit, out_t, out_i, counts, flows, n_blocks):
+        # one task per (batch element, block of neurons); each task has its own flows row
         n_out = weight.shape[0]
-        for pair in prange(ev_t.shape[0] * n_out):
-            b = pair // n_out
-            _forward_pair(b, pair - b * n_out, ev_t, ev_src, weight, c, limit, out_t, out_i, counts)
+        for task in prange(ev_t.shape[0] * n_blocks):
+            b = task // n_blocks
+            block = task - b * n_blocks
+            _interval_flows(b, ev_t, c, flows[task])
+            _forward_pairs(
+                b, block * n_out // n_blocks, (block + 1) * n_out // n_blocks,
+                ev_t, ev_src, weight, c, limit, out_t, out_i, counts, flows[task],
+            )
 
     @njit(cache=True)
-    def _backward_chunk(chunk, b0, b1, grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, grad_times, gw_part):
+    def _backward_chunk(chunk, b0, b1, grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, grad_times, gw_part, flows):
         # batch elements b0 <= b < b1 (serial); dL/dW goes to the chunk's partial sum
         n_events = ev_t.shape[1]
         n_out = weight.shape[0]
@@ -295,6 +337,7 @@ if numba is not None:
                 n_ev += 1
             for e in range(n_ev):
                 g_ev[e] = zero
+            _interval_flows(b, ev_t, c, flows[chunk])  # flows[chunk, e]: from t_{e+1} back to t_e
             for j in range(n_out):
                 cnt = 0
                 while cnt < slots_out and math.isfinite(out_t[b, j, cnt]):
@@ -328,7 +371,12 @@ if numba is not None:
                         k -= 1
                     if not live:
                         continue
-                    e_mem, e_syn, k_u = _flow(t_c - te, c)
+                    if e + 1 < n_ev and t_c == ev_t[b, e + 1] and t_c > te:
+                        e_mem = flows[chunk, e, 0]
+                        e_syn = flows[chunk, e, 1]
+                        k_u = flows[chunk, e, 2]
+                    else:
+                        e_mem, e_syn, k_u = _flow(t_c - te, c)
                     li = li * e_syn + lv * c[_RATIO] * k_u
                     lv = lv * e_mem
                     t_c = te
@@ -339,12 +387,14 @@ if numba is not None:
                 grad_times[b, ev_pos[b, e]] = g_ev[e]
 
     @njit(parallel=True, cache=True)
-    def _backward_kernel(grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, n_chunks, grad_times, gw_part):
+    def _backward_kernel(grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, n_chunks, grad_times, gw_part, flows):
         batch = ev_t.shape[0]
         for chunk in prange(n_chunks):
             b0 = chunk * batch // n_chunks
             b1 = (chunk + 1) * batch // n_chunks
-            _backward_chunk(chunk, b0, b1, grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, grad_times, gw_part)
+            _backward_chunk(
+                chunk, b0, b1, grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, grad_times, gw_part, flows
+            )
 
 
 def _require() -> None:
@@ -413,11 +463,14 @@ def feedforward_forward_numba(
     cap = _CAPACITY.get(key, 4)
     if max_spikes is not None:
         cap = min(cap, max_spikes)
+    # tasks: (batch element, block of neurons), at least ~4 per thread for load balance
+    n_blocks = max(1, min(n_out, -(-4 * numba.get_num_threads() // batch)))
+    flows = np.empty((batch * n_blocks, ev_t.shape[1], 3), dtype=np_dtype)
     while True:
         out_t = np.empty((batch, n_out, cap), dtype=np_dtype)
         out_i = np.empty((batch, n_out, cap), dtype=np_dtype)
         counts = np.empty((batch, n_out), dtype=np.int64)
-        _forward_kernel(ev_t, ev_src, w, c, limit, out_t, out_i, counts)
+        _forward_kernel(ev_t, ev_src, w, c, limit, out_t, out_i, counts, flows, n_blocks)
         most = int(counts.max())
         if max_spikes is not None and most > max_spikes:
             raise SpikeLimitError(
@@ -471,18 +524,20 @@ def feedforward_backward_numba(
     n_chunks = max(1, min(batch, numba.get_num_threads()))
     grad_times = np.zeros((batch, n_in * slots), dtype=np_dtype)
     gw_part = np.zeros((n_chunks, n_out, n_in), dtype=np_dtype)
+    ev_t = _to_numpy(events.times, dtype)
     _backward_kernel(
         _to_numpy(grad_out, dtype),
         _to_numpy(out_times),
         _to_numpy(out_current, dtype),
         _to_numpy(weight, dtype),
-        _to_numpy(events.times, dtype),
+        ev_t,
         _to_numpy(events.source),
         _to_numpy(events.position),
         _constants(p, np_dtype),
         n_chunks,
         grad_times,
         gw_part,
+        np.empty((n_chunks, ev_t.shape[1], 3), dtype=np_dtype),
     )
     grad_weight = gw_part[0] if n_chunks == 1 else gw_part.sum(axis=0)
     return (

@@ -82,6 +82,8 @@ class TrainConfig:
     alpha: float = 3e-3
     t_silent: float = 60.0
     bump: float = 0.0
+    ema: float = 0.0
+    grad_clip: float = 0.0
     silent_hidden: float = 1.0
     silent_output: float = 1.0
     train_size: int | None = None
@@ -101,7 +103,9 @@ class TrainConfig:
             raise ValueError(f"lr_decay must lie in (0, 1], got {self.lr_decay!r}")
         if self.t_min < 0 or self.t_max < self.t_min:
             raise ValueError(f"need 0 <= t_min <= t_max, got t_min={self.t_min}, t_max={self.t_max}")
-        for name in ("alpha", "bump"):
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema must lie in [0, 1), got {self.ema!r}")
+        for name in ("alpha", "bump", "grad_clip"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be non-negative, got {getattr(self, name)!r}")
         for name in ("silent_hidden", "silent_output"):
@@ -306,6 +310,12 @@ def train(
     model = build_model(config, n_inputs, n_classes)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
+    # The evaluated model: the weights themselves, or their exponential moving average.
+    averaged = (
+        torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema))
+        if config.ema > 0
+        else None
+    )
     shuffle = torch.Generator().manual_seed(config.seed)
     rows: list[dict[str, float]] = []
     best_acc, best_epoch, start_epoch = -1.0, -1, 0
@@ -314,6 +324,8 @@ def train(
         if dataclasses.replace(_config_from_dict(state["config"]), epochs=config.epochs) != config:
             raise ValueError(f"--resume: the configuration differs from the one in {ckpt_path} (only --epochs may change)")
         model.load_state_dict(state["model"])
+        if averaged is not None:
+            averaged.load_state_dict(state["averaged"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         shuffle.set_state(state["shuffle_rng"])
@@ -338,15 +350,20 @@ def train(
                 raise FloatingPointError(f"non-finite loss {float(loss)} at epoch {epoch + 1}")
             optimizer.zero_grad()
             loss.backward()
+            if config.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             _bump(model, outs, config)
+            if averaged is not None:
+                averaged.update_parameters(model)
             loss_sum += float(loss.detach()) * idx.shape[0]
             correct += int(first_spike_correct(first_spikes(outs[-1]).detach(), y_train[idx]).sum())
             activity.add([o.detach() for o in outs])
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
-        val = evaluate_model(model, config, x_val, y_val)
+        evaluated = model if averaged is None else averaged.module
+        val = evaluate_model(evaluated, config, x_val, y_val)
         row = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / n_train,
@@ -360,12 +377,13 @@ def train(
         rows.append(row)
         if val["accuracy"] > best_acc:
             best_acc, best_epoch = val["accuracy"], epoch + 1
-            _save_atomic({**meta, "model": model.state_dict(), "epoch": epoch}, out / "best.pt")
+            _save_atomic({**meta, "model": evaluated.state_dict(), "epoch": epoch}, out / "best.pt")
         _write_metrics(out / "metrics.csv", rows)
         _save_atomic(
             {
                 **meta,
                 "model": model.state_dict(),
+                "averaged": None if averaged is None else averaged.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "shuffle_rng": shuffle.get_state(),
