@@ -430,20 +430,8 @@ def feedforward_forward_numba(
 ) -> tuple[Tensor, Tensor, EventList]:
     """Compiled equivalent of :func:`eventprop.feedforward.feedforward_forward`.
 
-    Args:
-        times: ``(batch, in_features, max_in)`` input spike times (data contract).
-        weight: ``(out_features, in_features)``.
-        p: neuron parameters.
-        t_max: no spike is emitted after ``t_max``.
-        max_spikes: optional cap on spikes per neuron; exceeding it raises
-            :class:`~eventprop.feedforward.SpikeLimitError`.
-
-    Returns:
-        ``(out_times, out_current, events)`` exactly as the PyTorch engine: output spike
-        times ``(batch, out_features, max_out)`` (ascending, ``+inf`` padded,
-        ``max_out`` = largest spike count, at least 1), the synaptic current at each
-        spike (0 at padding) and ``sorted_events(times)``. Outputs have ``times``'
-        dtype and device (the computation runs on the CPU).
+    Same arguments and returns (shapes, padding, ``max_spikes`` behaviour); outputs
+    have ``times``' dtype and device, the computation runs on the CPU.
     """
     _require()
     np_dtype = _np_dtype(times.dtype)
