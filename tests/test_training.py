@@ -41,9 +41,9 @@ def test_cli_one_epoch_smoke(tmp_path: Path) -> None:
     assert (out / "checkpoint.pt").exists() and (out / "best.pt").exists()
 
 
-@pytest.mark.parametrize("ema", [0.0, 0.9])
-def test_resume_gives_the_same_numbers(tmp_path: Path, ema: float) -> None:
-    kw = {"train_size": 64, "val_size": 32, "hidden": 12, "batch_size": 16, "ema": ema}
+@pytest.mark.parametrize("ema,jitter", [(0.0, 0.0), (0.9, 0.5)])
+def test_resume_gives_the_same_numbers(tmp_path: Path, ema: float, jitter: float) -> None:
+    kw = {"train_size": 64, "val_size": 32, "hidden": 12, "batch_size": 16, "ema": ema, "jitter": jitter}
     straight = train(preset_config("best", epochs=2, **kw), tmp_path / "a", progress=False, log=lambda s: None)
     train(preset_config("best", epochs=1, **kw), tmp_path / "b", progress=False, log=lambda s: None)
     resumed = train(preset_config("best", epochs=2, **kw), tmp_path / "b", resume=True, progress=False, log=lambda s: None)

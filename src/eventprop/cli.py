@@ -51,6 +51,7 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     h.add_argument("--bump", type=float, help="weight bump when a layer is too silent")
     h.add_argument("--silent-hidden", type=float, help="allowed silent fraction, hidden layer")
     h.add_argument("--silent-output", type=float, help="allowed silent fraction, output layer")
+    h.add_argument("--jitter", type=float, help="training augmentation: Gaussian jitter of input spike times (ms; 0 = off)")
     h.add_argument("--ema", type=float, help="evaluate an exponential moving average of the weights (decay per step; 0 = off)")
     h.add_argument("--grad-clip", type=float, help="clip the gradient norm (0 = off)")
     h.add_argument("--train-size", type=int, help="use only the first N training points (quick runs)")
@@ -60,7 +61,7 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
 _HYPER = [
     "epochs", "batch_size", "lr", "lr_decay", "hidden", "tau_mem", "tau_syn", "threshold", "t_min", "t_max",
     "bias_times", "hidden_init", "output_init", "tau0", "tau1", "alpha", "t_silent", "bump", "silent_hidden",
-    "silent_output", "ema", "grad_clip", "train_size", "val_size", "seed", "device", "dtype",
+    "silent_output", "jitter", "ema", "grad_clip", "train_size", "val_size", "seed", "device", "dtype",
 ]  # fmt: skip
 
 

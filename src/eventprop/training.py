@@ -83,6 +83,7 @@ class TrainConfig:
     t_silent: float = 60.0
     bump: float = 0.0
     ema: float = 0.0
+    jitter: float = 0.0
     grad_clip: float = 0.0
     silent_hidden: float = 1.0
     silent_output: float = 1.0
@@ -103,6 +104,8 @@ class TrainConfig:
             raise ValueError(f"lr_decay must lie in (0, 1], got {self.lr_decay!r}")
         if self.t_min < 0 or self.t_max < self.t_min:
             raise ValueError(f"need 0 <= t_min <= t_max, got t_min={self.t_min}, t_max={self.t_max}")
+        if not math.isfinite(self.jitter) or self.jitter < 0:
+            raise ValueError(f"jitter must be finite and non-negative, got {self.jitter!r}")
         if not 0 <= self.ema < 1:
             raise ValueError(f"ema must lie in [0, 1), got {self.ema!r}")
         for name in ("alpha", "bump", "grad_clip"):
@@ -237,6 +240,17 @@ def evaluate_model(model: nn.Sequential, config: TrainConfig, x: Tensor, y: Tens
     return {"loss": loss_sum / n, "accuracy": correct / n, **activity.summary()}
 
 
+def _jitter(times: Tensor, sigma: float, gen: torch.Generator) -> Tensor:
+    """Training-time augmentation: every input spike moves by ``N(0, sigma^2)`` (clamped at 0).
+
+    Each input neuron of the encoders fires once, so the trains stay ordered.
+    """
+    if sigma == 0:
+        return times
+    shift = torch.randn(times.shape, generator=gen, dtype=times.dtype).to(times.device) * sigma
+    return (times + shift).clamp(min=0).sort(dim=-1).values
+
+
 def _bump(model: nn.Sequential, outs: list[Tensor], config: TrainConfig) -> None:
     """Paper's weight bumping: a layer too silent on this minibatch gets all weights += bump."""
     if config.bump == 0:
@@ -317,6 +331,7 @@ def train(
         else None
     )
     shuffle = torch.Generator().manual_seed(config.seed)
+    noise = torch.Generator().manual_seed(config.seed + 1_000_003)
     rows: list[dict[str, float]] = []
     best_acc, best_epoch, start_epoch = -1.0, -1, 0
     if resume and ckpt_path.is_file():
@@ -329,6 +344,8 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         shuffle.set_state(state["shuffle_rng"])
+        if "noise_rng" in state:  # absent in checkpoints written before jitter existed
+            noise.set_state(state["noise_rng"])
         torch.set_rng_state(state["torch_rng"])
         rows, best_acc, best_epoch, start_epoch = state["metrics"], state["best_accuracy"], state["best_epoch"], state["epoch"] + 1
         log(f"resuming {out} after epoch {state['epoch'] + 1}")
@@ -344,7 +361,7 @@ def train(
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not progress)
         for start in bar:
             idx = perm[start : start + config.batch_size]
-            outs = _forward(model, x_train[idx])
+            outs = _forward(model, _jitter(x_train[idx], config.jitter, noise))
             loss = _loss(config, outs[-1], y_train[idx])
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite loss {float(loss)} at epoch {epoch + 1}")
@@ -387,6 +404,7 @@ def train(
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "shuffle_rng": shuffle.get_state(),
+                "noise_rng": noise.get_state(),
                 "torch_rng": torch.get_rng_state(),
                 "epoch": epoch,
                 "best_accuracy": best_acc,
