@@ -267,10 +267,6 @@ def _save_atomic(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _config_dict(config: TrainConfig) -> dict[str, Any]:
-    return asdict(config)
-
-
 def _config_from_dict(d: dict[str, Any]) -> TrainConfig:
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     d = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
@@ -350,7 +346,7 @@ def train(
         rows, best_acc, best_epoch, start_epoch = state["metrics"], state["best_accuracy"], state["best_epoch"], state["epoch"] + 1
         log(f"resuming {out} after epoch {state['epoch'] + 1}")
 
-    meta = {"config": _config_dict(config), "n_inputs": n_inputs, "n_classes": n_classes}
+    meta = {"config": asdict(config), "n_inputs": n_inputs, "n_classes": n_classes}
     n_train = x_train.shape[0]
     for epoch in range(start_epoch, config.epochs):
         t0 = time.perf_counter()
@@ -423,7 +419,7 @@ def train(
     x_test, y_test = _split(config, "test")
     test = evaluate_model(best_model, config, x_test, y_test)
     summary = {
-        "config": _config_dict(config),
+        "config": asdict(config),
         "best_epoch": best_epoch,
         "best_val_accuracy": best_acc,
         "final_val_accuracy": rows[-1]["val_accuracy"] if rows else None,
@@ -486,7 +482,7 @@ def train_seeds(config: TrainConfig, n_seeds: int, out_dir: str | os.PathLike[st
         "test_accuracy_std": float(test.std()),
         "best_val_accuracy_mean": float(val.mean()),
         "best_val_accuracy_std": float(val.std()),
-        "config": _config_dict(config),
+        "config": asdict(config),
     }
     (out / "summary.json").write_text(json.dumps(aggregate, indent=2))
     runs = []
