@@ -38,6 +38,7 @@ dropped; ``max_spikes`` raises :class:`~eventprop.feedforward.SpikeLimitError`.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -46,7 +47,7 @@ from torch import Tensor
 
 from .feedforward import SpikeLimitError
 from .neuron import NeuronParams
-from .spikes import EventList, sorted_events
+from .spikes import EventList, check_spike_values
 
 try:  # pragma: no cover - exercised only where numba is missing
     import numba
@@ -68,6 +69,7 @@ def numba_available() -> bool:
     return numba is not None
 
 
+@functools.lru_cache(maxsize=64)
 def _constants(p: NeuronParams, np_dtype: type, t_max: float = math.inf) -> tuple:
     # A tuple of numpy scalars of the data dtype: passed by value (no reference counting
     # in the inner calls), and float32 arithmetic with them stays float32.
@@ -141,6 +143,43 @@ if numba is not None:
         if y != 0:
             psi = math.log1p(y) / y
         return c[_TS] * q * psi
+
+    @njit(parallel=True, cache=True)
+    def _event_kernel(flat, slots, ev_t, ev_pos, counts, status):
+        # Validate and merge one sample's spike trains (flat: (batch, neurons * slots))
+        # into a time-ordered event list: ev_t/ev_pos rows get the finite times in
+        # ascending order (stable: ties keep input order), then the +inf padding, i.e.
+        # exactly what a stable sort of the row gives; counts[b] =
+        # number of events; status[b] bits: 1 NaN, 2 negative time, 4 not ascending.
+        batch, n = flat.shape
+        for b in prange(batch):
+            bad = 0
+            m = 0
+            for q in range(n):
+                t = flat[b, q]
+                if t != t:
+                    bad |= 1
+                elif t < 0:
+                    bad |= 2
+                if q % slots != 0 and t < flat[b, q - 1]:
+                    bad |= 4
+                if t < math.inf and t == t:
+                    ev_t[b, m] = t
+                    ev_pos[b, m] = q
+                    m += 1
+            order = np.argsort(ev_t[b, :m], kind="mergesort")
+            times = ev_t[b, :m][order]
+            positions = ev_pos[b, :m][order]
+            ev_t[b, :m] = times
+            ev_pos[b, :m] = positions
+            r = m  # padding: the +inf entries in input order (as a stable sort puts them)
+            for q in range(n):
+                if not (flat[b, q] < math.inf):
+                    ev_t[b, r] = math.inf
+                    ev_pos[b, r] = q
+                    r += 1
+            counts[b] = m
+            status[b] = bad
 
     @njit(cache=True)
     def _solve(v0, i0, lo, hi, c):
@@ -410,9 +449,43 @@ def _np_dtype(dtype: torch.dtype) -> type:
 
 def _to_numpy(x: Tensor, dtype: torch.dtype | None = None) -> np.ndarray:
     x = x.detach()
-    if dtype is not None:
+    if dtype is not None and x.dtype != dtype:
         x = x.to(dtype)
-    return np.ascontiguousarray(x.cpu().numpy())
+    if x.device.type != "cpu":
+        x = x.cpu()
+    return np.ascontiguousarray(x.numpy())
+
+
+def _events(times: Tensor) -> tuple[EventList, np.ndarray, np.ndarray]:
+    """Validated, time-ordered events of ``times`` (see :func:`eventprop.spikes.sorted_events`).
+
+    Returns the :class:`~eventprop.spikes.EventList` (trimmed to the longest sample)
+    and its times and sources as numpy arrays. NaN, negative or non-ascending input
+    times raise the ``ValueError`` of :func:`eventprop.spikes.check_spike_values`.
+    """
+    batch, neurons, slots = times.shape
+    flat = _to_numpy(times.reshape(batch, neurons * slots))
+    n = flat.shape[1]
+    ev_t = np.empty((batch, n), dtype=flat.dtype)
+    ev_pos = np.empty((batch, n), dtype=np.int64)
+    counts = np.empty(batch, dtype=np.int64)
+    status = np.empty(batch, dtype=np.int64)
+    if batch and n:
+        _event_kernel(flat, slots, ev_t, ev_pos, counts, status)
+        if status.any():
+            check_spike_values(times)  # raises the precise error
+            raise AssertionError("event kernel flagged valid spike times")  # pragma: no cover
+    n_events = int(counts.max()) if batch and n else 0
+    ev_t = np.ascontiguousarray(ev_t[:, :n_events])
+    ev_pos = np.ascontiguousarray(ev_pos[:, :n_events])
+    ev_src = ev_pos // slots
+    device = times.device
+    events = EventList(
+        times=torch.from_numpy(ev_t).to(device),
+        source=torch.from_numpy(ev_src).to(device),
+        position=torch.from_numpy(ev_pos).to(device),
+    )
+    return events, ev_t, ev_src
 
 
 # Spike capacity per neuron remembered per layer shape, so that training usually
@@ -431,19 +504,19 @@ def feedforward_forward_numba(
     """Compiled equivalent of :func:`eventprop.feedforward.feedforward_forward`.
 
     Same arguments and returns (shapes, padding, ``max_spikes`` behaviour); outputs
-    have ``times``' dtype and device, the computation runs on the CPU.
+    have ``times``' dtype and device, the computation runs on the CPU. The input
+    times are validated inside the event-sorting kernel (NaN, negative or
+    non-ascending times raise ``ValueError``).
     """
     _require()
     np_dtype = _np_dtype(times.dtype)
     batch = times.shape[0]
     n_out = weight.shape[0]
-    events = sorted_events(times)
-    if events.times.shape[1] == 0 or batch == 0 or n_out == 0:
+    events, ev_t, ev_src = _events(times)
+    if ev_t.shape[1] == 0 or batch == 0 or n_out == 0:
         out = torch.full((batch, n_out, 1), math.inf, dtype=times.dtype, device=times.device)
         return out, torch.zeros_like(out), events
 
-    ev_t = _to_numpy(events.times)
-    ev_src = _to_numpy(events.source)
     w = _to_numpy(weight, times.dtype)
     c = _constants(p, np_dtype, t_max)
     limit = np.int64(max_spikes) if max_spikes is not None else np.int64(np.iinfo(np.int64).max)
@@ -468,7 +541,8 @@ def feedforward_forward_numba(
         if most <= cap:
             break
         cap = most  # some spikes were not stored: simulate again with room for all
-    _CAPACITY[key] = max(4, most + most // 4 + 1)  # follows the latest batch, with slack
+    # follows the latest batch with generous slack: a second pass costs a whole simulation
+    _CAPACITY[key] = max(4, 2 * most + 2)
     max_out = max(most, 1)
     if max_out < cap:
         out_t = np.ascontiguousarray(out_t[:, :, :max_out])

@@ -20,7 +20,7 @@ from ._feedforward_numba import feedforward_backward_numba, feedforward_forward_
 from .feedforward import feedforward_backward, feedforward_forward
 from .neuron import NeuronParams
 from .recurrent import RecurrentTape, recurrent_backward, recurrent_forward
-from .spikes import EventList, validate_spike_times
+from .spikes import EventList, check_spike_layout, check_spike_values
 
 __all__ = ["lif_layer", "validate_options", "ENGINES"]
 
@@ -172,12 +172,15 @@ def lif_layer(
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if not isinstance(weight, Tensor) or weight.dim() != 2:
         raise ValueError("weight must be a 2-d tensor of shape (out_features, in_features)")
-    validate_spike_times(times, weight.shape[1])
+    check_spike_layout(times, weight.shape[1])
     n_out = weight.shape[0]
     _check_weight(weight, "weight", (n_out, weight.shape[1]), times)
     t_max = float(t_max)
+    compiled = recurrent_weight is None and _use_numba(engine, times)
+    if not compiled:  # the compiled engine checks the values inside its event-sorting kernel
+        check_spike_values(times)
     if recurrent_weight is None:
-        return _FeedForwardLIF.apply(times, weight, p, t_max, max_spikes, _use_numba(engine, times))
+        return _FeedForwardLIF.apply(times, weight, p, t_max, max_spikes, compiled)
     _check_weight(recurrent_weight, "recurrent_weight", (n_out, n_out), times)
     off_diagonal = 1 - torch.eye(n_out, dtype=times.dtype, device=times.device)
     return _RecurrentLIF.apply(times, weight, recurrent_weight * off_diagonal, p, t_max, max_spikes)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["validate_spike_times", "EventList", "sorted_events", "stack_spikes"]
+__all__ = ["validate_spike_times", "check_spike_layout", "check_spike_values", "EventList", "sorted_events", "stack_spikes"]
 
 
 def validate_spike_times(times: Tensor, n_neurons: int | None = None, name: str = "times") -> None:
@@ -24,6 +24,12 @@ def validate_spike_times(times: Tensor, n_neurons: int | None = None, name: str 
     Checks: a floating ``torch.Tensor`` of rank 3, ``times.shape[1] == n_neurons``
     (when given), no NaN, no negative time, ascending along the last axis.
     """
+    check_spike_layout(times, n_neurons, name)
+    check_spike_values(times, name)
+
+
+def check_spike_layout(times: Tensor, n_neurons: int | None = None, name: str = "times") -> None:
+    """The cheap half of :func:`validate_spike_times`: type, dtype, rank and neuron count."""
     if not isinstance(times, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(times).__name__}")
     if not times.is_floating_point():
@@ -35,6 +41,13 @@ def validate_spike_times(times: Tensor, n_neurons: int | None = None, name: str 
         )
     if n_neurons is not None and times.shape[1] != n_neurons:
         raise ValueError(f"{name} has {times.shape[1]} neurons along dim 1, expected {n_neurons}")
+
+
+def check_spike_values(times: Tensor, name: str = "times") -> None:
+    """The value half of :func:`validate_spike_times`: no NaN, no negative time, ascending.
+
+    (The compiled engine makes the same checks inside its event-sorting kernel.)
+    """
     if bool(torch.isnan(times).any()):
         raise ValueError(f"{name} contains NaN")
     if bool((times < 0).any()):
