@@ -71,3 +71,27 @@ WORST: dict[str, float] = {}
 def record(kind: str, value: float) -> None:
     """Keep the worst error of each kind; conftest prints them at the end of the run."""
     WORST[kind] = max(WORST.get(kind, 0.0), value)
+
+
+def assert_gradients_match(
+    loss: Callable[[], Tensor], tensors: Sequence[Tensor], names: Sequence[str], kind: str, tol: float = 1e-6
+) -> dict[str, float]:
+    """Autograd gradients of ``loss()`` vs central finite differences, relative error <= ``tol``.
+
+    ``tensors`` are leaves (parameters or inputs) that ``loss()`` reads; each gradient
+    must be non-zero (else the comparison would be vacuous). Errors go to :func:`record`
+    under ``kind`` and are returned by name.
+    """
+    for name, t in zip(names, tensors):
+        if not t.requires_grad:
+            raise ValueError(f"{name} must require grad")
+    grads = torch.autograd.grad(loss(), list(tensors), allow_unused=True)
+    numeric = central_differences(loss, tensors)
+    errors = {}
+    for name, g, n in zip(names, grads, numeric):
+        assert g is not None, f"{name}: no gradient path"
+        assert n.abs().max() > 0, f"{name}: gradient is identically zero, the test would be vacuous"
+        errors[name] = relative_error(g, n)
+        record(kind, errors[name])
+        assert errors[name] <= tol, f"{name}: relative error {errors[name]:.3e}"
+    return errors
