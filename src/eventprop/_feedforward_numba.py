@@ -182,12 +182,21 @@ if numba is not None:
             status[b] = bad
 
     @njit(cache=True)
-    def _solve(v0, i0, lo, hi, c):
-        # safeguarded Newton for V(s) = theta in [lo, hi], as neuron.solve_crossing
+    def _solve(v0, i0, lo, hi, v_lo, v_hi, c):
+        # Root of V(s) = theta in [lo, hi] (V(lo) = v_lo < theta <= V(hi) = v_hi; v_lo
+        # may be NaN = unknown) to the tolerances of neuron.solve_crossing: a
+        # regula-falsi first guess, then Halley steps (V'' costs no extra exponential:
+        # tau_mem V' = I - V, tau_mem V'' = -I / tau_syn - V'), falling back to Newton
+        # and then to bisection whenever a step leaves the bracket, which shrinks at
+        # every iteration.
         theta = c[_THETA]
         x = c[_HALF] * (lo + hi)
+        if v_hi > v_lo:
+            guess = lo + (hi - lo) * ((theta - v_lo) / (v_hi - v_lo))
+            if guess >= lo and guess <= hi:
+                x = guess
         f_tol = c[_FTOL] * (theta + abs(v0) + abs(i0))
-        t_tol = c[_TTOL] * (abs(x) + c[_MINTAU])
+        t_tol = c[_TTOL] * (abs(hi) + c[_MINTAU])
         for _ in range(100):
             e_mem, e_syn, k = _flow(x, c)
             v = v0 * e_mem + i0 * k
@@ -198,11 +207,17 @@ if numba is not None:
                 lo = x
             else:
                 hi = x
-            slope = (i0 * e_syn - v) / c[_TM]
+            i = i0 * e_syn
+            slope = (i - v) / c[_TM]
             x_new = c[_HALF] * (lo + hi)
             if slope > 0:
+                curvature = (-i / c[_TS] - slope) / c[_TM]
+                denominator = 2 * slope * slope - f * curvature
+                halley = x - 2 * f * slope / denominator
                 newton = x - f / slope
-                if newton >= lo and newton <= hi:
+                if denominator > 0 and halley >= lo and halley <= hi:
+                    x_new = halley
+                elif newton >= lo and newton <= hi:
                     x_new = newton
             converged = abs(x_new - x) <= t_tol or hi - lo <= t_tol
             x = x_new
@@ -282,6 +297,8 @@ if numba is not None:
                     rising = i_s > v_s
                     lo = zero
                     hi = length
+                    v_lo = v_s
+                    v_hi = c[_INF]
                     crosses = False
                     if math.isfinite(length):
                         if t_s == te:  # no spike yet in this interval: shared flow
@@ -292,6 +309,7 @@ if numba is not None:
                             e_mem, e_syn, k = _flow(length, c)
                         v_end = v_s * e_mem + i_s * k
                         i_end = i_s * e_syn
+                        v_hi = v_end
                         k_bound = k if length <= c[_SPEAK] else c[_KMAX]
                     else:
                         k_bound = c[_KMAX]
@@ -305,15 +323,18 @@ if numba is not None:
                             if s_ext < length:
                                 if rising:  # maximum inside: crossing before it
                                     hi = s_ext
-                                    crosses = _voltage(v_s, i_s, s_ext, c) >= theta
+                                    v_hi = _voltage(v_s, i_s, s_ext, c)
+                                    crosses = v_hi >= theta
                                 else:  # minimum inside: crossing after it
                                     lo = s_ext
+                                    v_lo = math.nan  # not computed: no regula-falsi guess
                         elif rising and not (i_end > v_end) and bounded:
                             # maximum inside the interval (V rises at start, not at the end)
                             s_ext = _extremum(v_s, i_s, c)
                             if s_ext < length:
                                 hi = s_ext
-                                crosses = _voltage(v_s, i_s, s_ext, c) >= theta
+                                v_hi = _voltage(v_s, i_s, s_ext, c)
+                                crosses = v_hi >= theta
                         if not crosses:
                             # carry the state to the end of the interval (the next event)
                             v_s = v_end
@@ -327,10 +348,11 @@ if numba is not None:
                         s_ext = _extremum(v_s, i_s, c)
                         if not math.isfinite(s_ext):
                             break
-                        if not (_voltage(v_s, i_s, s_ext, c) >= theta):
+                        v_hi = _voltage(v_s, i_s, s_ext, c)
+                        if not (v_hi >= theta):
                             break
                         hi = s_ext
-                    s = _solve(v_s, i_s, lo, hi, c)
+                    s = _solve(v_s, i_s, lo, hi, v_lo, v_hi, c)
                     t_k = t_s + s
                     count += 1
                     if count > limit:
