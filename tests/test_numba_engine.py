@@ -3,7 +3,8 @@
 Forward spike times and currents must agree to ~1e-12 (float64) / ~1e-5 (float32)
 relative, backward gradients to 1e-10 relative, on random networks covering several
 batch sizes, several spikes per neuron, tau_mem / tau_syn in {4, 1, 0.5}, finite and
-infinite horizons, +inf padded inputs, no input events at all, and max_spikes.
+infinite horizons, +inf padded inputs, no input events at all, and max_spikes. Every
+test runs twice: with the serial kernels and with the parallel (thread-pool) kernels.
 """
 
 from __future__ import annotations
@@ -23,6 +24,16 @@ from eventprop._feedforward_numba import (  # noqa: E402
 )
 from eventprop.feedforward import SpikeLimitError, feedforward_backward, feedforward_forward  # noqa: E402
 from eventprop.neuron import NeuronParams  # noqa: E402
+
+import eventprop._feedforward_numba as numba_engine  # noqa: E402
+
+
+@pytest.fixture(autouse=True, params=["serial", "parallel"])
+def kernel_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Force the serial or the parallel kernels whatever the size of the work."""
+    monkeypatch.setattr(numba_engine, "PARALLEL_MIN_WORK", 10**18 if request.param == "serial" else 0)
+    return request.param
+
 
 TAUS = {"ratio4": (20.0, 5.0), "ratio1": (10.0, 10.0), "ratio0.5": (5.0, 10.0)}
 

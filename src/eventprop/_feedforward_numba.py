@@ -61,7 +61,7 @@ _DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 # Indices into the constants tuple ``c`` passed to the kernels (all of the data dtype).
 (_TM, _TS, _THETA, _TSLOW, _GAP, _EXT, _RATIO, _FTOL, _TTOL, _MINTAU, _HALF, _ONE, _ZERO, _TMAX, _INF, _KMAX,
- _MARGIN, _SPEAK) = range(18)
+ _MARGIN, _SPEAK, _PEAK_TIME, _PEAK_K) = range(20)
 
 
 def numba_available() -> bool:
@@ -74,7 +74,7 @@ def _constants(p: NeuronParams, np_dtype: type, t_max: float = math.inf) -> tupl
     # A tuple of numpy scalars of the data dtype: passed by value (no reference counting
     # in the inner calls), and float32 arithmetic with them stays float32.
     eps = float(np.finfo(np_dtype).eps)
-    values = [0.0] * 18
+    values = [0.0] * 20
     values[_TM] = p.tau_mem
     values[_TS] = p.tau_syn
     values[_THETA] = p.threshold
@@ -101,6 +101,10 @@ def _constants(p: NeuronParams, np_dtype: type, t_max: float = math.inf) -> tupl
     values[_KMAX] = k_peak * (1 + 1e-6)
     values[_MARGIN] = 64 * eps
     values[_SPEAK] = s_peak * (1 - 1e-6)  # K increases on [0, s_peak]
+    # exact extremum of V when V = 0 (at t = 0 and after every reset): at s_peak,
+    # V = I = i0 exp(-s_peak / tau_syn) (= i0 K(s_peak))
+    values[_PEAK_TIME] = s_peak
+    values[_PEAK_K] = math.exp(-s_peak / p.tau_syn)
     return tuple(np_dtype(v) for v in values)
 
 
@@ -124,17 +128,20 @@ if numba is not None:
         return e_mem, e_syn, (s / c[_TM]) * e_slow * _phi(-s * c[_GAP], c)
 
     @njit(cache=True)
-    def _voltage(v0, i0, s, c):
-        # V(s) = v0 exp(-s/tau_mem) + i0 K(s)
-        e_slow = math.exp(-s / c[_TSLOW])
-        e_mem = e_slow if c[_TM] == c[_TSLOW] else math.exp(-s / c[_TM])
-        return v0 * e_mem + i0 * ((s / c[_TM]) * e_slow * _phi(-s * c[_GAP], c))
+    def _extremum_voltage(v0, i0, s, c):
+        # V at its extremum s (from _extremum): there V' = (I - V) / tau_mem = 0, so
+        # V(s) = I(s) = i0 exp(-s / tau_syn): one exponential instead of three
+        if v0 == 0 and s == c[_PEAK_TIME]:
+            return i0 * c[_PEAK_K]
+        return i0 * math.exp(-s / c[_TS])
 
     @njit(cache=True)
     def _extremum(v0, i0, c):
         # local time of the single extremum of V (+inf if none), as neuron.voltage_extremum
         if i0 == 0:
             return c[_INF]
+        if v0 == 0:  # at t = 0 and after a reset: the peak of the PSP kernel
+            return c[_PEAK_TIME]
         q = (i0 - v0) / i0
         y = c[_EXT] * q
         if not (q > 0 and c[_ONE] + y > 0):
@@ -144,42 +151,51 @@ if numba is not None:
             psi = math.log1p(y) / y
         return c[_TS] * q * psi
 
-    @njit(parallel=True, cache=True)
-    def _event_kernel(flat, slots, ev_t, ev_pos, counts, status):
+    @njit(cache=True)
+    def _event_row(b, flat, slots, ev_t, ev_pos, counts, status):
         # Validate and merge one sample's spike trains (flat: (batch, neurons * slots))
         # into a time-ordered event list: ev_t/ev_pos rows get the finite times in
         # ascending order (stable: ties keep input order), then the +inf padding, i.e.
         # exactly what a stable sort of the row gives; counts[b] =
         # number of events; status[b] bits: 1 NaN, 2 negative time, 4 not ascending.
-        batch, n = flat.shape
-        for b in prange(batch):
-            bad = 0
-            m = 0
-            for q in range(n):
-                t = flat[b, q]
-                if t != t:
-                    bad |= 1
-                elif t < 0:
-                    bad |= 2
-                if q % slots != 0 and t < flat[b, q - 1]:
-                    bad |= 4
-                if t < math.inf and t == t:
-                    ev_t[b, m] = t
-                    ev_pos[b, m] = q
-                    m += 1
-            order = np.argsort(ev_t[b, :m], kind="mergesort")
-            times = ev_t[b, :m][order]
-            positions = ev_pos[b, :m][order]
-            ev_t[b, :m] = times
-            ev_pos[b, :m] = positions
-            r = m  # padding: the +inf entries in input order (as a stable sort puts them)
-            for q in range(n):
-                if not (flat[b, q] < math.inf):
-                    ev_t[b, r] = math.inf
-                    ev_pos[b, r] = q
-                    r += 1
-            counts[b] = m
-            status[b] = bad
+        n = flat.shape[1]
+        bad = 0
+        m = 0
+        for q in range(n):
+            t = flat[b, q]
+            if t != t:
+                bad |= 1
+            elif t < 0:
+                bad |= 2
+            if q % slots != 0 and t < flat[b, q - 1]:
+                bad |= 4
+            if t < math.inf and t == t:
+                ev_t[b, m] = t
+                ev_pos[b, m] = q
+                m += 1
+        order = np.argsort(ev_t[b, :m], kind="mergesort")
+        times = ev_t[b, :m][order]
+        positions = ev_pos[b, :m][order]
+        ev_t[b, :m] = times
+        ev_pos[b, :m] = positions
+        r = m  # padding: the +inf entries in input order (as a stable sort puts them)
+        for q in range(n):
+            if not (flat[b, q] < math.inf):
+                ev_t[b, r] = math.inf
+                ev_pos[b, r] = q
+                r += 1
+        counts[b] = m
+        status[b] = bad
+
+    @njit(parallel=True, cache=True)
+    def _event_kernel_parallel(flat, slots, ev_t, ev_pos, counts, status):
+        for b in prange(flat.shape[0]):
+            _event_row(b, flat, slots, ev_t, ev_pos, counts, status)
+
+    @njit(cache=True)
+    def _event_kernel_serial(flat, slots, ev_t, ev_pos, counts, status):
+        for b in range(flat.shape[0]):
+            _event_row(b, flat, slots, ev_t, ev_pos, counts, status)
 
     @njit(cache=True)
     def _solve(v0, i0, lo, hi, v_lo, v_hi, c):
@@ -313,8 +329,9 @@ if numba is not None:
                         k_bound = k if length <= c[_SPEAK] else c[_KMAX]
                     else:
                         k_bound = c[_KMAX]
-                    # can V reach theta at all? max V <= max(v0, 0) + max(i0, 0) max K
-                    bound = max(v_s, zero) + max(i_s, zero) * k_bound
+                    # can V reach theta at all? max V <= max(v0, 0) + max(i0, 0) max K, and
+                    # at an inner maximum V = I <= i0
+                    bound = min(max(v_s, zero) + max(i_s, zero) * k_bound, i_s)
                     bounded = bound + c[_MARGIN] * (theta + abs(v_s) + abs(i_s) * k_bound) >= theta
                     if math.isfinite(length):
                         if v_end >= theta:
@@ -323,7 +340,7 @@ if numba is not None:
                             if s_ext < length:
                                 if rising:  # maximum inside: crossing before it
                                     hi = s_ext
-                                    v_hi = _voltage(v_s, i_s, s_ext, c)
+                                    v_hi = _extremum_voltage(v_s, i_s, s_ext, c)
                                     crosses = v_hi >= theta
                                 else:  # minimum inside: crossing after it
                                     lo = s_ext
@@ -333,7 +350,7 @@ if numba is not None:
                             s_ext = _extremum(v_s, i_s, c)
                             if s_ext < length:
                                 hi = s_ext
-                                v_hi = _voltage(v_s, i_s, s_ext, c)
+                                v_hi = _extremum_voltage(v_s, i_s, s_ext, c)
                                 crosses = v_hi >= theta
                         if not crosses:
                             # carry the state to the end of the interval (the next event)
@@ -348,7 +365,7 @@ if numba is not None:
                         s_ext = _extremum(v_s, i_s, c)
                         if not math.isfinite(s_ext):
                             break
-                        v_hi = _voltage(v_s, i_s, s_ext, c)
+                        v_hi = _extremum_voltage(v_s, i_s, s_ext, c)
                         if not (v_hi >= theta):
                             break
                         hi = s_ext
@@ -369,18 +386,27 @@ if numba is not None:
                     break
             counts[b, j] = count
 
-    @njit(parallel=True, cache=True)
-    def _forward_kernel(ev_t, ev_src, weight, c, limit, out_t, out_i, counts, flows, n_blocks):
-        # one task per (batch element, block of neurons); each task has its own flows row
+    @njit(cache=True)
+    def _forward_task(task, n_blocks, ev_t, ev_src, weight, c, limit, out_t, out_i, counts, flows):
+        # task = (batch element, block of neurons); each task has its own flows row
         n_out = weight.shape[0]
+        b = task // n_blocks
+        block = task - b * n_blocks
+        _interval_flows(b, ev_t, c, flows[task])
+        _forward_pairs(
+            b, block * n_out // n_blocks, (block + 1) * n_out // n_blocks,
+            ev_t, ev_src, weight, c, limit, out_t, out_i, counts, flows[task],
+        )
+
+    @njit(parallel=True, cache=True)
+    def _forward_kernel_parallel(ev_t, ev_src, weight, c, limit, out_t, out_i, counts, flows, n_blocks):
         for task in prange(ev_t.shape[0] * n_blocks):
-            b = task // n_blocks
-            block = task - b * n_blocks
-            _interval_flows(b, ev_t, c, flows[task])
-            _forward_pairs(
-                b, block * n_out // n_blocks, (block + 1) * n_out // n_blocks,
-                ev_t, ev_src, weight, c, limit, out_t, out_i, counts, flows[task],
-            )
+            _forward_task(task, n_blocks, ev_t, ev_src, weight, c, limit, out_t, out_i, counts, flows)
+
+    @njit(cache=True)
+    def _forward_kernel_serial(ev_t, ev_src, weight, c, limit, out_t, out_i, counts, flows, n_blocks):
+        for task in range(ev_t.shape[0] * n_blocks):
+            _forward_task(task, n_blocks, ev_t, ev_src, weight, c, limit, out_t, out_i, counts, flows)
 
     @njit(cache=True)
     def _backward_chunk(chunk, b0, b1, grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, grad_times, gw_part, flows):
@@ -457,6 +483,19 @@ if numba is not None:
                 chunk, b0, b1, grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, grad_times, gw_part, flows
             )
 
+    @njit(cache=True)
+    def _backward_kernel_serial(grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, grad_times, gw_part, flows):
+        _backward_chunk(0, 0, ev_t.shape[0], grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, grad_times, gw_part, flows)
+
+
+# Below this much work (batch x neurons x events, or input entries when sorting events)
+# a kernel runs serially: waking the thread pool costs more than it saves.
+PARALLEL_MIN_WORK = 20_000
+
+
+def _parallel(work: int) -> bool:
+    return work >= PARALLEL_MIN_WORK and numba.get_num_threads() > 1
+
 
 def _require() -> None:
     if numba is None:
@@ -493,7 +532,8 @@ def _events(times: Tensor) -> tuple[EventList, np.ndarray, np.ndarray]:
     counts = np.empty(batch, dtype=np.int64)
     status = np.empty(batch, dtype=np.int64)
     if batch and n:
-        _event_kernel(flat, slots, ev_t, ev_pos, counts, status)
+        kernel = _event_kernel_parallel if _parallel(batch * n) else _event_kernel_serial
+        kernel(flat, slots, ev_t, ev_pos, counts, status)
         if status.any():
             check_spike_values(times)  # raises the precise error
             raise AssertionError("event kernel flagged valid spike times")  # pragma: no cover
@@ -547,13 +587,15 @@ def feedforward_forward_numba(
     if max_spikes is not None:
         cap = min(cap, max_spikes)
     # tasks: (batch element, block of neurons), at least ~4 per thread for load balance
-    n_blocks = max(1, min(n_out, -(-4 * numba.get_num_threads() // batch)))
+    parallel = _parallel(batch * n_out * ev_t.shape[1])
+    n_blocks = max(1, min(n_out, -(-4 * numba.get_num_threads() // batch))) if parallel else 1
+    kernel = _forward_kernel_parallel if parallel else _forward_kernel_serial
     flows = np.empty((batch * n_blocks, ev_t.shape[1], 3), dtype=np_dtype)
     while True:
         out_t = np.empty((batch, n_out, cap), dtype=np_dtype)
         out_i = np.empty((batch, n_out, cap), dtype=np_dtype)
         counts = np.empty((batch, n_out), dtype=np.int64)
-        _forward_kernel(ev_t, ev_src, w, c, limit, out_t, out_i, counts, flows, n_blocks)
+        kernel(ev_t, ev_src, w, c, limit, out_t, out_i, counts, flows, n_blocks)
         most = int(counts.max())
         if max_spikes is not None and most > max_spikes:
             raise SpikeLimitError(
@@ -605,11 +647,13 @@ def feedforward_backward_numba(
         grad_times = torch.zeros(tuple(input_shape), dtype=dtype, device=device)
         return grad_times, torch.zeros(tuple(weight.shape), dtype=dtype, device=device)
 
-    n_chunks = max(1, min(batch, numba.get_num_threads()))
+    ev_t = _to_numpy(events.times, dtype)
+    parallel = _parallel(batch * n_out * ev_t.shape[1])
+    n_chunks = max(1, min(batch, numba.get_num_threads())) if parallel else 1
     grad_times = np.zeros((batch, n_in * slots), dtype=np_dtype)
     gw_part = np.zeros((n_chunks, n_out, n_in), dtype=np_dtype)
-    ev_t = _to_numpy(events.times, dtype)
-    _backward_kernel(
+    flows = np.empty((n_chunks, ev_t.shape[1], 3), dtype=np_dtype)
+    arrays = (
         _to_numpy(grad_out, dtype),
         _to_numpy(out_times),
         _to_numpy(out_current, dtype),
@@ -618,11 +662,11 @@ def feedforward_backward_numba(
         _to_numpy(events.source),
         _to_numpy(events.position),
         _constants(p, np_dtype),
-        n_chunks,
-        grad_times,
-        gw_part,
-        np.empty((n_chunks, ev_t.shape[1], 3), dtype=np_dtype),
     )
+    if parallel:
+        _backward_kernel(*arrays, n_chunks, grad_times, gw_part, flows)
+    else:
+        _backward_kernel_serial(*arrays, grad_times, gw_part, flows)
     grad_weight = gw_part[0] if n_chunks == 1 else gw_part.sum(axis=0)
     return (
         torch.from_numpy(grad_times).reshape(tuple(input_shape)).to(device),
