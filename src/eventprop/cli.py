@@ -1,4 +1,4 @@
-"""Command line: ``eventprop train yinyang``, ``eventprop evaluate``, ``eventprop figure1``.
+"""Command line: ``eventprop train yinyang|digits``, ``eventprop evaluate``, ``eventprop figure1``.
 
 Errors in the user's input end with one line on stderr and exit status 2.
 """
@@ -18,11 +18,19 @@ __all__ = ["main"]
 
 
 def _add_train_arguments(p: argparse.ArgumentParser) -> None:
-    from .training import PRESETS
+    from .training import READOUTS, TASKS
 
-    p.add_argument("task", choices=["yinyang"], help="data set to train on")
-    p.add_argument("--preset", default="best", help=f"hyperparameter preset: {', '.join(sorted(PRESETS))} (default: best)")
-    p.add_argument("--out", default=None, help="output folder (default: runs/<task>-<preset>)")
+    presets = "; ".join(f"{task}: {', '.join(sorted(t.presets))}" for task, t in TASKS.items())
+    p.add_argument("task", choices=sorted(TASKS), help="data set to train on (digits: 8x8 handwritten digits, bundled)")
+    p.add_argument("--preset", default="best", help=f"hyperparameter preset ({presets}; default: best)")
+    p.add_argument(
+        "--readout",
+        default=None,
+        choices=READOUTS,
+        help="output layer: first-spike (LIF neurons, first-spike cross-entropy; default) or voltage "
+        "(leaky integrators, max-over-time voltage cross-entropy)",
+    )
+    p.add_argument("--out", default=None, help="output folder (default: runs/<task>-<preset>[-voltage])")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     p.add_argument("--seeds", type=int, default=1, help="train this many seeds (seed, seed+1, ...) in parallel processes")
@@ -48,6 +56,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     h.add_argument("--tau1", type=float, help="loss: regulariser time constant (ms) = beta * tau_syn")
     h.add_argument("--alpha", type=float, help="loss: regulariser weight")
     h.add_argument("--t-silent", type=float, help="loss: time given to silent output neurons (ms)")
+    h.add_argument("--window", type=float, help="voltage readout: window [0, T] of the max over time (ms)")
+    h.add_argument("--voltage-scale", type=float, help="voltage readout: softmax scale on max V (1/threshold)")
     h.add_argument("--bump", type=float, help="weight bump when a layer is too silent")
     h.add_argument("--silent-hidden", type=float, help="allowed silent fraction, hidden layer")
     h.add_argument("--silent-output", type=float, help="allowed silent fraction, output layer")
@@ -60,7 +70,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 _HYPER = [
     "epochs", "batch_size", "lr", "lr_decay", "hidden", "tau_mem", "tau_syn", "threshold", "t_min", "t_max",
-    "bias_times", "hidden_init", "output_init", "tau0", "tau1", "alpha", "t_silent", "bump", "silent_hidden",
+    "bias_times", "hidden_init", "output_init", "tau0", "tau1", "alpha", "t_silent", "window", "voltage_scale",
+    "readout", "bump", "silent_hidden",
     "silent_output", "jitter", "ema", "grad_clip", "train_size", "val_size", "seed", "device", "dtype",
 ]  # fmt: skip
 
@@ -76,10 +87,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config.validate()
     if args.seeds < 1:
         raise ValueError(f"--seeds must be a positive int, got {args.seeds}")
-    out = Path(args.out or f"runs/{args.task}-{args.preset}")
+    suffix = "-voltage" if config.readout == "voltage" else ""
+    out = Path(args.out or f"runs/{args.task}-{args.preset}{suffix}")
     if (out / "checkpoint.pt").exists() and not args.resume and args.seeds == 1:
         raise ValueError(f"{out} already holds a run: pass --resume to continue it or choose another --out")
-    print(f"training {args.task} ({args.preset} preset) into {out}: " + json.dumps(dataclasses.asdict(config)))
+    print(f"training {args.task} ({args.preset} preset, {config.readout} readout) into {out}: " + json.dumps(dataclasses.asdict(config)))
     if args.seeds == 1:
         summary = train(config, out, resume=args.resume, progress=not args.quiet)
         print(f"test accuracy {100 * summary['test_accuracy']:.2f}% (best validation {100 * summary['best_val_accuracy']:.2f}% at epoch {summary['best_epoch']})")
@@ -96,24 +108,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from .datasets import yinyang_split
-    from .training import encode, evaluate_model, load_model
+    from .training import TASKS, encode, evaluate_model, load_model
 
     model, config = load_model(args.checkpoint, device=args.device)
+    task = TASKS[config.task]
     if args.inputs is not None or args.labels is not None:
         if args.inputs is None or args.labels is None:
             raise ValueError("--inputs and --labels must be given together")
-        x, y = _load_points(args.inputs, args.labels, model[0].in_features - len(config.bias_times))
+        x, y = _load_points(args.inputs, args.labels, model[0].in_features - len(config.bias_times), task.n_classes)
         source = f"{args.inputs}"
     else:
-        x, y = yinyang_split(args.split)
+        x, y = task.split(args.split)
         source = f"the {args.split} split"
     result = evaluate_model(model, config, encode(config, x), torch.as_tensor(y, dtype=torch.long, device=config.device))
-    print(f"accuracy {100 * result['accuracy']:.2f}% on {len(y)} points of {source} (loss {result['loss']:.4f})")
+    print(f"accuracy {100 * result['accuracy']:.2f}% on {len(y)} points of {source} ({config.task}, loss {result['loss']:.4f})")
     return 0
 
 
-def _load_points(inputs: str, labels: str, n_features: int) -> tuple[np.ndarray, np.ndarray]:
+def _load_points(inputs: str, labels: str, n_features: int, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     for path in (inputs, labels):
         if not Path(path).is_file():
             raise ValueError(f"file {path!r} does not exist")
@@ -126,8 +138,8 @@ def _load_points(inputs: str, labels: str, n_features: int) -> tuple[np.ndarray,
         raise ValueError(f"--inputs must have shape (n, {n_features}), got {x.shape}")
     if y.shape != (x.shape[0],) or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"--labels must be integers of shape ({x.shape[0]},), got {y.dtype} {y.shape}")
-    if y.size and (y.min() < 0 or y.max() > 2):
-        raise ValueError("--labels must lie in {0, 1, 2}")
+    if y.size and (y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(f"--labels must lie in 0..{n_classes - 1}")
     return x, y
 
 
@@ -140,14 +152,14 @@ def _cmd_figure1(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eventprop", description="Exact EventProp training of spiking networks.")
     sub = parser.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train a network (Yin-Yang)")
+    t = sub.add_parser("train", help="train a network (Yin-Yang or digits)")
     _add_train_arguments(t)
     t.set_defaults(func=_cmd_train)
     e = sub.add_parser("evaluate", help="accuracy of a saved model")
     e.add_argument("checkpoint", help="best.pt or checkpoint.pt of a training run")
     e.add_argument("--split", default="test", choices=["train", "validation", "test"])
-    e.add_argument("--inputs", help="X.npy of shape (n, 4): features [x, y, 1-x, 1-y]")
-    e.add_argument("--labels", help="y.npy of shape (n,): classes 0, 1, 2")
+    e.add_argument("--inputs", help="X.npy of shape (n, features): Yin-Yang [x, y, 1-x, 1-y]; digits 64 pixels 0..16")
+    e.add_argument("--labels", help="y.npy of shape (n,): classes (Yin-Yang 0..2, digits 0..9)")
     e.add_argument("--device", default=None)
     e.set_defaults(func=_cmd_evaluate)
     f = sub.add_parser("figure1", help="reproduce the paper's Figure 1 and its gradient check")

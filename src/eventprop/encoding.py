@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["latency_encode"]
+__all__ = ["latency_encode", "intensity_encode"]
 
 
 def _check_time(name: str, value: Any) -> float:
@@ -90,3 +90,32 @@ def latency_encode(
         bias_row = torch.tensor(bias, dtype=values.dtype, device=values.device)
         times = torch.cat([times, bias_row.expand(values.shape[0], -1)], dim=1)
     return times.unsqueeze(-1)
+
+
+def intensity_encode(
+    values: torch.Tensor,
+    *,
+    t_min: float,
+    t_max: float,
+    bias_times: Sequence[float] = (),
+) -> torch.Tensor:
+    """Encode intensities in ``[0, 1]`` as single spikes, brighter = earlier, zero = silent.
+
+    Feature ``j`` of sample ``b`` with ``values[b, j] > 0`` spikes once at
+
+        t[b, j] = t_min + (1 - values[b, j]) * (t_max - t_min),
+
+    so intensity 1 fires at ``t_min`` and faint pixels fire near ``t_max``; a zero
+    intensity emits no spike (``+inf``): a blank pixel carries no information and
+    costs no event. Bias neurons as in :func:`latency_encode`.
+
+    Args, returns and errors: as :func:`latency_encode` (shape
+    ``(batch, features + len(bias_times), 1)``, ``+inf`` for silent pixels).
+    """
+    values = torch.as_tensor(values)
+    if not values.is_floating_point() and not values.is_complex():
+        values = values.to(torch.get_default_dtype())
+    times = latency_encode(1 - values, t_min=t_min, t_max=t_max, bias_times=bias_times)  # validates
+    silent = torch.zeros(times.shape[:2], dtype=torch.bool, device=times.device)
+    silent[:, : values.shape[1]] = values == 0
+    return torch.where(silent[..., None], torch.full_like(times, math.inf), times)
