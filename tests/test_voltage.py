@@ -224,7 +224,7 @@ def test_quadrature_matches_scipy_on_the_reference_voltage() -> None:
     spikes = hidden(x)
     window = 45.0
     traj = lif_trajectory(x, spikes, hidden.weight, tau_mem=20.0, tau_syn=5.0, window=window)
-    ours = traj.integral(_loss_v)
+    ours = traj.integral(_loss_v).detach()
     inputs = to_lists(x.detach())[0]
     events = sorted({t for row in inputs + to_lists(spikes.detach())[0] for t in row if t < window})
     worst = 0.0
