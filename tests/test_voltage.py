@@ -118,11 +118,18 @@ def test_silent_inputs_give_zero_voltage_and_no_nan() -> None:
 # ----------------------------------------------------------------------------- gradients
 
 
-@pytest.mark.parametrize("where", ["inside", "outside"])
+@pytest.mark.parametrize("where", ["inside", "outside", "far"])
 @pytest.mark.parametrize("tau_mem,tau_syn,scale", TAUS)
 def test_max_voltage_cross_entropy_gradients(tau_mem: float, tau_syn: float, scale: float, where: str) -> None:
+    """Maxima at T, at kinks on input spikes and (window far past the inputs) inside segments."""
     x, hidden, readout = _net(0, tau_mem, tau_syn, scale)
     readout.window = _window(hidden(x), where)
+    if where == "far":
+        traj = readout(hidden(x))
+        t_max = traj.max()[1]
+        at_event = (t_max[..., None] - traj.times.detach()).abs().min(-1).values < 1e-12
+        assert bool((~at_event & (t_max < readout.window)).any()), "want an interior maximum"
+        assert bool((at_event & (t_max > 0)).any()), "want a maximum at an input spike (kink)"
     loss = lambda: max_voltage_cross_entropy(readout(hidden(x)), LABELS, scale=3.0)  # noqa: E731
     assert_gradients_match(loss, [x, hidden.weight, readout.weight], ["input_times", "hidden.weight", "readout.weight"], "voltage loss gradient vs finite differences (relative)")
 
