@@ -11,8 +11,12 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .training import Task
 
 __all__ = ["main"]
 
@@ -47,8 +51,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     h.add_argument("--tau-mem", type=float, help="membrane time constant (ms)")
     h.add_argument("--tau-syn", type=float, help="synaptic time constant (ms)")
     h.add_argument("--threshold", type=float)
-    h.add_argument("--t-min", type=float, help="encoding: time of value 0 (ms)")
-    h.add_argument("--t-max", type=float, help="encoding: time of value 1 (ms)")
+    h.add_argument("--t-min", type=float, help="encoding: time of value 0 (Yin-Yang) or of the brightest pixel (digits) (ms)")
+    h.add_argument("--t-max", type=float, help="encoding: time of value 1 (Yin-Yang) or of the faintest pixel (digits) (ms)")
     h.add_argument("--bias-times", type=float, nargs="*", help="bias spike times (ms)")
     h.add_argument("--hidden-init", type=float, nargs=2, metavar=("MEAN", "STD"))
     h.add_argument("--output-init", type=float, nargs=2, metavar=("MEAN", "STD"))
@@ -115,7 +119,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.inputs is not None or args.labels is not None:
         if args.inputs is None or args.labels is None:
             raise ValueError("--inputs and --labels must be given together")
-        x, y = _load_points(args.inputs, args.labels, model[0].in_features - len(config.bias_times), task.n_classes)
+        x, y = _load_points(args.inputs, args.labels, task)
         source = f"{args.inputs}"
     else:
         x, y = task.split(args.split)
@@ -125,7 +129,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_points(inputs: str, labels: str, n_features: int, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def _load_points(inputs: str, labels: str, task: Task) -> tuple[np.ndarray, np.ndarray]:
     for path in (inputs, labels):
         if not Path(path).is_file():
             raise ValueError(f"file {path!r} does not exist")
@@ -134,12 +138,12 @@ def _load_points(inputs: str, labels: str, n_features: int, n_classes: int) -> t
         y = np.load(labels, allow_pickle=False)
     except Exception as exc:
         raise ValueError(f"cannot read .npy arrays: {exc}") from None
-    if x.ndim != 2 or x.shape[1] != n_features:
-        raise ValueError(f"--inputs must have shape (n, {n_features}), got {x.shape}")
+    if x.ndim != 2 or x.shape[1] != task.n_features:
+        raise ValueError(f"--inputs must have shape (n, {task.n_features}) with rows of {task.features}, got {x.shape}")
     if y.shape != (x.shape[0],) or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"--labels must be integers of shape ({x.shape[0]},), got {y.dtype} {y.shape}")
-    if y.size and (y.min() < 0 or y.max() >= n_classes):
-        raise ValueError(f"--labels must lie in 0..{n_classes - 1}")
+    if y.size and (y.min() < 0 or y.max() >= task.n_classes):
+        raise ValueError(f"--labels must lie in 0..{task.n_classes - 1}")
     return x, y
 
 
