@@ -1,9 +1,11 @@
 """Time the PyTorch and Numba feed-forward engines on the Yin-Yang network.
 
-Network 5-200-3 (tau_mem 20 ms, tau_syn 5 ms, threshold 1), initial weights: hidden
-N(1.5, 0.78), output N(0.93, 0.1); inputs latency-encoded x, y, 1-x, 1-y at 30 * value
-ms plus a bias spike at 0. One step = forward of both layers + backward of both
-layers (dL/d out_times = 1 at every output spike). Two threads for both engines.
+Network 5-200-3 (tau_mem 20 ms, tau_syn 5 ms, threshold 1; see ``common.py``) at its
+initial weights (about 75 hidden spikes per sample) and after 5 epochs of training
+(about 30, like a trained network); inputs latency-encoded x, y, 1-x, 1-y at
+30 * value ms plus a bias spike at 0. One step = forward of both layers + backward of
+both layers (dL/d out_times = 1 at every output spike). Two threads for both engines
+(numba's kernels; torch's ops).
 The table shows the best time of each phase over the repetitions (robust to other load
 on the machine); the JSON also holds the medians.
 
@@ -29,16 +31,15 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+import common  # noqa: E402  (puts src/ on the path)
+
+ROOT = common.ROOT
 
 from eventprop._feedforward_numba import (  # noqa: E402
     feedforward_backward_numba,
     feedforward_forward_numba,
     numba_available,
 )
-from eventprop.datasets import yinyang_split  # noqa: E402
-from eventprop.encoding import latency_encode  # noqa: E402
 from eventprop.feedforward import feedforward_backward, feedforward_forward  # noqa: E402
 from eventprop.neuron import NeuronParams  # noqa: E402
 
@@ -51,14 +52,16 @@ ENGINES = {
 PHASES = ("fwd_hidden", "fwd_output", "bwd_output", "bwd_hidden")
 
 
-def network(batch: int, dtype: torch.dtype, seed: int = 0):
-    X, _ = yinyang_split("train")
-    values = torch.as_tensor(X[:batch], dtype=dtype)
-    times = latency_encode(values, t_min=0.0, t_max=30.0, bias_times=(0.0,))
-    gen = torch.Generator().manual_seed(seed)
-    w1 = (1.5 + 0.78 * torch.randn(200, 5, generator=gen, dtype=torch.float64)).to(dtype)
-    w2 = (0.93 + 0.1 * torch.randn(3, 200, generator=gen, dtype=torch.float64)).to(dtype)
-    return times, w1, w2
+_WEIGHTS: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def network(batch: int, dtype: torch.dtype, state: str = "init"):
+    """Inputs of the first ``batch`` training samples and ``(W1, W2)`` in weight state ``state``."""
+    if state not in _WEIGHTS:
+        _WEIGHTS[state] = common.weights(state)
+    times, _ = common.yinyang_data("train", dtype, n=batch)
+    w1, w2 = _WEIGHTS[state]
+    return times, w1.to(dtype), w2.to(dtype)
 
 
 def step(engine: str, times, w1, w2) -> tuple[dict[str, float], tuple]:
@@ -80,8 +83,8 @@ def step(engine: str, times, w1, w2) -> tuple[dict[str, float], tuple]:
     return clock, (h_t, o_t, g_w1, g_w2, g_x)
 
 
-def measure(engine: str, batch: int, dtype: torch.dtype, min_time: float, min_reps: int):
-    times, w1, w2 = network(batch, dtype)
+def measure(engine: str, batch: int, dtype: torch.dtype, state: str, min_time: float, min_reps: int):
+    times, w1, w2 = network(batch, dtype, state)
     step(engine, times, w1, w2)  # warm-up (and JIT compilation / cache load)
     runs = []
     start = time.perf_counter()
@@ -108,6 +111,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--batches", type=int, nargs="+", default=[32, 200])
+    parser.add_argument("--weights", nargs="+", choices=["init", "trained"], default=["init", "trained"])
     parser.add_argument("--threads", type=int, default=THREADS, help="threads for torch and numba (default 2)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "engines.json")
     args = parser.parse_args()
@@ -122,48 +126,52 @@ def main() -> None:
 
     rows = []
     header = (
-        f"{'batch':>5} {'dtype':>7} {'engine':>6} | {'fwd hid':>8} {'fwd out':>8} {'bwd out':>8} "
-        f"{'bwd hid':>8} | {'total':>8} {'speed-up':>8} | {'out spikes':>10} {'spike diff':>10} {'grad diff':>9}"
+        f"{'weights':>7} {'batch':>5} {'dtype':>7} {'engine':>6} | {'fwd hid':>8} {'fwd out':>8} {'bwd out':>8} "
+        f"{'bwd hid':>8} | {'total':>8} {'samples/s':>9} {'speed-up':>8} | {'hid/smp':>7} {'spike diff':>10} {'grad diff':>9}"
     )
-    print(f"Yin-Yang 5-200-3, init weights, {threads} threads; ms per batch (best of the repetitions)")
+    print(f"Yin-Yang 5-200-3, {threads} threads; ms per batch (best of the repetitions)")
     print(header)
     print("-" * len(header))
-    for batch in args.batches:
-        for dtype in (torch.float32, torch.float64):
-            results = {}
-            for engine in ENGINES:
-                results[engine] = measure(engine, batch, dtype, min_time, min_reps)
-            ref = results["torch"][3]
-            got = results["numba"][3]
-            spike_diff = max(_rel(a, b) for a, b in zip(got[:2], ref[:2]))
-            grad_diff = max(_rel(a, b) for a, b in zip(got[2:], ref[2:]))
-            max_spikes = int(torch.isfinite(ref[1]).sum(-1).max())
-            for engine, (best, median, reps, _) in results.items():
-                speedup = results["torch"][0]["total"] / best["total"]
-                name = str(dtype).replace("torch.", "")
-                print(
-                    f"{batch:>5} {name:>7} {engine:>6} | "
-                    + " ".join(f"{best[k]:>8.2f}" for k in PHASES)
-                    + f" | {best['total']:>8.2f} {speedup:>7.1f}x | {max_spikes:>10d} "
-                    + (f"{spike_diff:>10.1e} {grad_diff:>9.1e}" if engine == "numba" else "")
-                )
-                rows.append(
-                    {
-                        "batch": batch,
-                        "dtype": name,
-                        "engine": engine,
-                        "repetitions": reps,
-                        "ms_best": best,
-                        "ms_median": median,
-                        "speedup_vs_torch": speedup,
-                        "max_output_spikes_per_neuron": max_spikes,
-                        "max_rel_diff_spike_times_vs_torch": spike_diff if engine == "numba" else 0.0,
-                        "max_rel_diff_grads_vs_torch": grad_diff if engine == "numba" else 0.0,
-                    }
-                )
+    for state in args.weights:
+        for batch in args.batches:
+            for dtype in (torch.float32, torch.float64):
+                results = {}
+                for engine in ENGINES:
+                    results[engine] = measure(engine, batch, dtype, state, min_time, min_reps)
+                ref = results["torch"][3]
+                got = results["numba"][3]
+                spike_diff = max(_rel(a, b) for a, b in zip(got[:2], ref[:2]))
+                grad_diff = max(_rel(a, b) for a, b in zip(got[2:], ref[2:]))
+                hidden_spikes = float(torch.isfinite(ref[0]).sum()) / batch
+                for engine, (best, median, reps, _) in results.items():
+                    speedup = results["torch"][0]["total"] / best["total"]
+                    rate = batch / (best["total"] / 1e3)
+                    name = str(dtype).replace("torch.", "")
+                    print(
+                        f"{state:>7} {batch:>5} {name:>7} {engine:>6} | "
+                        + " ".join(f"{best[k]:>8.2f}" for k in PHASES)
+                        + f" | {best['total']:>8.2f} {rate:>9.0f} {speedup:>7.1f}x | {hidden_spikes:>7.1f} "
+                        + (f"{spike_diff:>10.1e} {grad_diff:>9.1e}" if engine == "numba" else "")
+                    )
+                    rows.append(
+                        {
+                            "weights": state,
+                            "batch": batch,
+                            "dtype": name,
+                            "engine": engine,
+                            "repetitions": reps,
+                            "ms_best": best,
+                            "ms_median": median,
+                            "samples_per_s": rate,
+                            "speedup_vs_torch": speedup,
+                            "hidden_spikes_per_sample": hidden_spikes,
+                            "max_rel_diff_spike_times_vs_torch": spike_diff if engine == "numba" else 0.0,
+                            "max_rel_diff_grads_vs_torch": grad_diff if engine == "numba" else 0.0,
+                        }
+                    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
-        "network": "yinyang 5-200-3, tau_mem 20, tau_syn 5, threshold 1, init weights N(1.5,0.78) / N(0.93,0.1)",
+        "network": "yinyang 5-200-3, tau_mem 20, tau_syn 5, threshold 1; weights: init N(1.5,0.78) / N(0.93,0.1), trained = after 5 epochs",
         "threads": threads,
         "torch": torch.__version__,
         "numba": numba.__version__,
@@ -175,7 +183,7 @@ def main() -> None:
     }
     args.out.write_text(json.dumps(payload, indent=2) + "\n")
     print(
-        "out spikes: most output spikes of one neuron; diffs: numba vs torch, max |a - b| / max |b| over\n"
+        "hid/smp: hidden spikes per sample; diffs: numba vs torch, max |a - b| / max |b| over\n"
         "hidden+output spike times and over dW1, dW2, d input (float32 gradients are ill-conditioned here:\n"
         "torch float32 differs from torch float64 by a similar amount)"
     )

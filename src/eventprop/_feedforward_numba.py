@@ -155,8 +155,7 @@ if numba is not None:
     def _event_row(b, flat, slots, ev_t, ev_pos, counts, status):
         # Validate and merge one sample's spike trains (flat: (batch, neurons * slots))
         # into a time-ordered event list: ev_t/ev_pos rows get the finite times in
-        # ascending order (stable: ties keep input order), then the +inf padding, i.e.
-        # exactly what a stable sort of the row gives; counts[b] =
+        # ascending order (stable: ties keep input order; the caller pads); counts[b] =
         # number of events; status[b] bits: 1 NaN, 2 negative time, 4 not ascending.
         n = flat.shape[1]
         bad = 0
@@ -178,12 +177,6 @@ if numba is not None:
         positions = ev_pos[b, :m][order]
         ev_t[b, :m] = times
         ev_pos[b, :m] = positions
-        r = m  # padding: the +inf entries in input order (as a stable sort puts them)
-        for q in range(n):
-            if not (flat[b, q] < math.inf):
-                ev_t[b, r] = math.inf
-                ev_pos[b, r] = q
-                r += 1
         counts[b] = m
         status[b] = bad
 
@@ -540,6 +533,9 @@ def _events(times: Tensor) -> tuple[EventList, np.ndarray, np.ndarray]:
     n_events = int(counts.max()) if batch and n else 0
     ev_t = np.ascontiguousarray(ev_t[:, :n_events])
     ev_pos = np.ascontiguousarray(ev_pos[:, :n_events])
+    padding = np.arange(n_events) >= counts[:, None]  # +inf events at position 0 (never read)
+    ev_t[padding] = np.inf
+    ev_pos[padding] = 0
     ev_src = ev_pos // slots
     device = times.device
     events = EventList(

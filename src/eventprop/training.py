@@ -454,7 +454,7 @@ def train(
 
     torch.manual_seed(config.seed)
     model = build_model(config, n_inputs, n_classes)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
     # The evaluated model: the weights themselves, or their exponential moving average.
     averaged = (
