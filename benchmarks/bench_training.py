@@ -5,7 +5,8 @@ measured in the same run:
 
 - EventProp (this library, compiled CPU engine): epochs from the initial weights in
   float64 and float32; epoch 1 runs at initial activity (about 75 hidden spikes per
-  sample), epochs 4-6 near trained activity (about 30); the Adam step is included.
+  sample; repeated from the initial weights), epochs 4-8 near trained activity (about
+  30); the Adam step is included; best and median are reported (the machine is shared).
 - The time-stepped BPTT baseline (``bptt.py``; exact propagator per step, fast-sigmoid
   surrogate, trial of 40 ms, float64) at dt = 0.1 ms (a whole epoch) and dt = 0.01 ms
   (the first ``--fine-batches`` batches, extrapolated to the 157 of an epoch).
@@ -44,8 +45,8 @@ def eventprop_epochs(dtype: torch.dtype, epochs: int, threads: int) -> list[dict
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-3, fused=True)  # as the trainer
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.95)
     gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        model(times[:32])  # load the compiled kernels before timing
+    common.loss_fn(model(times[:32]), labels[:32]).backward()  # load (or compile) the kernels before timing
+    optimizer.zero_grad()
     rows = []
     for epoch in range(1, epochs + 1):
         with torch.no_grad():
@@ -114,7 +115,8 @@ def cosine(state: str, dt: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=6, help="EventProp epochs per dtype (>= 4)")
+    parser.add_argument("--epochs", type=int, default=8, help="EventProp epochs per dtype (>= 4)")
+    parser.add_argument("--repeats", type=int, default=3, help="EventProp first epochs timed from the initial weights")
     parser.add_argument("--fine-batches", type=int, default=8, help="baseline batches timed at dt = 0.01 ms")
     parser.add_argument("--quick", action="store_true", help="4 epochs, 20 %% of the dt = 0.1 ms epoch, 3 fine batches")
     args = parser.parse_args()
@@ -126,14 +128,24 @@ def main() -> None:
     print(f"Yin-Yang 5-200-3, 5000 samples, batch 32, Adam; {args.threads} threads\n")
     summary = {}
     for dtype in (torch.float64, torch.float32):
-        rows = eventprop_epochs(dtype, epochs, args.threads)
+        # the machine is shared: epoch 1 is repeated from the initial weights, the
+        # trained figure is taken over epochs 4..epochs; best and median are reported
+        runs = [eventprop_epochs(dtype, epochs if k == 0 else 1, args.threads) for k in range(args.repeats)]
+        rows = runs[0]
         name = str(dtype).replace("torch.", "")
-        later = statistics.median(r["seconds"] for r in rows[3:])
-        summary[name] = {"first": rows[0]["seconds"], "trained": later, "spikes_first": rows[0]["hidden_spikes_at_start"],
-                         "spikes_trained": statistics.mean(r["hidden_spikes_at_start"] for r in rows[3:])}
-        results[f"eventprop_{name}"] = rows
-        print(f"EventProp {name}: epoch 1 {rows[0]['seconds']:.3f} s ({rows[0]['hidden_spikes_at_start']:.0f} hidden spikes/sample), "
-              f"epochs 4-{epochs} median {later:.3f} s ({summary[name]['spikes_trained']:.0f} spikes/sample)")
+        first = [r[0]["seconds"] for r in runs]
+        later = [r["seconds"] for r in rows[3:]]
+        summary[name] = {
+            "first": min(first), "first_median": statistics.median(first),
+            "trained": min(later), "trained_median": statistics.median(later),
+            "spikes_first": rows[0]["hidden_spikes_at_start"],
+            "spikes_trained": statistics.mean(r["hidden_spikes_at_start"] for r in rows[3:]),
+        }
+        results[f"eventprop_{name}"] = {"epochs": rows, "epoch1_repeats": first}
+        stats = summary[name]
+        print(f"EventProp {name}: epoch 1 best {stats['first']:.3f} s, median {stats['first_median']:.3f} s "
+              f"({stats['spikes_first']:.0f} hidden spikes/sample); epochs 4-{epochs} best {stats['trained']:.3f} s, "
+              f"median {stats['trained_median']:.3f} s ({stats['spikes_trained']:.0f} spikes/sample)")
 
     baseline = []
     for dt, batches in ((0.1, coarse_batches), (0.01, fine_batches)):
@@ -157,16 +169,16 @@ def main() -> None:
     results["summary"] = summary
 
     ep = summary["float64"]
-    print("\n| method | seconds per epoch (initial / trained activity) | vs EventProp float64 | peak memory fwd+bwd, batch 32 | gradient cosine vs exact (initial / trained) |")
-    print("|---|---|---|---|---|")
+    print("\n| method | seconds per epoch, initial activity: best (median) | trained activity: best (median) | BPTT time / EventProp float64 time (epoch from initial weights) | peak memory fwd+bwd, batch 32 | gradient cosine vs exact (initial / trained weights) |")
+    print("|---|---|---|---|---|---|")
     for name in ("float64", "float32"):
         s = summary[name]
-        print(f"| EventProp {name} | {s['first']:.3f} / {s['trained']:.3f} | {ep['trained'] / s['trained']:.2f}x | "
+        print(f"| EventProp {name} | {s['first']:.3f} ({s['first_median']:.3f}) | {s['trained']:.3f} ({s['trained_median']:.3f}) | - | "
               f"{memory['eventprop']:.1f} MiB | 1 (exact) |")
     for row in baseline:
         dt = row["dt_ms"]
-        print(f"| BPTT dt = {dt} ms | {row['seconds_per_epoch']:.1f} (from initial weights) | "
-              f"{ep['first'] / row['seconds_per_epoch']:.4f}x ({row['seconds_per_epoch'] / ep['first']:.0f}x slower) | "
+        print(f"| BPTT dt = {dt} ms | {row['seconds_per_epoch']:.1f} | - | "
+              f"{row['seconds_per_epoch'] / ep['first']:.0f}x (vs median: {row['seconds_per_epoch'] / ep['first_median']:.0f}x) | "
               f"{memory[f'bptt_dt{dt}']:.0f} MiB | {cos[f'init_dt{dt}']:.3f} / {cos[f'trained_dt{dt}']:.3f} |")
     common.write_json("training.json", results)
 

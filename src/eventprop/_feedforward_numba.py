@@ -5,18 +5,24 @@ Drop-in replacement for :func:`eventprop.feedforward.feedforward_forward` and
 equations (see :mod:`eventprop.neuron` and :mod:`eventprop.feedforward`), same
 :class:`~eventprop.spikes.EventList`. Instead of vectorised spike rounds, each
 (batch element, neuron) pair is simulated by a scalar event loop in time order,
-in parallel (``numba.prange``) over tasks = (batch element, block of neurons):
+in parallel (``numba.prange``) over tasks = (batch element, block of neurons) when the
+work is large enough to pay for waking the thread pool (``PARALLEL_MIN_WORK``), serially
+otherwise:
 
 * forward: the state ``(V, I)`` is carried from event to event with the closed-form
   flow; in each inter-event interval ``[t_e, min(t_{e+1}, t_max)]`` the first threshold
   crossing is bracketed analytically (at most one extremum of ``V``; same decisions as
-  :func:`eventprop.neuron.crossing_bracket`) and refined by the same safeguarded
-  Newton iteration as :func:`eventprop.neuron.solve_crossing`; after a spike ``V = 0``
-  and the search resumes from the spike time in the same interval. The flow factors
+  :func:`eventprop.neuron.crossing_bracket`; at an extremum ``V = I``, so its value
+  costs one exponential) and refined to the tolerances of
+  :func:`eventprop.neuron.solve_crossing` from a regula-falsi guess by safeguarded
+  Halley steps (``V''`` comes free with ``V'``); after a spike ``V = 0`` and the
+  search resumes from the spike time in the same interval. The flow factors
   ``exp(-L/tau_mem), exp(-L/tau_syn), K(L)`` of each whole interval are computed once
-  per batch element and shared by its neurons, and a cheap upper bound of ``V`` skips
+  per batch element and shared by its neurons, and cheap upper bounds of ``V`` skip
   the extremum for intervals that cannot reach threshold. Work is
   ``O(events + spikes)`` per pair.
+* input events: validated (NaN, negative, not ascending) and merged into one
+  time-ordered list per sample by a compiled kernel as well.
 * backward: the jumps ``J_k`` of ``lambda_V`` come from the reverse recurrence over
   the neuron's own spikes; ``(lambda_V, lambda_I)`` are then carried backwards in
   time through the input events with :func:`eventprop.neuron.adjoint_flow`
