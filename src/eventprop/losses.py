@@ -78,6 +78,11 @@ def first_spike_cross_entropy(
     loss = F.cross_entropy(logits, labels, reduction="none") + alpha * torch.expm1(t_label / tau1)
     label_silent = ~finite.gather(1, labels[:, None]).squeeze(1)
     loss = torch.where(label_silent, loss.detach(), loss)
+    return reduce_loss(loss, reduction)
+
+
+def reduce_loss(loss: Tensor, reduction: str) -> Tensor:
+    """Per-sample ``loss`` reduced by ``reduction``: ``"mean"``, ``"sum"`` or ``"none"``."""
     if reduction == "mean":
         return loss.mean()
     if reduction == "sum":

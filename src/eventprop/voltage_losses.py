@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .losses import reduce_loss
 from .trajectory import DEFAULT_NODES, VoltageTrajectory
 
 __all__ = [
@@ -36,16 +37,6 @@ __all__ = [
     "voltage_predictions",
     "voltage_correct",
 ]
-
-
-def _reduce(loss: Tensor, reduction: str) -> Tensor:
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    if reduction == "none":
-        return loss
-    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
 def _check_scores(scores: Tensor, labels: Tensor | None = None) -> None:
@@ -74,7 +65,7 @@ def voltage_cross_entropy(scores: Tensor, labels: Tensor, *, scale: float = 1.0,
     """``-log softmax(scale * scores)[label]`` for ``scores`` ``(batch, classes)``, labels ``(batch,)``."""
     _check_scores(scores, labels)
     _check_scale(scale)
-    return _reduce(F.cross_entropy(scale * scores, labels, reduction="none"), reduction)
+    return reduce_loss(F.cross_entropy(scale * scores, labels, reduction="none"), reduction)
 
 
 def max_voltage_cross_entropy(
@@ -119,7 +110,7 @@ def voltage_integral_loss(
     ``loss_v`` and the quadrature error.
     """
     _check_trajectory(trajectory)
-    return _reduce(trajectory.integral(loss_v, n_nodes).sum(dim=1), reduction)
+    return reduce_loss(trajectory.integral(loss_v, n_nodes).sum(dim=1), reduction)
 
 
 def voltage_predictions(scores: Tensor) -> Tensor:
