@@ -24,6 +24,9 @@ import math
 import torch
 from torch import Tensor
 
+import common  # noqa: F401  (puts src/ on the path)
+from eventprop.neuron import NeuronParams, psp_kernel
+
 
 class _SpikeFn(torch.autograd.Function):
     """Heaviside forward, fast-sigmoid (SuperSpike) surrogate backward."""
@@ -51,13 +54,6 @@ def bin_inputs(times: Tensor, dt: float, n_steps: int) -> Tensor:
     return counts
 
 
-def psp_factor(dt: float, tau_mem: float, tau_syn: float) -> float:
-    """``K(dt)``: V after ``dt`` from ``V = 0, I = 1`` (any ratio, equal included)."""
-    if tau_mem == tau_syn:
-        return dt / tau_mem * math.exp(-dt / tau_mem)
-    return tau_syn / (tau_syn - tau_mem) * (math.exp(-dt / tau_syn) - math.exp(-dt / tau_mem))
-
-
 def first_spike_times(
     times: Tensor,
     w1: Tensor,
@@ -75,7 +71,7 @@ def first_spike_times(
     x = bin_inputs(times, dt, n_steps)
     batch = times.shape[0]
     a_m, a_s = math.exp(-dt / tau_mem), math.exp(-dt / tau_syn)
-    kappa = psp_factor(dt, tau_mem, tau_syn)
+    kappa = float(psp_kernel(torch.tensor(dt, dtype=torch.float64), NeuronParams(tau_mem, tau_syn)))
     dtype = times.dtype
     v_h = torch.zeros(batch, w1.shape[0], dtype=dtype)
     i_h = torch.zeros_like(v_h)

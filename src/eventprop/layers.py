@@ -13,6 +13,13 @@ from .neuron import NeuronParams
 __all__ = ["LIFLayer"]
 
 
+def check_features(in_features: int, out_features: int) -> None:
+    """Raise ``ValueError`` unless both layer sizes are positive ints."""
+    for name, value in (("in_features", in_features), ("out_features", out_features)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
 class LIFLayer(nn.Module):
     r"""A layer of leaky integrate-and-fire neurons simulated exactly in continuous time.
 
@@ -58,9 +65,7 @@ class LIFLayer(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_features(in_features, out_features)
         self.params = NeuronParams(tau_mem, tau_syn, threshold)
         validate_options(t_max, max_spikes)
         self.in_features = in_features

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .layers import check_features
 from .neuron import NeuronParams
 from .trajectory import VoltageTrajectory, check_window, readout_trajectory
 
@@ -53,9 +54,7 @@ class LIReadout(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_features(in_features, out_features)
         self.params = NeuronParams(tau_mem, tau_syn)
         self.window = check_window(window)
         self.in_features = in_features
