@@ -55,3 +55,34 @@ def test_bad_arguments() -> None:
         first_spike_cross_entropy(t, torch.tensor([0, 1]), **{**KW, "tau0": 0.0})
     with pytest.raises(ValueError, match="first contains NaN"):
         first_spike_cross_entropy(torch.full((2, 3), math.nan), torch.tensor([0, 1]), **KW)
+
+
+def _autograd_reference(first: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Eq. 35 composed from autograd operations (silent label: value kept, gradient cut)."""
+    finite = torch.isfinite(first)
+    is_label = torch.zeros_like(finite).scatter(1, labels[:, None], True)
+    t = torch.where(finite, first, torch.full_like(first, KW["t_silent"]))
+    logits = torch.where(finite | is_label, -t / KW["tau0"], torch.full_like(t, -math.inf))
+    t_label = t.gather(1, labels[:, None]).squeeze(1)
+    loss = torch.nn.functional.cross_entropy(logits, labels, reduction="none") + KW["alpha"] * torch.expm1(t_label / KW["tau1"])
+    return torch.where(~finite.gather(1, labels[:, None]).squeeze(1), loss.detach(), loss)
+
+
+def test_analytic_gradient_matches_autograd_and_finite_differences() -> None:
+    gen = torch.Generator().manual_seed(3)
+    first = 5 + 20 * torch.rand(64, 4, generator=gen, dtype=F64)
+    first[torch.rand(64, 4, generator=gen) < 0.25] = math.inf  # silent neurons, labels included
+    labels = torch.randint(0, 4, (64,), generator=gen)
+    weights = torch.rand(64, generator=gen, dtype=F64)  # a non-uniform upstream gradient
+    a = first.clone().requires_grad_()
+    (first_spike_cross_entropy(a, labels, reduction="none", **KW) * weights).sum().backward()
+    b = first.clone().requires_grad_()
+    (_autograd_reference(b, labels) * weights).sum().backward()
+    assert torch.allclose(first_spike_cross_entropy(first, labels, reduction="none", **KW), _autograd_reference(first, labels), rtol=1e-13)
+    assert torch.allclose(a.grad, b.grad, rtol=1e-12, atol=1e-15)
+    assert a.grad.abs().sum() > 0
+    finite = first.clone()
+    finite[~torch.isfinite(finite)] = 100.0  # finite differences need finite inputs
+    torch.autograd.gradcheck(
+        lambda t: first_spike_cross_entropy(t, labels[:8], reduction="sum", **KW), (finite[:8].requires_grad_(),)
+    )

@@ -197,6 +197,24 @@ if numba is not None:
             _event_row(b, flat, slots, ev_t, ev_pos, counts, status)
 
     @njit(cache=True)
+    def _event_arrays(ev_t, ev_pos, counts, slots):
+        # The merged rows trimmed to the longest one, contiguous, padded with +inf
+        # events at position 0 (never read), and the source neuron of every event.
+        batch = ev_t.shape[0]
+        n_events = 0
+        for b in range(batch):
+            n_events = max(n_events, counts[b])
+        times = np.full((batch, n_events), np.inf, dtype=ev_t.dtype)
+        positions = np.zeros((batch, n_events), dtype=np.int64)
+        sources = np.zeros((batch, n_events), dtype=np.int64)
+        for b in range(batch):
+            for e in range(counts[b]):
+                times[b, e] = ev_t[b, e]
+                positions[b, e] = ev_pos[b, e]
+                sources[b, e] = ev_pos[b, e] // slots
+        return times, positions, sources
+
+    @njit(cache=True)
     def _solve(v0, i0, lo, hi, v_lo, v_hi, c):
         # Root of V(s) = theta in [lo, hi] (V(lo) = v_lo < theta <= V(hi) = v_hi; v_lo
         # may be NaN = unknown) to the tolerances of neuron.solve_crossing: a
@@ -508,12 +526,12 @@ def _np_dtype(dtype: torch.dtype) -> type:
 
 
 def _to_numpy(x: Tensor, dtype: torch.dtype | None = None) -> np.ndarray:
+    """A C-contiguous numpy view (a copy only where needed) of ``x`` on the CPU in ``dtype``."""
     x = x.detach()
-    if dtype is not None and x.dtype != dtype:
-        x = x.to(dtype)
-    if x.device.type != "cpu":
-        x = x.cpu()
-    return np.ascontiguousarray(x.numpy())
+    if x.device.type != "cpu" or (dtype is not None and x.dtype != dtype):
+        x = x.to("cpu", dtype)
+    a = x.numpy()
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
 def _events(times: Tensor) -> tuple[EventList, np.ndarray, np.ndarray]:
@@ -528,21 +546,15 @@ def _events(times: Tensor) -> tuple[EventList, np.ndarray, np.ndarray]:
     n = flat.shape[1]
     ev_t = np.empty((batch, n), dtype=flat.dtype)
     ev_pos = np.empty((batch, n), dtype=np.int64)
-    counts = np.empty(batch, dtype=np.int64)
-    status = np.empty(batch, dtype=np.int64)
+    counts = np.zeros(batch, dtype=np.int64)
+    status = np.zeros(batch, dtype=np.int64)
     if batch and n:
         kernel = _event_kernel_parallel if _parallel(batch * n) else _event_kernel_serial
         kernel(flat, slots, ev_t, ev_pos, counts, status)
         if status.any():
             check_spike_values(times)  # raises the precise error
             raise AssertionError("event kernel flagged valid spike times")  # pragma: no cover
-    n_events = int(counts.max()) if batch and n else 0
-    ev_t = np.ascontiguousarray(ev_t[:, :n_events])
-    ev_pos = np.ascontiguousarray(ev_pos[:, :n_events])
-    padding = np.arange(n_events) >= counts[:, None]  # +inf events at position 0 (never read)
-    ev_t[padding] = np.inf
-    ev_pos[padding] = 0
-    ev_src = ev_pos // slots
+    ev_t, ev_pos, ev_src = _event_arrays(ev_t, ev_pos, counts, slots)
     device = times.device
     events = EventList(
         times=torch.from_numpy(ev_t).to(device),
