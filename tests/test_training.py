@@ -102,3 +102,30 @@ def test_evaluate_rejects_wrong_feature_count(tmp_path: Path, capsys: pytest.Cap
     np.save(tmp_path / "y.npy", np.zeros(5, dtype=np.int64))
     assert main(["evaluate", str(out / "best.pt"), "--inputs", str(tmp_path / "X.npy"), "--labels", str(tmp_path / "y.npy")]) == 2
     assert "--inputs must have shape (n, 4)" in capsys.readouterr().err
+
+
+def test_bumping_raises_only_the_first_too_silent_layer() -> None:
+    import math
+
+    import torch
+
+    from eventprop.training import _bump, build_model
+
+    config = preset_config("paper", hidden=4)
+    model = build_model(config, 5, 3)
+    inf = math.inf
+    quiet_hidden = torch.tensor([[[1.0], [inf], [inf], [2.0]]])  # 50 % silent > 15 %
+    active_hidden = torch.tensor([[[1.0], [2.0], [3.0], [4.0]]])
+    quiet_output = torch.tensor([[[1.0], [inf], [2.0]]])  # any silence > 0 %
+    active_output = torch.tensor([[[1.0], [2.0], [3.0]]])
+    cases = [
+        (quiet_hidden, quiet_output, model[0]),  # the hidden layer first; the output waits
+        (active_hidden, quiet_output, model[1]),
+        (active_hidden, active_output, None),
+    ]
+    for hidden_out, output_out, expected in cases:
+        before = [layer.weight.detach().clone() for layer in model]
+        assert _bump(model, [hidden_out, output_out], config) is expected
+        for layer, old in zip(model, before):
+            shift = config.bump if layer is expected else 0.0
+            assert torch.allclose(layer.weight.detach(), old + shift, rtol=0, atol=1e-15)

@@ -3,7 +3,8 @@
 One run = one seed: a ``in -> hidden -> classes`` network, latency-encoded inputs,
 Adam with an exponential learning-rate decay, and optional weight bumping (paper
 section 3: when more than an allowed fraction of a layer's neurons is silent on a
-minibatch, all that layer's weights grow by ``bump``). Two readouts:
+minibatch, all that layer's weights grow by ``bump``; only the first such layer).
+Two readouts:
 
 - ``first-spike``: the output layer is a :class:`~eventprop.LIFLayer`, trained with the
   first-spike cross-entropy of the paper (eq. 35); the label neuron must fire first.
@@ -390,14 +391,23 @@ def _jitter(times: Tensor, sigma: float, gen: torch.Generator) -> Tensor:
     return (times + shift).clamp(min=0).sort(dim=-1).values
 
 
-def _bump(model: nn.Sequential, outs: list[Tensor], config: TrainConfig) -> None:
-    """Paper's weight bumping: a spiking layer too silent on this minibatch gets all weights += bump."""
+def _bump(model: nn.Sequential, outs: list[Tensor], config: TrainConfig) -> LIFLayer | None:
+    """Paper's weight bumping; returns the bumped layer (or ``None``).
+
+    The first spiking layer (in network order) whose silent fraction on this minibatch
+    (silent (sample, neuron) pairs / all pairs) exceeds its allowed fraction gets all its
+    weights raised by ``bump``; later layers wait until it is active enough, as in the
+    authors' code (a silent hidden layer also silences the output, and raising the
+    output weights cannot help then).
+    """
     if config.bump == 0:
-        return
+        return None
     with torch.no_grad():
         for layer, out, allowed in zip(model, outs, (config.silent_hidden, config.silent_output)):
             if isinstance(layer, LIFLayer) and float(torch.isinf(out[..., 0]).float().mean()) > allowed:
                 layer.weight += config.bump
+                return layer
+    return None
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
