@@ -568,6 +568,7 @@ def _events(times: Tensor) -> tuple[EventList, np.ndarray, np.ndarray]:
 # simulates each layer once (a second pass only when a neuron fires clearly more than
 # in the previous batch).
 _CAPACITY: dict[tuple[int, int], int] = {}
+_NO_LIMIT = np.int64(np.iinfo(np.int64).max)
 
 
 def feedforward_forward_numba(
@@ -595,7 +596,7 @@ def feedforward_forward_numba(
 
     w = _to_numpy(weight, times.dtype)
     c = _constants(p, np_dtype, t_max)
-    limit = np.int64(max_spikes) if max_spikes is not None else np.int64(np.iinfo(np.int64).max)
+    limit = np.int64(max_spikes) if max_spikes is not None else _NO_LIMIT
     key = (n_out, weight.shape[1])
     cap = _CAPACITY.get(key, 4)
     if max_spikes is not None:

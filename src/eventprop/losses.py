@@ -97,10 +97,11 @@ class _FirstSpikeCrossEntropy(torch.autograd.Function):
         log_p = torch.log_softmax(torch.where(finite | is_label, t * (-1.0 / tau0), -math.inf), dim=1)
         growth = torch.expm1(t.gather(1, label) / tau1)
         loss = (alpha * growth - log_p.gather(1, label)).squeeze(1)
-        grad = (is_label.to(first.dtype) - log_p.exp()) / tau0
-        grad.scatter_add_(1, label, (alpha / tau1) * (growth + 1))
-        grad.mul_(finite.gather(1, label))  # silent label neuron: no gradient
-        ctx.save_for_backward(grad)
+        if ctx.needs_input_grad[0]:
+            grad = (is_label.to(first.dtype) - log_p.exp()) / tau0
+            grad.scatter_add_(1, label, (alpha / tau1) * (growth + 1))
+            grad.mul_(finite.gather(1, label))  # silent label neuron: no gradient
+            ctx.save_for_backward(grad)
         return loss
 
     @staticmethod
