@@ -129,3 +129,30 @@ def test_bumping_raises_only_the_first_too_silent_layer() -> None:
         for layer, old in zip(model, before):
             shift = config.bump if layer is expected else 0.0
             assert torch.allclose(layer.weight.detach(), old + shift, rtol=0, atol=1e-15)
+
+
+def test_silent_label_push_gives_silent_label_neurons_a_gradient() -> None:
+    import torch
+
+    from eventprop.training import _forward, _loss, _silent_label_push, build_model, encode
+
+    config = preset_config("best", hidden=30, silent_push=0.5)
+    model = build_model(config, 5, 3)
+    with torch.no_grad():
+        model[1].weight[0] = 3.0  # class 0's neuron fires for every sample
+        model[1].weight[2] = 0.01  # class 2's neuron stays below threshold
+    x = encode(config, np.array([[0.2, 0.7, 0.8, 0.3], [0.6, 0.1, 0.4, 0.9], [0.5, 0.5, 0.5, 0.5]]))
+    labels = torch.tensor([2, 0, 2])
+    outs = _forward(model, x)
+    assert torch.isinf(outs[-1][:, 2, 0]).all() and torch.isfinite(outs[-1][:, 0, 0]).all()
+    # The spike-time loss alone: no gradient reaches the silent label neuron's weights.
+    (g_loss,) = torch.autograd.grad(_loss(config, outs[-1], labels), model[1].weight, retain_graph=True)
+    assert g_loss[2].abs().max() == 0
+    push = _silent_label_push(model, outs, labels, config)
+    assert push is not None and 0 < push.item() < 0.5 * 2 / 3 * 1.0 + 1e-12
+    (g_push,) = torch.autograd.grad(push, model[1].weight)
+    assert (g_push[2] <= 0).all() and g_push[2].min() < 0  # descent raises the silent neuron's weights
+    assert g_push[[0, 1]].abs().max() <= 1e-12 * g_push[2].abs().max()  # other neurons: zero up to rounding
+    assert _silent_label_push(model, outs, torch.tensor([0, 0, 0]), config) is None  # every label neuron fires
+    off = preset_config("best", hidden=30, silent_push=0.0)
+    assert _silent_label_push(model, outs, labels, off) is None

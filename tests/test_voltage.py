@@ -17,6 +17,7 @@ import reference
 from eventprop import (
     LIFLayer,
     LIReadout,
+    label_voltage_gap,
     lif_trajectory,
     max_voltage_cross_entropy,
     readout_trajectory,
@@ -287,3 +288,26 @@ def test_bad_input_raises(call, message: str) -> None:  # noqa: ANN001
     times = torch.tensor([[[1.0], [2.0], [math.inf]], [[0.5], [math.inf], [3.0]]], dtype=F64)
     with pytest.raises(ValueError, match=message):
         call(readout, times)
+
+
+@pytest.mark.parametrize("tau_mem,tau_syn,scale", TAUS)
+def test_label_voltage_gap_gradients(tau_mem: float, tau_syn: float, scale: float) -> None:
+    """threshold - max V of silent label neurons of a spiking output layer, through the hidden layer."""
+    x, hidden, _ = _net(11, tau_mem, tau_syn, scale)
+    output = LIFLayer(6, 3, tau_mem=tau_mem, tau_syn=tau_syn, threshold=hidden.params.threshold, init_mean=0.1, init_std=0.3, dtype=F64)
+    with torch.no_grad():
+        output.weight[LABELS] *= 0.3  # keep the label neurons below threshold
+    p = output.params
+
+    def loss() -> torch.Tensor:
+        h = hidden(x)
+        trajectory = lif_trajectory(h, output(h), output.weight, tau_mem=p.tau_mem, tau_syn=p.tau_syn, threshold=p.threshold, window=60.0)
+        return label_voltage_gap(trajectory, LABELS, threshold=p.threshold)
+
+    h = hidden(x)
+    assert torch.isfinite(h).sum() >= 4, "the hidden layer must spike"
+    assert torch.isinf(output(h).detach()[torch.arange(2), LABELS, 0]).all(), "the label neurons must stay silent"
+    assert 0 < loss().item() < p.threshold
+    assert_gradients_match(
+        loss, [x, hidden.weight, output.weight], ["input_times", "hidden.weight", "output.weight"], "voltage loss gradient vs finite differences (relative)"
+    )

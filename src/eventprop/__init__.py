@@ -10,6 +10,7 @@ from .readout import LIReadout
 from .spikes import validate_spike_times
 from .trajectory import VoltageTrajectory, lif_trajectory, readout_trajectory
 from .voltage_losses import (
+    label_voltage_gap,
     max_voltage_cross_entropy,
     shaped_voltage_cross_entropy,
     voltage_correct,
@@ -30,6 +31,7 @@ __all__ = [
     "first_spike_predictions",
     "first_spikes",
     "gradcheck",
+    "label_voltage_gap",
     "lif_layer",
     "lif_trajectory",
     "max_voltage_cross_entropy",

@@ -68,6 +68,11 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     h.add_argument("--jitter", type=float, help="training augmentation: Gaussian jitter of input spike times (ms; 0 = off)")
     h.add_argument("--ema", type=float, help="evaluate an exponential moving average of the weights (decay per step; 0 = off)")
     h.add_argument("--grad-clip", type=float, help="clip the gradient norm (0 = off)")
+    h.add_argument(
+        "--silent-push",
+        type=float,
+        help="first-spike readout: weight of (threshold - max V) of a silent label neuron, which the spike-time loss leaves without gradient (0 = off)",
+    )
     h.add_argument("--train-size", type=int, help="use only the first N training points (quick runs)")
     h.add_argument("--val-size", type=int, help="use only the first N validation points (quick runs)")
 
@@ -76,7 +81,7 @@ _HYPER = [
     "epochs", "batch_size", "lr", "lr_decay", "hidden", "tau_mem", "tau_syn", "threshold", "t_min", "t_max",
     "bias_times", "hidden_init", "output_init", "tau0", "tau1", "alpha", "t_silent", "window", "voltage_scale",
     "readout", "bump", "silent_hidden",
-    "silent_output", "jitter", "ema", "grad_clip", "train_size", "val_size", "seed", "device", "dtype",
+    "silent_output", "jitter", "ema", "grad_clip", "silent_push", "train_size", "val_size", "seed", "device", "dtype",
 ]  # fmt: skip
 
 

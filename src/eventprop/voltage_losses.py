@@ -15,6 +15,9 @@ differentiated exactly by autograd through its closed form (see
   work): softmax cross-entropy of the exponentially time-weighted mean voltage
   ``(1/T) int_0^T exp(-t / tau_w) V_n(t) dt``, in closed form. A small ``tau_w``
   rewards the correct neuron for rising early.
+- :func:`label_voltage_gap`: ``threshold - max_t V_l(t)`` of each sample's label
+  neuron ``l``: a learning signal for samples whose label neuron never fires, which a
+  spike-time loss leaves without any gradient.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ __all__ = [
     "max_voltage_cross_entropy",
     "shaped_voltage_cross_entropy",
     "voltage_integral_loss",
+    "label_voltage_gap",
     "voltage_predictions",
     "voltage_correct",
 ]
@@ -111,6 +115,28 @@ def voltage_integral_loss(
     """
     _check_trajectory(trajectory)
     return reduce_loss(trajectory.integral(loss_v, n_nodes).sum(dim=1), reduction)
+
+
+def label_voltage_gap(trajectory: VoltageTrajectory, labels: Tensor, *, threshold: float = 1.0, reduction: str = "mean") -> Tensor:
+    r"""``threshold - max_{t in [0, T]} V_l(t)`` of each sample's label neuron ``l``, reduced.
+
+    Meant for samples whose label neuron stays silent: a first-spike loss gives them no
+    gradient (there is no spike time to move), while this gap is positive and its exact
+    gradient (envelope theorem at the maximum, see
+    :meth:`~eventprop.trajectory.VoltageTrajectory.max`) raises the label neuron's peak
+    voltage towards threshold. For a neuron that fires, ``max V = threshold`` (just
+    before its first spike) and the gap is 0.
+
+    Args:
+        trajectory: of the output layer, e.g. from :func:`~eventprop.lif_trajectory`.
+        labels: ``(batch,)`` label neuron of each sample.
+        threshold: the neurons' firing threshold.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+    """
+    _check_trajectory(trajectory)
+    v_max = trajectory.max()[0]
+    _check_scores(v_max, labels)
+    return reduce_loss(threshold - v_max.gather(1, labels[:, None]).squeeze(1), reduction)
 
 
 def voltage_predictions(scores: Tensor) -> Tensor:
