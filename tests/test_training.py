@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from eventprop.cli import main
-from eventprop.training import preset_config, train
+from eventprop.training import _bump, _forward, _loss, _silent_label_push, build_model, encode, preset_config, train
 
 SMALL = ["--train-size", "96", "--val-size", "64", "--hidden", "20", "--quiet"]
 
@@ -84,11 +86,8 @@ def test_evaluate_split_and_files(tmp_path: Path, capsys: pytest.CaptureFixture[
     ],
 )
 def test_bad_input_is_one_line_error(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
-    if "cuda" in argv:
-        import torch
-
-        if torch.cuda.is_available():
-            pytest.skip("CUDA is available here")
+    if "cuda" in argv and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err and "Traceback" not in err
@@ -105,12 +104,6 @@ def test_evaluate_rejects_wrong_feature_count(tmp_path: Path, capsys: pytest.Cap
 
 
 def test_bumping_raises_only_the_first_too_silent_layer() -> None:
-    import math
-
-    import torch
-
-    from eventprop.training import _bump, build_model
-
     config = preset_config("paper", hidden=4)
     model = build_model(config, 5, 3)
     inf = math.inf
@@ -132,10 +125,6 @@ def test_bumping_raises_only_the_first_too_silent_layer() -> None:
 
 
 def test_silent_label_push_gives_silent_label_neurons_a_gradient() -> None:
-    import torch
-
-    from eventprop.training import _forward, _loss, _silent_label_push, build_model, encode
-
     config = preset_config("best", hidden=30, silent_push=0.5)
     model = build_model(config, 5, 3)
     with torch.no_grad():
