@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
@@ -124,8 +125,16 @@ def _check_weight(weight: Tensor, name: str, shape: tuple[int, int], times: Tens
         raise ValueError(f"{name} has dtype {weight.dtype} but times has dtype {times.dtype}")
     if weight.device != times.device:
         raise ValueError(f"{name} is on {weight.device} but times is on {times.device}")
-    if not bool(torch.isfinite(weight).all()):
+    if not _all_finite(weight):
         raise ValueError(f"{name} contains NaN or inf")
+
+
+def _all_finite(x: Tensor) -> bool:
+    """``torch.isfinite(x).all()``; through a numpy view for CPU float32/float64 tensors,
+    which takes a third of the time of the two tensor operations (this runs every call)."""
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+        return bool(np.isfinite(x.detach().numpy()).all())
+    return bool(torch.isfinite(x).all())
 
 
 def lif_layer(
