@@ -33,17 +33,22 @@ def first_spikes(times: Tensor) -> Tensor:
     return times[..., 0]
 
 
+def check_labels(labels: Tensor, batch: int, n_classes: int) -> None:
+    """Raise ``ValueError`` unless ``labels`` has shape ``(batch,)`` and lies in ``[0, n_classes)``."""
+    if labels.shape != (batch,):
+        raise ValueError(f"labels must have shape ({batch},), got {tuple(labels.shape)}")
+    if labels.numel():
+        low, high = torch.aminmax(labels)
+        if int(low) < 0 or int(high) >= n_classes:
+            raise ValueError(f"labels must lie in [0, {n_classes})")
+
+
 def _check(first: Tensor, labels: Tensor) -> None:
     if first.dim() != 2:
         raise ValueError(f"first must have shape (batch, classes), got {tuple(first.shape)}")
-    if labels.shape != first.shape[:1]:
-        raise ValueError(f"labels must have shape ({first.shape[0]},), got {tuple(labels.shape)}")
     if bool(torch.isnan(first).any()):
         raise ValueError("first contains NaN")
-    if labels.numel():
-        low, high = torch.aminmax(labels)
-        if int(low) < 0 or int(high) >= first.shape[1]:
-            raise ValueError(f"labels must lie in [0, {first.shape[1]})")
+    check_labels(labels, first.shape[0], first.shape[1])
 
 
 def first_spike_cross_entropy(

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .losses import reduce_loss
+from .losses import check_labels, reduce_loss
 from .trajectory import DEFAULT_NODES, VoltageTrajectory
 
 __all__ = [
@@ -49,10 +49,7 @@ def _check_scores(scores: Tensor, labels: Tensor | None = None) -> None:
     if bool(torch.isnan(scores).any()):
         raise ValueError("scores contains NaN")
     if labels is not None:
-        if labels.shape != scores.shape[:1]:
-            raise ValueError(f"labels must have shape ({scores.shape[0]},), got {tuple(labels.shape)}")
-        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= scores.shape[1]):
-            raise ValueError(f"labels must lie in [0, {scores.shape[1]})")
+        check_labels(labels, scores.shape[0], scores.shape[1])
 
 
 def _check_trajectory(trajectory: VoltageTrajectory) -> None:
