@@ -302,7 +302,7 @@ def test_label_voltage_gap_gradients(tau_mem: float, tau_syn: float, scale: floa
     def loss() -> torch.Tensor:
         h = hidden(x)
         trajectory = lif_trajectory(h, output(h), output.weight, tau_mem=p.tau_mem, tau_syn=p.tau_syn, threshold=p.threshold, window=60.0)
-        return label_voltage_gap(trajectory, LABELS, threshold=p.threshold)
+        return label_voltage_gap(trajectory, LABELS)
 
     h = hidden(x)
     assert torch.isfinite(h).sum() >= 4, "the hidden layer must spike"

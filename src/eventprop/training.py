@@ -352,7 +352,7 @@ def _silent_label_push(model: nn.Sequential, outs: list[Tensor], labels: Tensor,
     trajectory = lif_trajectory(
         outs[-2][idx], outs[-1][idx], layer.weight, tau_mem=p.tau_mem, tau_syn=p.tau_syn, threshold=p.threshold, window=config.t_silent
     )
-    gap = label_voltage_gap(trajectory, labels[idx], threshold=p.threshold, reduction="sum")
+    gap = label_voltage_gap(trajectory, labels[idx], reduction="sum")
     return config.silent_push * gap / labels.shape[0]
 
 

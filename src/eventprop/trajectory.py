@@ -113,7 +113,8 @@ class VoltageTrajectory:
         jump_v: ``(batch, neurons, M + 1)`` voltage jumps ``b_k`` (0 where masked).
         v: ``(batch, neurons, M + 1)`` ``V`` just after each event.
         i: ``(batch, neurons, M + 1)`` ``I`` just after each event.
-        params: time constants (``threshold`` is unused here).
+        params: time constants and ``threshold`` (the reset of a LIF trajectory and the
+            target of :func:`~eventprop.label_voltage_gap`; 1 for a readout).
         window: ``T`` (time unit).
     """
 

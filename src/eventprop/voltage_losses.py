@@ -114,7 +114,7 @@ def voltage_integral_loss(
     return reduce_loss(trajectory.integral(loss_v, n_nodes).sum(dim=1), reduction)
 
 
-def label_voltage_gap(trajectory: VoltageTrajectory, labels: Tensor, *, threshold: float = 1.0, reduction: str = "mean") -> Tensor:
+def label_voltage_gap(trajectory: VoltageTrajectory, labels: Tensor, *, reduction: str = "mean") -> Tensor:
     r"""``threshold - max_{t in [0, T]} V_l(t)`` of each sample's label neuron ``l``, reduced.
 
     Meant for samples whose label neuron stays silent: a first-spike loss gives them no
@@ -122,18 +122,18 @@ def label_voltage_gap(trajectory: VoltageTrajectory, labels: Tensor, *, threshol
     gradient (envelope theorem at the maximum, see
     :meth:`~eventprop.trajectory.VoltageTrajectory.max`) raises the label neuron's peak
     voltage towards threshold. For a neuron that fires, ``max V = threshold`` (just
-    before its first spike) and the gap is 0.
+    before its first spike) and the gap is 0. ``threshold`` is the trajectory's own
+    (``trajectory.params.threshold``: the layer's, for :func:`~eventprop.lif_trajectory`).
 
     Args:
         trajectory: of the output layer, e.g. from :func:`~eventprop.lif_trajectory`.
         labels: ``(batch,)`` label neuron of each sample.
-        threshold: the neurons' firing threshold.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
     """
     _check_trajectory(trajectory)
     v_max = trajectory.max()[0]
     _check_scores(v_max, labels)
-    return reduce_loss(threshold - v_max.gather(1, labels[:, None]).squeeze(1), reduction)
+    return reduce_loss(trajectory.params.threshold - v_max.gather(1, labels[:, None]).squeeze(1), reduction)
 
 
 def voltage_predictions(scores: Tensor) -> Tensor:
