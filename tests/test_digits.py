@@ -15,7 +15,7 @@ import torch
 
 from eventprop.cli import main
 from eventprop.datasets import digits_split, digits_split_indices, load_digits
-from eventprop.encoding import intensity_encode
+from eventprop.datasets.encoding import intensity_encode
 from eventprop.training import preset_config, train
 
 SMALL = ["--train-size", "64", "--val-size", "32", "--hidden", "16", "--quiet"]
@@ -55,13 +55,13 @@ def test_split_sizes_classes_and_determinism() -> None:
 
 
 def test_intensity_encoding() -> None:
-    times = intensity_encode(torch.tensor([[0.0, 0.25, 1.0]], dtype=torch.float64), t_min=2.0, t_max=30.0, bias_times=(0.0,))
+    times = intensity_encode(torch.tensor([[0.0, 0.25, 1.0]], dtype=torch.float64), t_first=2.0, t_last=30.0, bias_times=(0.0,))
     assert times.shape == (1, 4, 1)
     assert times[0, :, 0].tolist() == [math.inf, 23.0, 2.0, 0.0]  # blank silent, brighter earlier, bias
     with pytest.raises(ValueError, match=r"values must lie in \[0, 1\]"):
-        intensity_encode(torch.tensor([[1.5]]), t_min=0.0, t_max=1.0)
+        intensity_encode(torch.tensor([[1.5]]), t_first=0.0, t_last=1.0)
     with pytest.raises(ValueError, match="values must have shape"):
-        intensity_encode(torch.tensor([0.5]), t_min=0.0, t_max=1.0)
+        intensity_encode(torch.tensor([0.5]), t_first=0.0, t_last=1.0)
 
 
 @pytest.mark.parametrize("readout", ["first-spike", "voltage"])
@@ -116,8 +116,8 @@ def test_evaluate_digits_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixtur
     "argv,message",
     [
         (["train", "digits", "--preset", "paper"], "preset must be one of ['best']"),
-        (["train", "digits", "--readout", "voltage", "--window", "0"], "window must be positive"),
-        (["train", "digits", "--readout", "voltage", "--voltage-scale", "-1"], "voltage_scale must be positive"),
+        (["train", "digits", "--readout", "voltage", "--window", "0"], "window must be finite and positive"),
+        (["train", "digits", "--readout", "voltage", "--voltage-scale", "-1"], "voltage_scale must be finite and positive"),
     ],
 )
 def test_bad_digits_input_is_one_line_error(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

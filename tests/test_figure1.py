@@ -10,8 +10,8 @@ import torch
 
 pytest.importorskip("matplotlib")
 
-from eventprop import figure1  # noqa: E402
-from eventprop.figure1 import (  # noqa: E402
+from eventprop.inspection import figure1  # noqa: E402
+from eventprop.inspection.figure1 import (  # noqa: E402
     build_network,
     eventprop_gradients,
     figure1_loss,
@@ -19,7 +19,7 @@ from eventprop.figure1 import (  # noqa: E402
     relative_deviation,
     run_figure1,
 )
-from eventprop.traces import adjoint_traces  # noqa: E402
+from eventprop.inspection.traces import adjoint_traces  # noqa: E402
 
 TOL = 1e-7
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -97,7 +97,7 @@ def test_t_max_horizon(recurrent: bool, engine: str) -> None:
     spikes = full[torch.isfinite(full)].sort().values
     middle = spikes.shape[0] // 2
     t_max = float(0.5 * (spikes[middle] + spikes[middle + 1]))
-    cut = lif_layer(times, weight, rec, tau_mem=20.0, tau_syn=5.0, t_max=t_max, engine=engine)
+    cut = lif_layer(times, weight, rec, tau_mem=20.0, tau_syn=5.0, horizon=t_max, engine=engine)
     _compare(cut, _reference(times, weight, tau_mem=20.0, tau_syn=5.0, t_max=t_max))
     assert (cut[torch.isfinite(cut)] <= t_max).all()
     assert torch.isfinite(cut).sum() < torch.isfinite(full).sum()

@@ -9,8 +9,8 @@ import torch
 from torch import Tensor, nn
 
 from eventprop import LIFLayer
-from eventprop.gradcheck import GradcheckReport, gradcheck
-from eventprop.neuron import NeuronParams, psp_kernel, voltage_extremum
+from eventprop.inspection.gradcheck import GradcheckReport, gradcheck
+from eventprop.model.neuron import NeuronParams, psp_kernel, voltage_extremum
 from helpers import F64, random_inputs, spike_weighted_loss
 
 

@@ -17,15 +17,16 @@ from torch import Tensor
 
 pytest.importorskip("numba")
 
-from eventprop._feedforward_numba import (  # noqa: E402
+from eventprop.engines.numba_cpu.feedforward import (  # noqa: E402
     feedforward_backward_numba,
     feedforward_forward_numba,
     numba_available,
 )
-from eventprop.feedforward import SpikeLimitError, feedforward_backward, feedforward_forward  # noqa: E402
-from eventprop.neuron import NeuronParams  # noqa: E402
+from eventprop import SpikeLimitError
+from eventprop.engines.pytorch.feedforward import feedforward_backward, feedforward_forward  # noqa: E402
+from eventprop.model.neuron import NeuronParams  # noqa: E402
 
-import eventprop._feedforward_numba as numba_engine  # noqa: E402
+import eventprop.engines.numba_cpu.feedforward as numba_engine  # noqa: E402
 
 
 @pytest.fixture(autouse=True, params=["serial", "parallel"])

@@ -11,7 +11,7 @@ import torch
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 
-from eventprop.plotting import new_figure, plot_raster, plot_training_curves, plot_voltage, require_matplotlib  # noqa: E402
+from eventprop.inspection.plotting import new_figure, plot_raster, plot_training_curves, plot_voltage, require_matplotlib  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 INF = float("inf")
@@ -66,7 +66,7 @@ def test_missing_matplotlib_gives_install_hint(monkeypatch: pytest.MonkeyPatch, 
         require_matplotlib()
     with pytest.raises(ImportError, match=r"pip install eventprop\[plot\]"):
         plot_training_curves([{"val_error": [0.1], "val_loss": [1.0]}], tmp_path / "z.png")
-    from eventprop.figure1 import run_figure1
+    from eventprop.inspection.figure1 import run_figure1
 
     with pytest.raises(ImportError, match=r"pip install eventprop\[plot\]"):
         run_figure1(tmp_path / "fig")

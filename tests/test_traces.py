@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from eventprop import LIFLayer
-from eventprop.traces import adjoint_traces, voltage_traces
+from eventprop.inspection.traces import adjoint_traces, voltage_traces
 from helpers import F64, random_inputs, spike_weighted_loss
 
 

@@ -14,7 +14,9 @@ import pytest
 import torch
 
 from eventprop.cli import main
-from eventprop.training import _bump, _forward, _loss, _silent_label_push, build_model, encode, preset_config, train
+from eventprop.training import build_model, encode, preset_config, train
+from eventprop.training.activity import bump_first_silent
+from eventprop.training.network import forward_layers, readout_of
 
 SMALL = ["--train-size", "96", "--val-size", "64", "--hidden", "20", "--quiet"]
 
@@ -36,7 +38,7 @@ def test_cli_one_epoch_smoke(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "test accuracy" in proc.stdout
     rows = _metrics(out)
-    assert len(rows) == 1 and set(rows[0]) >= {"train_loss", "val_accuracy", "hidden_spikes", "hidden_silent", "seconds"}
+    assert len(rows) == 1 and set(rows[0]) >= {"train_loss", "val_accuracy", "hidden1_spikes", "hidden1_silent", "output_spikes", "output_silent", "seconds"}
     summary = json.loads((out / "summary.json").read_text())
     assert 0.0 <= summary["test_accuracy"] <= 1.0
     assert (out / "training.png").stat().st_size > 0
@@ -51,7 +53,7 @@ def test_resume_gives_the_same_numbers(tmp_path: Path, ema: float, jitter: float
     resumed = train(preset_config("best", epochs=2, **kw), tmp_path / "b", resume=True, progress=False, log=lambda s: None)
     a, b = _metrics(tmp_path / "a"), _metrics(tmp_path / "b")
     for ra, rb in zip(a, b):
-        for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "hidden_spikes"):
+        for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "hidden1_spikes"):
             assert ra[key] == rb[key], key
     assert straight["test_accuracy"] == resumed["test_accuracy"]
     assert len(b) == 2
@@ -81,7 +83,7 @@ def test_evaluate_split_and_files(tmp_path: Path, capsys: pytest.CaptureFixture[
     [
         (["evaluate", "missing.pt"], "does not exist"),
         (["train", "yinyang", "--preset", "nope"], "preset must be one of"),
-        (["train", "yinyang", "--epochs", "0"], "epochs must be positive"),
+        (["train", "yinyang", "--epochs", "0"], "epochs must be a positive int"),
         (["train", "yinyang", "--device", "cuda"], "CUDA is not available"),
     ],
 )
@@ -112,15 +114,16 @@ def test_bumping_raises_only_the_first_too_silent_layer() -> None:
     quiet_output = torch.tensor([[[1.0], [inf], [2.0]]])  # any silence > 0 %
     active_output = torch.tensor([[[1.0], [2.0], [3.0]]])
     cases = [
-        (quiet_hidden, quiet_output, model[0]),  # the hidden layer first; the output waits
-        (active_hidden, quiet_output, model[1]),
+        (quiet_hidden, quiet_output, 0),  # the hidden layer first; the output waits
+        (active_hidden, quiet_output, 1),
         (active_hidden, active_output, None),
     ]
+    limits = [config.max_silent_hidden[0], config.max_silent_output]
     for hidden_out, output_out, expected in cases:
         before = [layer.weight.detach().clone() for layer in model]
-        assert _bump(model, [hidden_out, output_out], config) is expected
-        for layer, old in zip(model, before):
-            shift = config.bump if layer is expected else 0.0
+        assert bump_first_silent(list(model), [hidden_out, output_out], limits, config.bump) == expected
+        for k, (layer, old) in enumerate(zip(model, before)):
+            shift = config.bump if k == expected else 0.0
             assert torch.allclose(layer.weight.detach(), old + shift, rtol=0, atol=1e-15)
 
 
@@ -132,16 +135,17 @@ def test_silent_label_push_gives_silent_label_neurons_a_gradient() -> None:
         model[1].weight[2] = 0.01  # class 2's neuron stays below threshold
     x = encode(config, np.array([[0.2, 0.7, 0.8, 0.3], [0.6, 0.1, 0.4, 0.9], [0.5, 0.5, 0.5, 0.5]]))
     labels = torch.tensor([2, 0, 2])
-    outs = _forward(model, x)
+    readout = readout_of(config)
+    outs = forward_layers(model, readout, x)
     assert torch.isinf(outs[-1][:, 2, 0]).all() and torch.isfinite(outs[-1][:, 0, 0]).all()
     # The spike-time loss alone: no gradient reaches the silent label neuron's weights.
-    (g_loss,) = torch.autograd.grad(_loss(config, outs[-1], labels), model[1].weight, retain_graph=True)
+    (g_loss,) = torch.autograd.grad(readout.loss(outs[-1], labels), model[1].weight, retain_graph=True)
     assert g_loss[2].abs().max() == 0
-    push = _silent_label_push(model, outs, labels, config)
+    push = readout.auxiliary_loss(model[1], outs[0], outs[1], labels)
     assert push is not None and 0 < push.item() < 0.5 * 2 / 3 * 1.0 + 1e-12
     (g_push,) = torch.autograd.grad(push, model[1].weight)
     assert (g_push[2] <= 0).all() and g_push[2].min() < 0  # descent raises the silent neuron's weights
     assert g_push[[0, 1]].abs().max() <= 1e-12 * g_push[2].abs().max()  # other neurons: zero up to rounding
-    assert _silent_label_push(model, outs, torch.tensor([0, 0, 0]), config) is None  # every label neuron fires
-    off = preset_config("best", hidden=30, silent_push=0.0)
-    assert _silent_label_push(model, outs, labels, off) is None
+    assert readout.auxiliary_loss(model[1], outs[0], outs[1], torch.tensor([0, 0, 0])) is None  # every label neuron fires
+    off = readout_of(preset_config("best", hidden=30, silent_push=0.0))
+    assert off.auxiliary_loss(model[1], outs[0], outs[1], labels) is None

@@ -1,15 +1,30 @@
-"""eventprop: exact continuous-time LIF networks with exact EventProp gradients in PyTorch."""
+"""eventprop: exact continuous-time LIF networks with exact EventProp gradients in PyTorch.
 
-from .feedforward import SpikeLimitError
-from .functional import lif_layer
-from .gradcheck import GradcheckReport, gradcheck
-from .layers import LIFLayer
-from .losses import first_spike_correct, first_spike_cross_entropy, first_spike_predictions, first_spikes
-from .neuron import NeuronParams
-from .readout import LIReadout
-from .spikes import validate_spike_times
-from .trajectory import VoltageTrajectory, lif_trajectory, readout_trajectory
-from .voltage_losses import (
+The package, bottom up (imports flow one way, downwards in this list):
+
+- :mod:`eventprop.validation`, :mod:`eventprop.errors`: argument checks, exceptions;
+- :mod:`eventprop.model`: the mathematics of one neuron, the spike-train data
+  contract, exact voltage trajectories;
+- :mod:`eventprop.engines`: the engines (PyTorch, compiled CPU) behind one contract,
+  and their registry;
+- :mod:`eventprop.layers`: the functional API and ``nn.Module`` layers over it;
+- :mod:`eventprop.losses`: spike-time and voltage losses and metrics;
+- :mod:`eventprop.datasets`: built-in data and encoders;
+- :mod:`eventprop.training`: configuration, tasks, readouts, the training loop,
+  checkpoints, multi-seed runs; :mod:`eventprop.cli`: the ``eventprop`` command;
+- :mod:`eventprop.inspection`: traces, gradient checks, plots, the paper's Figure 1.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .errors import SpikeLimitError
+from .inspection.gradcheck import GradcheckReport, gradcheck
+from .layers import LIFLayer, LIReadout, lif_layer, lif_trajectory, readout_trajectory
+from .losses import (
+    first_spike_correct,
+    first_spike_cross_entropy,
+    first_spike_predictions,
+    first_spikes,
     label_voltage_gap,
     max_voltage_cross_entropy,
     shaped_voltage_cross_entropy,
@@ -18,6 +33,12 @@ from .voltage_losses import (
     voltage_integral_loss,
     voltage_predictions,
 )
+from .model import NeuronParams, VoltageTrajectory, validate_spike_times
+
+try:
+    __version__ = version("eventprop")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "GradcheckReport",
@@ -43,4 +64,3 @@ __all__ = [
     "voltage_integral_loss",
     "voltage_predictions",
 ]
-__version__ = "0.1.0"

@@ -1,6 +1,9 @@
-"""Command line: ``eventprop train yinyang|digits``, ``eventprop evaluate``, ``eventprop figure1``.
+"""Command line: ``eventprop train TASK``, ``eventprop evaluate``, ``eventprop figure1``.
 
-Errors in the user's input end with one line on stderr and exit status 2.
+The flags of ``train`` come from the field declarations of
+:class:`~eventprop.training.config.TrainConfig` (one declaration: name, parser, help);
+``eventprop train TASK --help`` lists them with that task's preset values. Errors in
+the user's input end with one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -9,90 +12,114 @@ import argparse
 import dataclasses
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
     from .training import Task
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser"]
+
+#: Deprecated flags -> current ones (they still work, with a notice).
+_RENAMED_FLAGS = {"--t-min": "--t-first", "--t-max": "--t-last", "--silent-hidden": "--max-silent-hidden", "--silent-output": "--max-silent-output"}
 
 
-def _add_train_arguments(p: argparse.ArgumentParser) -> None:
-    from .training import READOUTS, TASKS
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
-    presets = "; ".join(f"{task}: {', '.join(sorted(t.presets))}" for task, t in TASKS.items())
-    p.add_argument("task", choices=sorted(TASKS), help="data set to train on (digits: 8x8 handwritten digits, bundled)")
-    p.add_argument("--preset", default="best", help=f"hyperparameter preset ({presets}; default: best)")
-    p.add_argument(
-        "--readout",
-        default=None,
-        choices=READOUTS,
-        help="output layer: first-spike (LIF neurons, first-spike cross-entropy; default) or voltage "
-        "(leaky integrators, max-over-time voltage cross-entropy)",
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return " ".join(_show(v) for v in value) if value else "(none)"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def _preset_values(task_name: str, name: str) -> str:
+    """``best: X; paper: Y`` for a field, with the voltage readout's value where it differs."""
+    from .training import READOUTS, TASKS, preset_config
+
+    parts = []
+    for preset in TASKS[task_name].presets:
+        values = {r: getattr(preset_config(preset, task=task_name, readout=r), name) for r in READOUTS}
+        first = next(iter(values.values()))
+        text = _show(first)
+        others = [f"{r} readout {_show(v)}" for r, v in values.items() if v != first]
+        parts.append(f"{preset}: {text}" + (f" ({', '.join(others)})" if others else ""))
+    return "; ".join(parts)
+
+
+def _add_task_parser(sub: argparse._SubParsersAction, task_name: str, task: Task) -> None:
+    from .training import READOUTS
+    from .training.config import cli_fields
+
+    presets = list(task.presets)
+    p = sub.add_parser(
+        task_name,
+        help=f"{task.features} -> {task.n_classes} classes",
+        description=f"Train on {task_name}: {task.features}, {task.n_classes} classes; encoding: {task.encoding}. "
+        f"Every hyperparameter defaults to the preset (values shown per preset).",
     )
+    p.add_argument("--preset", default=presets[0], help=f"hyperparameter preset: {', '.join(presets)} (default: {presets[0]})")
     p.add_argument("--out", default=None, help="output folder (default: runs/<task>-<preset>[-voltage])")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     p.add_argument("--seeds", type=int, default=1, help="train this many seeds (seed, seed+1, ...) in parallel processes")
     p.add_argument("--workers", type=int, default=None, help="processes for --seeds (default: number of cores)")
-    p.add_argument("--device", default=None, help="cpu or cuda[:N]")
-    p.add_argument("--dtype", default=None, choices=["float32", "float64"])
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    h = p.add_argument_group("hyperparameters (override the preset)")
-    h.add_argument("--epochs", type=int)
-    h.add_argument("--batch-size", type=int)
-    h.add_argument("--lr", type=float, help="Adam learning rate")
-    h.add_argument("--lr-decay", type=float, help="learning-rate factor per epoch")
-    h.add_argument("--hidden", type=int, help="hidden neurons")
-    h.add_argument("--tau-mem", type=float, help="membrane time constant (ms)")
-    h.add_argument("--tau-syn", type=float, help="synaptic time constant (ms)")
-    h.add_argument("--threshold", type=float)
-    h.add_argument("--t-min", type=float, help="encoding: time of value 0 (Yin-Yang) or of the brightest pixel (digits) (ms)")
-    h.add_argument("--t-max", type=float, help="encoding: time of value 1 (Yin-Yang) or of the faintest pixel (digits) (ms)")
-    h.add_argument("--bias-times", type=float, nargs="*", help="bias spike times (ms)")
-    h.add_argument("--hidden-init", type=float, nargs=2, metavar=("MEAN", "STD"))
-    h.add_argument("--output-init", type=float, nargs=2, metavar=("MEAN", "STD"))
-    h.add_argument("--tau0", type=float, help="loss: softmax time constant (ms) = xi * tau_syn")
-    h.add_argument("--tau1", type=float, help="loss: regulariser time constant (ms) = beta * tau_syn")
-    h.add_argument("--alpha", type=float, help="loss: regulariser weight")
-    h.add_argument("--t-silent", type=float, help="loss: time given to silent output neurons (ms)")
-    h.add_argument("--window", type=float, help="voltage readout: window [0, T] of the max over time (ms)")
-    h.add_argument("--voltage-scale", type=float, help="voltage readout: softmax scale on max V (1/threshold)")
-    h.add_argument("--bump", type=float, help="weight bump when a layer is too silent")
-    h.add_argument("--silent-hidden", type=float, help="allowed silent fraction, hidden layer")
-    h.add_argument("--silent-output", type=float, help="allowed silent fraction, output layer")
-    h.add_argument("--jitter", type=float, help="training augmentation: Gaussian jitter of input spike times (ms; 0 = off)")
-    h.add_argument("--ema", type=float, help="evaluate an exponential moving average of the weights (decay per step; 0 = off)")
-    h.add_argument("--grad-clip", type=float, help="clip the gradient norm (0 = off)")
-    h.add_argument(
-        "--silent-push",
-        type=float,
-        help="first-spike readout: weight of (threshold - max V) of a silent label neuron, which the spike-time loss leaves without gradient (0 = off)",
-    )
-    h.add_argument("--train-size", type=int, help="use only the first N training points (quick runs)")
-    h.add_argument("--val-size", type=int, help="use only the first N validation points (quick runs)")
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in cli_fields():
+        meta = f.metadata
+        group = groups.get(meta["group"]) or groups.setdefault(meta["group"], p.add_argument_group(meta["group"]))
+        shown = "" if f.name == "readout" else f" [{_preset_values(task_name, f.name)}]"
+        kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": meta["help"] + shown}
+        for key in ("type", "nargs", "metavar"):
+            if meta[key] is not None:
+                kwargs[key] = meta[key]
+        if f.name == "readout":
+            kwargs["choices"] = list(READOUTS)
+        if f.name == "dtype":
+            kwargs["choices"] = ["float32", "float64"]
+        group.add_argument(_flag(f.name), **kwargs)
+    deprecated = p.add_argument_group("deprecated spellings")
+    for old, new in _RENAMED_FLAGS.items():
+        field = new[2:].replace("-", "_")
+        meta = next(f.metadata for f in cli_fields() if f.name == field)
+        kwargs = {"dest": f"deprecated_{field}", "default": None, "help": f"use {new}", "type": meta["type"]}
+        for key in ("nargs", "metavar"):
+            if meta[key] is not None:
+                kwargs[key] = meta[key]
+        deprecated.add_argument(old, **kwargs)
+    p.set_defaults(func=_cmd_train, task=task_name)
 
 
-_HYPER = [
-    "epochs", "batch_size", "lr", "lr_decay", "hidden", "tau_mem", "tau_syn", "threshold", "t_min", "t_max",
-    "bias_times", "hidden_init", "output_init", "tau0", "tau1", "alpha", "t_silent", "window", "voltage_scale",
-    "readout", "bump", "silent_hidden",
-    "silent_output", "jitter", "ema", "grad_clip", "silent_push", "train_size", "val_size", "seed", "device", "dtype",
-]  # fmt: skip
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    from .training.config import cli_fields, parse_bool
+
+    overrides: dict[str, Any] = {}
+    for f in cli_fields():
+        value = getattr(args, f.name)
+        old = getattr(args, f"deprecated_{f.name}", None)
+        if old is not None:
+            old_flag = next(k for k, v in _RENAMED_FLAGS.items() if v == _flag(f.name))
+            if value is not None:
+                raise ValueError(f"pass {_flag(f.name)} only ({old_flag} is its deprecated spelling)")
+            print(f"eventprop: note: {old_flag} is deprecated, use {_flag(f.name)}", file=sys.stderr)
+            value = old
+        if isinstance(value, list):
+            value = tuple(value) if value or f.metadata["type"] is not parse_bool else (True,)
+        overrides[f.name] = value
+    return overrides
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .training import preset_config, train, train_seeds
 
-    overrides = {k: getattr(args, k) for k in _HYPER}
-    for k in ("bias_times", "hidden_init", "output_init"):
-        if overrides[k] is not None:
-            overrides[k] = tuple(overrides[k])
-    config = preset_config(args.preset, task=args.task, **overrides)
+    config = preset_config(args.preset, task=args.task, **_overrides(args))
     config.validate()
     if args.seeds < 1:
         raise ValueError(f"--seeds must be a positive int, got {args.seeds}")
@@ -153,17 +180,21 @@ def _load_points(inputs: str, labels: str, task: Task) -> tuple[np.ndarray, np.n
 
 
 def _cmd_figure1(args: argparse.Namespace) -> int:
-    from .figure1 import main as figure1_main
+    from .inspection.figure1 import main as figure1_main
 
     return figure1_main(["--out", args.out, "--seed", str(args.seed)]) or 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``eventprop`` argument parser."""
+    from .training import TASKS
+
     parser = argparse.ArgumentParser(prog="eventprop", description="Exact EventProp training of spiking networks.")
     sub = parser.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train a network (Yin-Yang or digits)")
-    _add_train_arguments(t)
-    t.set_defaults(func=_cmd_train)
+    t = sub.add_parser("train", help="train a network", description="Train a spiking classifier on a task.")
+    tasks = t.add_subparsers(dest="task", required=True, metavar="TASK", title="tasks")
+    for name, task in TASKS.items():
+        _add_task_parser(tasks, name, task)
     e = sub.add_parser("evaluate", help="accuracy of a saved model")
     e.add_argument("checkpoint", help="best.pt or checkpoint.pt of a training run")
     e.add_argument("--split", default="test", choices=["train", "validation", "test"])
@@ -182,7 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``eventprop`` console script."""
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # the CLI prints its own notes
+            return int(args.func(args))
     except (ValueError, FileNotFoundError) as exc:
         print(f"eventprop: error: {exc}", file=sys.stderr)
         return 2

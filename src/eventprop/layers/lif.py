@@ -1,23 +1,32 @@
-"""``nn.Module`` wrappers: :class:`LIFLayer`, a thin shell over :func:`eventprop.functional.lif_layer`."""
+"""``LIFLayer``: a layer of LIF neurons, a thin ``nn.Module`` over :func:`eventprop.lif_layer`."""
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import Tensor, nn
 
-from .functional import ENGINES, lif_layer, validate_options
-from .neuron import NeuronParams
+from ..engines import check_engine_name
+from ..model.neuron import NeuronParams
+from ..validation import optional_positive_int, positive_int, real, renamed
+from .functional import check_horizon, lif_layer
 
-__all__ = ["LIFLayer"]
+__all__ = ["LIFLayer", "check_features", "normal_init"]
 
 
-def check_features(in_features: int, out_features: int) -> None:
-    """Raise ``ValueError`` unless both layer sizes are positive ints."""
-    for name, value in (("in_features", in_features), ("out_features", out_features)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+def check_features(in_features: int, out_features: int) -> tuple[int, int]:
+    """Both layer sizes as ints; ``ValueError`` unless they are positive integers."""
+    return positive_int("in_features", in_features), positive_int("out_features", out_features)
+
+
+def normal_init(tensor: Tensor, mean: float, std: float, name: str) -> None:
+    """Fill ``tensor`` from ``N(mean, std^2)`` in place (``ValueError`` for a non-finite mean or a negative std)."""
+    mean = real(f"{name}_mean", mean)
+    std = real(f"{name}_std", std, low=0.0)
+    with torch.no_grad():
+        tensor.normal_(mean, std)
 
 
 class LIFLayer(nn.Module):
@@ -34,15 +43,24 @@ class LIFLayer(nn.Module):
         threshold: firing threshold (> 0); reset is by subtraction.
         recurrent: add ``recurrent_weight`` ``(out_features, out_features)``; its
             diagonal is zero and stays zero (it is masked out, so it gets no gradient).
-        t_max: horizon after which no spike is emitted (default: none).
+        horizon: no spike is emitted after it (default: none).
         max_spikes: optional per-neuron cap that raises when exceeded.
-        engine: ``"auto"``, ``"torch"`` or ``"numba"`` (see
-            :func:`eventprop.functional.lif_layer`).
+        engine: ``"auto"`` or a registered engine name (see :func:`eventprop.lif_layer`).
         init_mean, init_std: the weights are drawn from ``N(init_mean, init_std^2)``;
             default ``init_std`` is ``threshold / sqrt(in_features)``.
         recurrent_init_mean, recurrent_init_std: the same for ``recurrent_weight``
             (default ``N(0, (threshold / sqrt(out_features))^2)``).
         device, dtype: of the parameters, as in ``torch.nn.Linear``.
+        t_max: deprecated spelling of ``horizon``.
+
+    Shape:
+        - input: ``(batch, in_features, max_in)`` spike times
+        - output: ``(batch, out_features, max_out)`` spike times
+
+    Examples:
+        >>> layer = LIFLayer(5, 3, tau_mem=20.0, tau_syn=5.0, init_mean=1.5, init_std=0.5)
+        >>> layer(torch.zeros(2, 5, 1)).shape[:2]
+        torch.Size([2, 3])
     """
 
     def __init__(
@@ -54,7 +72,7 @@ class LIFLayer(nn.Module):
         tau_syn: float,
         threshold: float = 1.0,
         recurrent: bool = False,
-        t_max: float = math.inf,
+        horizon: float = math.inf,
         max_spikes: int | None = None,
         engine: str = "auto",
         init_mean: float = 0.0,
@@ -63,18 +81,16 @@ class LIFLayer(nn.Module):
         recurrent_init_std: float | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        t_max: float | None = None,
     ) -> None:
         super().__init__()
-        check_features(in_features, out_features)
+        self.in_features, self.out_features = check_features(in_features, out_features)
         self.params = NeuronParams(tau_mem, tau_syn, threshold)
-        validate_options(t_max, max_spikes)
-        self.in_features = in_features
-        self.out_features = out_features
-        self.t_max = float(t_max)
-        self.max_spikes = max_spikes
-        if engine not in ENGINES:
-            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-        self.engine = engine
+        self.horizon = check_horizon(renamed("LIFLayer", "t_max", t_max, "horizon", horizon, math.inf))
+        self.max_spikes = optional_positive_int("max_spikes", max_spikes)
+        self.engine = check_engine_name(engine)
+        if dtype is not None and not dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating dtype, got {dtype}")
         factory = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(out_features, in_features, **factory))
         self.recurrent_weight = (
@@ -84,7 +100,14 @@ class LIFLayer(nn.Module):
 
     @property
     def recurrent(self) -> bool:
+        """Whether the layer has recurrent connections."""
         return self.recurrent_weight is not None
+
+    @property
+    def t_max(self) -> float:
+        """Deprecated name of :attr:`horizon`."""
+        warnings.warn("LIFLayer.t_max is deprecated, use LIFLayer.horizon", DeprecationWarning, stacklevel=2)
+        return self.horizon
 
     def reset_parameters(
         self,
@@ -95,11 +118,11 @@ class LIFLayer(nn.Module):
     ) -> None:
         """Redraw the weights from normal distributions (see the class docstring)."""
         theta = self.params.threshold
-        with torch.no_grad():
-            self.weight.normal_(mean, theta / math.sqrt(self.in_features) if std is None else std)
-            if self.recurrent_weight is not None:
-                rstd = theta / math.sqrt(self.out_features) if recurrent_std is None else recurrent_std
-                self.recurrent_weight.normal_(recurrent_mean, rstd)
+        normal_init(self.weight, mean, theta / math.sqrt(self.in_features) if std is None else std, "init")
+        if self.recurrent_weight is not None:
+            rstd = theta / math.sqrt(self.out_features) if recurrent_std is None else recurrent_std
+            normal_init(self.recurrent_weight, recurrent_mean, rstd, "recurrent_init")
+            with torch.no_grad():
                 self.recurrent_weight.fill_diagonal_(0.0)
 
     def forward(self, times: Tensor) -> Tensor:
@@ -111,7 +134,7 @@ class LIFLayer(nn.Module):
             tau_mem=p.tau_mem,
             tau_syn=p.tau_syn,
             threshold=p.threshold,
-            t_max=self.t_max,
+            horizon=self.horizon,
             max_spikes=self.max_spikes,
             engine=self.engine,
         )
@@ -120,5 +143,5 @@ class LIFLayer(nn.Module):
         p = self.params
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, tau_mem={p.tau_mem}, "
-            f"tau_syn={p.tau_syn}, threshold={p.threshold}, recurrent={self.recurrent}, t_max={self.t_max}"
+            f"tau_syn={p.tau_syn}, threshold={p.threshold}, recurrent={self.recurrent}, horizon={self.horizon}"
         )

@@ -5,7 +5,7 @@ spike trains (``200 Hz``) through random weights ``W ~ N(0.02, 0.01^2)`` and dri
 *lower* neuron through one weight ``w = 4``; ``tau_mem = 20 ms``, ``tau_syn = 5 ms``,
 ``theta = 1``, trial length ``T = 100 ms`` (no spike after ``T``). The loss is the sum
 of the lower neuron's spike times, ``L = sum_k t_k^lower`` (ms). It is built from two
-:class:`~eventprop.layers.LIFLayer` (``100 -> 1 -> 1``) in float64.
+:class:`~eventprop.LIFLayer` (``100 -> 1 -> 1``) in float64.
 
 EventProp (autograd through the layers) gives ``dL/dW[0, i]`` for the 100 input
 weights and ``dL/dw``; these are compared with central finite differences
@@ -44,9 +44,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .functional import lif_layer
-from .layers import LIFLayer
-from .neuron import free_voltage, voltage_extremum
+from ..layers import LIFLayer, lif_layer
+from ..model.neuron import free_voltage, voltage_extremum
 from .traces import adjoint_traces, spike_times_finite, voltage_traces
 
 __all__ = [
@@ -136,7 +135,7 @@ def build_network(seed: int = 0, config: Figure1Config | None = None) -> Figure1
     c = config or Figure1Config()
     gen = torch.Generator().manual_seed(seed)
     inputs = poisson_trains(c.n_inputs, c.rate_hz, c.duration, gen)
-    common = {"tau_mem": c.tau_mem, "tau_syn": c.tau_syn, "threshold": c.threshold, "t_max": c.duration, "dtype": F64}
+    common = {"tau_mem": c.tau_mem, "tau_syn": c.tau_syn, "threshold": c.threshold, "horizon": c.duration, "dtype": F64}
     upper = LIFLayer(c.n_inputs, 1, **common)
     lower = LIFLayer(1, 1, **common)
     with torch.no_grad():
@@ -175,7 +174,7 @@ def eventprop_gradients(net: Figure1Network) -> Figure1Gradients:
 def _losses(net: Figure1Network, upper_rows: Tensor, w_rows: Tensor | None = None) -> Tensor:
     """Loss for each row of upper weights ``(P, n_in)`` (and, optionally, each lower weight)."""
     c = net.config
-    kw = {"tau_mem": c.tau_mem, "tau_syn": c.tau_syn, "threshold": c.threshold, "t_max": c.duration}
+    kw = {"tau_mem": c.tau_mem, "tau_syn": c.tau_syn, "threshold": c.threshold, "horizon": c.duration}
     upper = lif_layer(net.inputs, upper_rows, **kw)  # (1, P, K): P independent upper neurons
     if w_rows is None:
         lower = lif_layer(upper.transpose(0, 1).contiguous(), net.lower.weight.detach(), **kw)  # batch of P

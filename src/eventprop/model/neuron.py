@@ -44,12 +44,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..validation import positive
+
 __all__ = [
     "NeuronParams",
     "psp_kernel",
     "free_voltage",
     "free_current",
     "adjoint_flow",
+    "adjoint_jump",
     "voltage_extremum",
     "crossing_bracket",
     "solve_crossing",
@@ -74,11 +77,7 @@ class NeuronParams:
 
     def __post_init__(self) -> None:
         for name in ("tau_mem", "tau_syn", "threshold"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"{name} must be a real number, got {value!r}")
-            if not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be finite and positive, got {value!r}")
+            object.__setattr__(self, name, positive(name, getattr(self, name)))
 
     @property
     def tau_slow(self) -> float:
@@ -121,6 +120,21 @@ def adjoint_flow(lv0: Tensor, li0: Tensor, u: Tensor, p: NeuronParams) -> tuple[
     lv = lv0 * torch.exp(-u / p.tau_mem)
     li = li0 * torch.exp(-u / p.tau_syn) + lv0 * (p.tau_mem / p.tau_syn) * psp_kernel(u, p)
     return lv, li
+
+
+def adjoint_jump(lambda_v: Tensor, sent_back: Tensor | float, g: Tensor, current: Tensor, p: NeuronParams) -> Tensor:
+    r"""Jump of ``lambda_V`` of a neuron at its own spike (paper eq. 30a, reverse time).
+
+    With values just after the spike in forward time, ``g = dL/dt_k`` the direct loss
+    term, ``sent_back = sum_m R[m, n] (lambda_V[m] - lambda_I[m])`` what the recurrent
+    targets send (0 in a feed-forward layer) and ``current = I_n`` at the spike
+    (``tau_mem dV/dt = I_n - theta`` just before it, since ``V = theta`` there)::
+
+        Delta lambda_V = (theta lambda_V + sent_back + g) / (I_n - theta)
+
+    The compiled engines evaluate the same expression in scalar code.
+    """
+    return (p.threshold * lambda_v + sent_back + g) / (current - p.threshold)
 
 
 def voltage_extremum(v0: Tensor, i0: Tensor, p: NeuronParams) -> Tensor:

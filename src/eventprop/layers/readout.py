@@ -7,9 +7,12 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .layers import check_features
-from .neuron import NeuronParams
-from .trajectory import VoltageTrajectory, check_window, readout_trajectory
+from ..engines import check_engine_name
+from ..model.neuron import NeuronParams
+from ..model.trajectory import VoltageTrajectory
+from ..validation import positive
+from .functional import readout_trajectory
+from .lif import check_features, normal_init
 
 __all__ = ["LIReadout"]
 
@@ -22,13 +25,13 @@ class LIReadout(nn.Module):
 
         V_n(t) = sum_i weight[n, i] sum_{t_i <= t} K(t - t_i)
 
-    with the PSP kernel ``K`` (:func:`eventprop.neuron.psp_kernel`).
+    with the PSP kernel ``K`` (:func:`eventprop.model.neuron.psp_kernel`).
 
-    ``readout(times)`` returns a :class:`~eventprop.trajectory.VoltageTrajectory`, the
+    ``readout(times)`` returns a :class:`~eventprop.VoltageTrajectory`, the
     exact, differentiable ``V(t)`` of every readout neuron, from which each voltage
     loss takes what it needs: ``.max()`` (maximum over ``[0, T]`` and its time),
     ``.at(t)`` (``V`` on a time grid), ``.integral(l_V)`` and ``.weighted_integral(tau_w)``
-    (see :mod:`eventprop.voltage_losses`). Returning the trajectory rather than one
+    (see :mod:`eventprop.losses.voltage`). Returning the trajectory rather than one
     reduction keeps the layer independent of the loss.
 
     Args:
@@ -37,7 +40,18 @@ class LIReadout(nn.Module):
         window: ``T`` (> 0, finite, time unit): inputs at or after ``T`` are ignored.
         init_mean, init_std: ``weight ~ N(init_mean, init_std^2)``; default
             ``init_std = 1 / sqrt(in_features)``.
+        engine: ``"auto"`` or a registered engine with the ``trajectory`` capability.
         device, dtype: of ``weight``, as in ``torch.nn.Linear``.
+
+    Shape:
+        - input: ``(batch, in_features, max_spikes)`` spike times
+        - output: a trajectory of ``(batch, out_features)`` neurons on ``[0, window]``
+
+    Examples:
+        >>> readout = LIReadout(4, 2, tau_mem=20.0, tau_syn=5.0, window=50.0)
+        >>> v_max, t_peak = readout(torch.zeros(3, 4, 1)).max()
+        >>> v_max.shape
+        torch.Size([3, 2])
     """
 
     def __init__(
@@ -50,23 +64,26 @@ class LIReadout(nn.Module):
         window: float,
         init_mean: float = 0.0,
         init_std: float | None = None,
+        engine: str = "auto",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        check_features(in_features, out_features)
+        self.in_features, self.out_features = check_features(in_features, out_features)
         self.params = NeuronParams(tau_mem, tau_syn)
-        self.window = check_window(window)
-        self.in_features = in_features
-        self.out_features = out_features
+        self.window = positive("window", window)
+        self.engine = check_engine_name(engine)
+        if dtype is not None and not dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating dtype, got {dtype}")
         self.weight = nn.Parameter(torch.empty(out_features, in_features, device=device, dtype=dtype))
-        with torch.no_grad():
-            self.weight.normal_(init_mean, 1 / math.sqrt(in_features) if init_std is None else init_std)
+        normal_init(self.weight, init_mean, 1 / math.sqrt(in_features) if init_std is None else init_std, "init")
 
     def forward(self, times: Tensor) -> VoltageTrajectory:
         """Exact trajectory of the readout for input spike times ``(batch, in_features, max_spikes)``."""
         p = self.params
-        return readout_trajectory(times, self.weight, tau_mem=p.tau_mem, tau_syn=p.tau_syn, window=self.window)
+        return readout_trajectory(
+            times, self.weight, tau_mem=p.tau_mem, tau_syn=p.tau_syn, window=self.window, engine=self.engine
+        )
 
     def extra_repr(self) -> str:
         p = self.params

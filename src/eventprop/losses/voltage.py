@@ -1,9 +1,9 @@
 r"""Losses and metrics on membrane voltages, with exact gradients.
 
-All take a :class:`~eventprop.trajectory.VoltageTrajectory` (from
+All take a :class:`~eventprop.VoltageTrajectory` (from
 :class:`~eventprop.LIReadout` or :func:`~eventprop.lif_trajectory`) and are
 differentiated exactly by autograd through its closed form (see
-:mod:`eventprop.trajectory` for why this equals the paper's adjoint with the
+:mod:`eventprop.model.trajectory` for why this equals the paper's adjoint with the
 ``dl_V/dV`` source term and the ``(l_V^- - l_V^+)`` jump term).
 
 - :func:`max_voltage_cross_entropy`: softmax cross-entropy over readout neurons of
@@ -29,8 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .losses import check_labels, reduce_loss
-from .trajectory import DEFAULT_NODES, VoltageTrajectory
+from ..model.trajectory import DEFAULT_NODES, VoltageTrajectory
+from ..validation import positive
+from .common import check_labels, reduce_loss
 
 __all__ = [
     "voltage_cross_entropy",
@@ -57,15 +58,10 @@ def _check_trajectory(trajectory: VoltageTrajectory) -> None:
         raise ValueError(f"trajectory must be a VoltageTrajectory, got {type(trajectory).__name__}")
 
 
-def _check_scale(scale: float) -> None:
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
-        raise ValueError(f"scale must be finite and positive, got {scale!r}")
-
-
 def voltage_cross_entropy(scores: Tensor, labels: Tensor, *, scale: float = 1.0, reduction: str = "mean") -> Tensor:
     """``-log softmax(scale * scores)[label]`` for ``scores`` ``(batch, classes)``, labels ``(batch,)``."""
     _check_scores(scores, labels)
-    _check_scale(scale)
+    scale = positive("scale", scale)
     return reduce_loss(F.cross_entropy(scale * scores, labels, reduction="none"), reduction)
 
 
@@ -107,7 +103,7 @@ def voltage_integral_loss(
 ) -> Tensor:
     """``sum_n int_0^T l_V(V_n(t), t) dt`` per sample, reduced over the batch.
 
-    See :meth:`~eventprop.trajectory.VoltageTrajectory.integral` for the contract of
+    See :meth:`~eventprop.VoltageTrajectory.integral` for the contract of
     ``loss_v`` and the quadrature error.
     """
     _check_trajectory(trajectory)
@@ -120,7 +116,7 @@ def label_voltage_gap(trajectory: VoltageTrajectory, labels: Tensor, *, reductio
     Meant for samples whose label neuron stays silent: a first-spike loss gives them no
     gradient (there is no spike time to move), while this gap is positive and its exact
     gradient (envelope theorem at the maximum, see
-    :meth:`~eventprop.trajectory.VoltageTrajectory.max`) raises the label neuron's peak
+    :meth:`~eventprop.VoltageTrajectory.max`) raises the label neuron's peak
     voltage towards threshold. For a neuron that fires, ``max V = threshold`` (just
     before its first spike) and the gap is 0. ``threshold`` is the trajectory's own
     (``trajectory.params.threshold``: the layer's, for :func:`~eventprop.lif_trajectory`).

@@ -25,22 +25,15 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from ..validation import non_negative, positive
+from .common import check_labels, reduce_loss
+
 __all__ = ["first_spikes", "first_spike_cross_entropy", "first_spike_correct", "first_spike_predictions"]
 
 
 def first_spikes(times: Tensor) -> Tensor:
     """First-spike time of every neuron, ``(batch, neurons)`` from ``(batch, neurons, max_spikes)``."""
     return times[..., 0]
-
-
-def check_labels(labels: Tensor, batch: int, n_classes: int) -> None:
-    """Raise ``ValueError`` unless ``labels`` has shape ``(batch,)`` and lies in ``[0, n_classes)``."""
-    if labels.shape != (batch,):
-        raise ValueError(f"labels must have shape ({batch},), got {tuple(labels.shape)}")
-    if labels.numel():
-        low, high = torch.aminmax(labels)
-        if int(low) < 0 or int(high) >= n_classes:
-            raise ValueError(f"labels must lie in [0, {n_classes})")
 
 
 def _check(first: Tensor, labels: Tensor) -> None:
@@ -73,11 +66,8 @@ def first_spike_cross_entropy(
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
     """
     _check(first, labels)
-    for name, value in (("tau0", tau0), ("tau1", tau1), ("t_silent", t_silent)):
-        if not math.isfinite(value) or value <= 0:
-            raise ValueError(f"{name} must be finite and positive, got {value!r}")
-    if not math.isfinite(alpha) or alpha < 0:
-        raise ValueError(f"alpha must be finite and non-negative, got {alpha!r}")
+    tau0, tau1, t_silent = positive("tau0", tau0), positive("tau1", tau1), positive("t_silent", t_silent)
+    alpha = non_negative("alpha", alpha)
     return reduce_loss(_FirstSpikeCrossEntropy.apply(first, labels, tau0, tau1, alpha, t_silent), reduction)
 
 
@@ -114,17 +104,6 @@ class _FirstSpikeCrossEntropy(torch.autograd.Function):
     def backward(ctx: Any, grad_loss: Tensor) -> tuple[Tensor | None, ...]:
         (grad,) = ctx.saved_tensors
         return grad * grad_loss[:, None], None, None, None, None, None
-
-
-def reduce_loss(loss: Tensor, reduction: str) -> Tensor:
-    """Per-sample ``loss`` reduced by ``reduction``: ``"mean"``, ``"sum"`` or ``"none"``."""
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    if reduction == "none":
-        return loss
-    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
 def first_spike_correct(first: Tensor, labels: Tensor) -> Tensor:

@@ -22,18 +22,15 @@ With ``V = I = 0`` at ``t = 0`` and ``tau_mem dV/dt = -V + I``, ``tau_syn dI/dt 
     V(t) = sum_{e_k <= t} [ a_k K(t - e_k) + b_k exp(-(t - e_k) / tau_mem) ]
     I(t) = sum_{e_k <= t}   a_k exp(-(t - e_k) / tau_syn)
 
-with the PSP kernel ``K`` of :func:`eventprop.neuron.psp_kernel` (overflow-free, exact
+with the PSP kernel ``K`` of :func:`eventprop.model.neuron.psp_kernel` (overflow-free, exact
 for ``tau_mem == tau_syn``). :class:`VoltageTrajectory` stores the events and the
 state ``(V_k, I_k)`` just after each event; on the segment ``[e_k, e_{k+1}]``::
 
     V(t) = V_k exp(-(t - e_k) / tau_mem) + I_k K(t - e_k).
 
-The states come from a parallel prefix scan (Hillis-Steele, ``ceil(log2 M)`` steps):
-the flow map ``Phi(d)`` over a gap ``d`` is a semigroup, ``Phi(d1) Phi(d2) =
-Phi(d1 + d2)``, so after step ``s`` each entry holds ``sum_{k > j - 2^s}^{j}
-Phi(e_j - e_k) (b_k, a_k)``. Every factor is a bounded function of a *difference* of
-times, so nothing overflows however long the window, memory is ``O(M log M)`` per
-neuron (not ``O(M^2)``), and autograd differentiates it exactly.
+The states ``(V_k, I_k)`` are computed by an engine (:mod:`eventprop.engines`, the
+``trajectory`` capability; the PyTorch engine uses a log-depth prefix scan); the
+queries below (maximum, values, integrals) are closed-form tensor expressions of them.
 
 Why autograd through this gives exactly the paper's adjoint
 ------------------------------------------------------------
@@ -75,35 +72,21 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .neuron import NeuronParams, psp_kernel, voltage_extremum
-from .spikes import validate_spike_times
+from ..validation import positive, positive_int
+from .neuron import NeuronParams, free_voltage, psp_kernel, voltage_extremum
 
-__all__ = ["VoltageTrajectory", "readout_trajectory", "lif_trajectory", "DEFAULT_NODES"]
+__all__ = ["VoltageTrajectory", "DEFAULT_NODES"]
 
 #: Default Gauss-Legendre nodes per segment of :meth:`VoltageTrajectory.integral`.
 DEFAULT_NODES = 16
-
-
-def check_window(window: float) -> float:
-    """``window`` as a float; ``ValueError`` unless finite and positive."""
-    if isinstance(window, bool) or not isinstance(window, (int, float)):
-        raise ValueError(f"window must be a real number, got {window!r}")
-    if not math.isfinite(window) or window <= 0:
-        raise ValueError(f"window must be finite and positive, got {window!r}")
-    return float(window)
-
-
-def _flow(v: Tensor, i: Tensor, s: Tensor, p: NeuronParams) -> Tensor:
-    """``V`` a time ``s >= 0`` after the state ``(v, i)``."""
-    return v * torch.exp(-s / p.tau_mem) + i * psp_kernel(s, p)
 
 
 @dataclass(frozen=True)
 class VoltageTrajectory:
     r"""Piecewise closed-form ``V(t)`` of a batch of neurons on ``[0, window]``.
 
-    Built by :func:`readout_trajectory` (non-spiking leaky integrators) or
-    :func:`lif_trajectory` (LIF neurons with their spikes). Index ``0`` along the event
+    Built by :func:`~eventprop.readout_trajectory` (non-spiking leaky integrators) or
+    :func:`~eventprop.lif_trajectory` (LIF neurons with their spikes). Index ``0`` along the event
     axis is a virtual event at ``t = 0`` with no jumps, so segment ``k`` is
     ``[times[k], times[k + 1]]`` (the last one ends at ``window``).
 
@@ -155,13 +138,13 @@ class VoltageTrajectory:
         neurons = self.v.shape[1]
         gather = idx[:, None, :].expand(-1, neurons, -1)
         start = self.times[:, 0].gather(1, idx)[:, None, :]
-        return _flow(self.v.gather(2, gather), self.i.gather(2, gather), t[:, None, :] - start, self.params)
+        return free_voltage(self.v.gather(2, gather), self.i.gather(2, gather), t[:, None, :] - start, self.params)
 
     def max(self) -> tuple[Tensor, Tensor]:
         r"""Maximum of ``V`` over ``[0, window]`` and where it is attained.
 
         On each segment ``V = A exp(-t/tau_mem) + B exp(-t/tau_syn)`` has at most one
-        stationary point (:func:`eventprop.neuron.voltage_extremum`), so the
+        stationary point (:func:`eventprop.model.neuron.voltage_extremum`), so the
         candidates are: the stationary maxima inside segments, the segment starts
         (``t = 0`` and just after each event) and the segment ends (just before each
         event, and ``T``). The argmax is chosen without gradient; the value is then
@@ -171,7 +154,7 @@ class VoltageTrajectory:
         For a spiking neuron the supremum just before a reset is ``V(t_s^-)``.
 
         Returns:
-            ``(v_max, t_max)``, both ``(batch, neurons)``; ``t_max`` carries no gradient.
+            ``(v_max, t_peak)``, both ``(batch, neurons)``; ``t_peak`` carries no gradient.
         """
         p = self.params
         start = self.times
@@ -184,8 +167,8 @@ class VoltageTrajectory:
             cand = torch.stack(
                 [
                     self.v,
-                    _flow(self.v, self.i, length_b, p),
-                    torch.where(interior, _flow(self.v, self.i, s_int, p), torch.full_like(s_ext, -math.inf)),
+                    free_voltage(self.v, self.i, length_b, p),
+                    torch.where(interior, free_voltage(self.v, self.i, s_int, p), torch.full_like(s_ext, -math.inf)),
                 ],
                 dim=-1,
             )  # (B, N, S, 3): start, end, interior
@@ -203,7 +186,7 @@ class VoltageTrajectory:
         # Segment start: s = 0; segment end: the next event's time tensor itself;
         # interior: the detached stationary time.
         s = torch.where(kind == 0, torch.zeros_like(v0), torch.where(kind == 1, seg_end, t_best) - seg_start)
-        return _flow(v0, i0, s, p), t_best
+        return free_voltage(v0, i0, s, p), t_best
 
     def integral(
         self, loss_v: Callable[[Tensor, Tensor], Tensor], n_nodes: int = DEFAULT_NODES, max_step: float | None = None
@@ -240,12 +223,9 @@ class VoltageTrajectory:
         """
         if not callable(loss_v):
             raise ValueError(f"loss_v must be callable, got {type(loss_v).__name__}")
-        if isinstance(n_nodes, bool) or not isinstance(n_nodes, int) or n_nodes < 1:
-            raise ValueError(f"n_nodes must be a positive int, got {n_nodes!r}")
+        n_nodes = positive_int("n_nodes", n_nodes)
         p = self.params
-        step = 2 * min(p.tau_mem, p.tau_syn) if max_step is None else max_step
-        if isinstance(step, bool) or not isinstance(step, (int, float)) or not math.isfinite(step) or step <= 0:
-            raise ValueError(f"max_step must be finite and positive, got {max_step!r}")
+        step = 2 * min(p.tau_mem, p.tau_syn) if max_step is None else positive("max_step", max_step)
         like = {"dtype": self.times.dtype, "device": self.times.device}
         x, w = (torch.as_tensor(a, **like) for a in np.polynomial.legendre.leggauss(n_nodes))
         # Piece starts: the events (own index governs) and the breakpoints (the last event
@@ -268,7 +248,7 @@ class VoltageTrajectory:
         t = starts[:, None, :, None] + length * (x + 1) / 2  # (B, 1, P, n)
         pick = governing[:, None, :].expand(-1, neurons, -1)
         origin = events.gather(1, governing)[:, None, :, None]
-        v = _flow(self.v.gather(2, pick)[..., None], self.i.gather(2, pick)[..., None], t - origin, p)  # (B, N, P, n)
+        v = free_voltage(self.v.gather(2, pick)[..., None], self.i.gather(2, pick)[..., None], t - origin, p)  # (B, N, P, n)
         values = loss_v(v.reshape(batch, neurons, -1), t.reshape(batch, 1, -1))
         if not isinstance(values, Tensor) or values.shape != (batch, neurons, v.shape[2] * n_nodes):
             got = tuple(values.shape) if isinstance(values, Tensor) else type(values).__name__
@@ -298,8 +278,7 @@ class VoltageTrajectory:
         Returns:
             ``(batch, neurons)`` (voltage times time unit).
         """
-        if isinstance(tau_w, bool) or not isinstance(tau_w, (int, float)) or math.isnan(tau_w) or tau_w <= 0:
-            raise ValueError(f"tau_w must be positive (math.inf for no weighting), got {tau_w!r}")
+        tau_w = positive("tau_w", tau_w, allow_inf=True)
         p = self.params
         c = 0.0 if math.isinf(tau_w) else 1.0 / tau_w
         e = self.times
@@ -310,125 +289,3 @@ class VoltageTrajectory:
         b_term = p.tau_mem * -torch.expm1(-(c + 1 / p.tau_mem) * length)
         per_event = torch.exp(-c * e) / (1 + c * p.tau_mem) * (self.jump_i * a_term + self.jump_v * b_term)
         return per_event.sum(-1)
-
-
-def _scan(times: Tensor, jump_i: Tensor, jump_v: Tensor, p: NeuronParams) -> tuple[Tensor, Tensor]:
-    """States just after each event by a log-depth prefix scan of the flow (module docstring)."""
-    v, i = jump_v, jump_i
-    n = times.shape[-1]
-    shift = 1
-    while shift < n:
-        d = times[..., shift:] - times[..., :-shift]
-        v_prev, i_prev = v[..., :-shift], i[..., :-shift]
-        v = torch.cat([v[..., :shift], v[..., shift:] + _flow(v_prev, i_prev, d, p)], dim=-1)
-        i = torch.cat([i[..., :shift], i[..., shift:] + i_prev * torch.exp(-d / p.tau_syn)], dim=-1)
-        shift *= 2
-    return v, i
-
-
-def _build(times: Tensor, jump_i: Tensor, jump_v: Tensor, p: NeuronParams, window: float) -> VoltageTrajectory:
-    """Mask events outside ``[0, window)``, prepend the virtual event at 0 and scan.
-
-    ``times`` ``(batch, M)`` ascending (``+inf`` allowed); jumps ``(batch, neurons, M)``.
-    """
-    valid = times < window
-    t = torch.where(valid, times, torch.full_like(times, window))[:, None, :]
-    zero = torch.zeros((), dtype=jump_i.dtype, device=jump_i.device)
-    jump_i = torch.where(valid[:, None, :], jump_i, zero)
-    jump_v = torch.where(valid[:, None, :], jump_v, zero)
-    t = torch.cat([torch.zeros_like(t[..., :1]), t], dim=-1)
-    jump_i = torch.cat([torch.zeros_like(jump_i[..., :1]), jump_i], dim=-1)
-    jump_v = torch.cat([torch.zeros_like(jump_v[..., :1]), jump_v], dim=-1)
-    v, i = _scan(t, jump_i, jump_v, p)
-    return VoltageTrajectory(t, jump_i, jump_v, v, i, p, window)
-
-
-def _check_weight(weight: Tensor, times: Tensor, name: str = "weight") -> None:
-    if not isinstance(weight, Tensor) or weight.dim() != 2:
-        raise ValueError(f"{name} must be a 2-D tensor (out_features, in_features)")
-    if weight.dtype != times.dtype or weight.device != times.device:
-        raise ValueError(f"{name} must match times in dtype and device, got {weight.dtype} on {weight.device}")
-
-
-def readout_trajectory(times: Tensor, weight: Tensor, *, tau_mem: float, tau_syn: float, window: float) -> VoltageTrajectory:
-    r"""Trajectory of non-spiking leaky integrators driven by spike trains.
-
-    ``V_n(t) = sum_i weight[n, i] sum_{t_i <= t} K(t - t_i)`` on ``[0, window]``.
-
-    Args:
-        times: ``(batch, in_features, max_spikes)`` input spike times (data contract).
-        weight: ``(out_features, in_features)``.
-        tau_mem, tau_syn: time constants (> 0, any ratio).
-        window: ``T`` (> 0, finite): inputs at or after ``T`` are ignored.
-    """
-    p = NeuronParams(tau_mem, tau_syn)
-    window = check_window(window)
-    validate_spike_times(times, name="times")
-    _check_weight(weight, times)
-    if weight.shape[1] != times.shape[1]:
-        raise ValueError(f"weight has {weight.shape[1]} inputs, times has {times.shape[1]} neurons")
-    batch, n_in, slots = times.shape
-    flat = times.reshape(batch, n_in * slots)
-    ordered, position = torch.sort(flat, dim=1, stable=True)
-    source = torch.div(position, slots, rounding_mode="floor")
-    jump_i = weight[:, source].permute(1, 0, 2)  # (B, N, M)
-    return _build(ordered, jump_i, torch.zeros_like(jump_i), p, window)
-
-
-def lif_trajectory(
-    times: Tensor,
-    spikes: Tensor,
-    weight: Tensor,
-    recurrent_weight: Tensor | None = None,
-    *,
-    tau_mem: float,
-    tau_syn: float,
-    threshold: float = 1.0,
-    window: float,
-) -> VoltageTrajectory:
-    r"""Trajectory of a layer of LIF neurons, given its input and its own spikes.
-
-    ``spikes`` must be the output of :func:`eventprop.lif_layer` (or
-    :class:`eventprop.LIFLayer`) for the same ``times``, weights and constants; its
-    spike times carry their exact EventProp gradients, so a loss of this trajectory
-    is differentiated exactly (module docstring). ``V`` resets by ``-threshold`` at each
-    own spike; with ``recurrent_weight`` each layer spike of neuron ``m`` also adds
-    ``recurrent_weight[n, m]`` (diagonal ignored, as in the layer) to ``I_n``.
-
-    Args:
-        times: ``(batch, in_features, max_in)`` input spike times.
-        spikes: ``(batch, out_features, max_out)`` the layer's output spike times.
-        weight: ``(out_features, in_features)``.
-        recurrent_weight: ``(out_features, out_features)`` or ``None``.
-        tau_mem, tau_syn, threshold: as in the layer.
-        window: ``T`` (> 0, finite): events at or after ``T`` are ignored.
-    """
-    p = NeuronParams(tau_mem, tau_syn, threshold)
-    window = check_window(window)
-    validate_spike_times(times, name="times")
-    _check_weight(weight, times)
-    n_out, n_in = weight.shape
-    validate_spike_times(spikes, n_neurons=n_out, name="spikes")
-    if times.shape[1] != n_in or spikes.shape[0] != times.shape[0]:
-        raise ValueError(f"times must have shape (batch={spikes.shape[0]}, {n_in}, max_in), got {tuple(times.shape)}")
-    if spikes.dtype != times.dtype or spikes.device != times.device:
-        raise ValueError("spikes must match times in dtype and device")
-    batch = times.shape[0]
-    if recurrent_weight is None:
-        lateral = torch.zeros(n_out, n_out, dtype=weight.dtype, device=weight.device)
-    else:
-        _check_weight(recurrent_weight, times, "recurrent_weight")
-        if recurrent_weight.shape != (n_out, n_out):
-            raise ValueError(f"recurrent_weight must have shape {(n_out, n_out)}, got {tuple(recurrent_weight.shape)}")
-        lateral = recurrent_weight * (1 - torch.eye(n_out, dtype=weight.dtype, device=weight.device))
-    # All events of the layer: inputs (sources 0..n_in-1), then layer spikes (n_in..n_in+n_out-1).
-    source_in = torch.arange(n_in, device=times.device).repeat_interleave(times.shape[2])
-    source_out = n_in + torch.arange(n_out, device=times.device).repeat_interleave(spikes.shape[2])
-    flat = torch.cat([times.reshape(batch, -1), spikes.reshape(batch, -1)], dim=1)
-    ordered, position = torch.sort(flat, dim=1, stable=True)
-    source = torch.cat([source_in, source_out])[position]  # (B, M)
-    current = torch.cat([weight, lateral], dim=1)  # (N, n_in + N)
-    jump_i = current[:, source].permute(1, 0, 2)
-    reset = torch.cat([torch.zeros(n_out, n_in, dtype=weight.dtype, device=weight.device), -threshold * torch.eye(n_out, dtype=weight.dtype, device=weight.device)], dim=1)
-    jump_v = reset[:, source].permute(1, 0, 2)
-    return _build(ordered, jump_i, jump_v, p, window)

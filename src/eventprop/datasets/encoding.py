@@ -1,44 +1,49 @@
-"""Latency (time-to-first-spike) encoding of real-valued inputs.
+"""Encoders: real values to spike times (latency coding, intensity coding).
 
-Spike-train data contract used throughout ``eventprop``: a spike train is a
-float tensor of shape ``(batch, neurons, max_spikes)`` holding spike times
-(in the same time unit as ``t_min``/``t_max``, e.g. ms), ascending along the
-last axis and padded with ``+inf`` where a neuron has fewer spikes.
+Output follows the spike-train data contract (:mod:`eventprop.model.spikes`): a float
+tensor ``(batch, neurons, max_spikes)`` of spike times in the unit of ``t_first`` /
+``t_last`` (ms in the examples), ascending, ``+inf`` padded. Both encoders place every
+spike in ``[t_first, t_last]``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
-
 import torch
+
+from ..validation import non_negative, renamed
 
 __all__ = ["latency_encode", "intensity_encode"]
 
 
-def _check_time(name: str, value: Any) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a real number, got {value!r}") from None
-    if not math.isfinite(value) or value < 0.0:
-        raise ValueError(f"{name} must be finite and non-negative, got {value!r}")
-    return value
+def _times(where: str, t_first: float | None, t_last: float | None, t_min: float | None, t_max: float | None) -> tuple[float, float]:
+    """``(t_first, t_last)`` validated, accepting the deprecated spellings ``t_min`` / ``t_max``."""
+    t_first = renamed(where, "t_min", t_min, "t_first", t_first, None)
+    t_last = renamed(where, "t_max", t_max, "t_last", t_last, None)
+    if t_first is None or t_last is None:
+        raise ValueError(f"{where}: t_first and t_last are required")
+    t_first = non_negative("t_first", t_first)
+    t_last = non_negative("t_last", t_last)
+    if t_last < t_first:
+        raise ValueError(f"t_last must be >= t_first, got t_last={t_last!r} < t_first={t_first!r}")
+    return t_first, t_last
 
 
 def latency_encode(
     values: torch.Tensor,
     *,
-    t_min: float,
-    t_max: float,
+    t_first: float | None = None,
+    t_last: float | None = None,
     bias_times: Sequence[float] = (),
+    t_min: float | None = None,
+    t_max: float | None = None,
 ) -> torch.Tensor:
     """Encode values in ``[0, 1]`` as single spike times, plus bias neurons.
 
     Feature ``j`` of sample ``b`` becomes one spike of input neuron ``j`` at
 
-        t[b, j] = t_min + values[b, j] * (t_max - t_min),
+        t[b, j] = t_first + values[b, j] * (t_last - t_first),
 
     and for every entry ``t_k`` of ``bias_times`` one extra neuron (index
     ``features + k``) spikes once at ``t_k`` in every sample.
@@ -47,10 +52,11 @@ def latency_encode(
         values: shape ``(batch, features)``, entries in ``[0, 1]``
             (dimensionless).  A tensor or anything ``torch.as_tensor``
             accepts (e.g. a numpy array).
-        t_min: spike time of value 0 (time units, e.g. ms), ``>= 0``.
-        t_max: spike time of value 1 (same unit), ``>= t_min``.
+        t_first: spike time of value 0 (time units, e.g. ms), ``>= 0``; required.
+        t_last: spike time of value 1 (same unit), ``>= t_first``; required.
         bias_times: spike times of the bias neurons (same unit), each finite
             and ``>= 0``.
+        t_min, t_max: deprecated spellings of ``t_first`` and ``t_last``.
 
     Returns:
         Spike trains of shape ``(batch, features + len(bias_times), 1)``.
@@ -60,8 +66,8 @@ def latency_encode(
 
     Raises:
         ValueError: naming the argument, if ``values`` is not 2-D, contains
-            NaN or values outside ``[0, 1]``; if ``t_min`` is negative or not
-            finite, ``t_max < t_min`` or ``t_max`` is not finite; if a bias
+            NaN or values outside ``[0, 1]``; if ``t_first`` is negative or not
+            finite, ``t_last < t_first`` or ``t_last`` is not finite; if a bias
             time is negative or not finite.
         TypeError: if ``values`` is complex.
     """
@@ -79,13 +85,10 @@ def latency_encode(
     if bool(((values < 0) | (values > 1)).any()):
         raise ValueError("values must lie in [0, 1]")
 
-    t_min = _check_time("t_min", t_min)
-    t_max = _check_time("t_max", t_max)
-    if t_max < t_min:
-        raise ValueError(f"t_max must be >= t_min, got t_max={t_max!r} < t_min={t_min!r}")
-    bias = [_check_time(f"bias_times[{k}]", t) for k, t in enumerate(bias_times)]
+    t_first, t_last = _times("latency_encode", t_first, t_last, t_min, t_max)
+    bias = [non_negative(f"bias_times[{k}]", t) for k, t in enumerate(bias_times)]
 
-    times = t_min + values * (t_max - t_min)
+    times = t_first + values * (t_last - t_first)
     if bias:
         bias_row = torch.tensor(bias, dtype=values.dtype, device=values.device)
         times = torch.cat([times, bias_row.expand(values.shape[0], -1)], dim=1)
@@ -95,17 +98,19 @@ def latency_encode(
 def intensity_encode(
     values: torch.Tensor,
     *,
-    t_min: float,
-    t_max: float,
+    t_first: float | None = None,
+    t_last: float | None = None,
     bias_times: Sequence[float] = (),
+    t_min: float | None = None,
+    t_max: float | None = None,
 ) -> torch.Tensor:
     """Encode intensities in ``[0, 1]`` as single spikes, brighter = earlier, zero = silent.
 
     Feature ``j`` of sample ``b`` with ``values[b, j] > 0`` spikes once at
 
-        t[b, j] = t_min + (1 - values[b, j]) * (t_max - t_min),
+        t[b, j] = t_first + (1 - values[b, j]) * (t_last - t_first),
 
-    so intensity 1 fires at ``t_min`` and faint pixels fire near ``t_max``; a zero
+    so intensity 1 fires at ``t_first`` and faint pixels fire near ``t_last``; a zero
     intensity emits no spike (``+inf``): a blank pixel carries no information and
     costs no event. Bias neurons as in :func:`latency_encode`.
 
@@ -115,7 +120,8 @@ def intensity_encode(
     values = torch.as_tensor(values)
     if not values.is_floating_point() and not values.is_complex():
         values = values.to(torch.get_default_dtype())
-    times = latency_encode(1 - values, t_min=t_min, t_max=t_max, bias_times=bias_times)  # validates
+    t_first, t_last = _times("intensity_encode", t_first, t_last, t_min, t_max)
+    times = latency_encode(1 - values, t_first=t_first, t_last=t_last, bias_times=bias_times)  # validates
     silent = torch.zeros(times.shape[:2], dtype=torch.bool, device=times.device)
     silent[:, : values.shape[1]] = values == 0
     return torch.where(silent[..., None], torch.full_like(times, math.inf), times)

@@ -8,7 +8,7 @@ and the EventProp gradient as it accumulates backwards in time.
 State (paper Table 1) by superposition. Neuron ``j`` receives input events ``e``
 (time ``t_e``, input ``src_e``) and, in a recurrent layer, the layer's own spikes
 ``k`` (time ``t_k``, neuron ``n_k``); with ``K`` the PSP kernel of
-:func:`eventprop.neuron.psp_kernel`::
+:func:`eventprop.model.neuron.psp_kernel`::
 
     I_j(t) = sum_{e: t_e <= t} W[j, src_e] exp(-(t - t_e)/tau_syn)
            + sum_{k: t_k <= t} R[j, n_k] exp(-(t - t_k)/tau_syn)
@@ -51,9 +51,10 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .layers import LIFLayer
-from .neuron import NeuronParams, psp_kernel
-from .spikes import sorted_events, validate_spike_times
+from ..layers import LIFLayer
+from ..layers.functional import without_self_connections
+from ..model.neuron import NeuronParams, adjoint_jump, psp_kernel
+from ..model.spikes import sorted_events, validate_spike_times
 
 __all__ = ["AdjointTraces", "voltage_traces", "adjoint_traces", "output_jumps", "spike_times_finite"]
 
@@ -117,8 +118,7 @@ def _output_times(layer: LIFLayer, times: Tensor, out_times: Tensor | None) -> T
 def _recurrent_matrix(layer: LIFLayer) -> Tensor | None:
     if layer.recurrent_weight is None:
         return None
-    r = layer.recurrent_weight.detach()
-    return r * (1 - torch.eye(r.shape[0], dtype=r.dtype, device=r.device))
+    return without_self_connections(layer.recurrent_weight.detach())
 
 
 def _synaptic_events(layer: LIFLayer, times: Tensor, out_times: Tensor) -> tuple[Tensor, Tensor]:
@@ -227,14 +227,14 @@ def output_jumps(
     spiked = torch.isfinite(out_times)
     zero = torch.zeros((), dtype=out_times.dtype, device=out_times.device)
     g = torch.where(spiked, grad_out, zero)
-    denom = torch.where(spiked, current - p.threshold, torch.ones_like(current))
+    current = torch.where(spiked, current, torch.full_like(current, p.threshold + 1))
     jumps = torch.zeros_like(out_times)
     if recurrent_weight is None:
         # Neurons are independent: walk each neuron's own spikes backwards, all at once.
         for k in reversed(range(out_times.shape[-1])):
             at = torch.where(spiked[..., k : k + 1], out_times[..., k : k + 1], zero)  # (B, N, 1)
             lv_plus = _adjoint_at(at, out_times, jumps, p, "right")[0][..., 0]  # lambda_V(t_k^+)
-            value = (p.threshold * lv_plus + g[..., k]) / denom[..., k]
+            value = adjoint_jump(lv_plus, 0.0, g[..., k], current[..., k], p)
             jumps[..., k] = torch.where(spiked[..., k], value, zero)
         return jumps
     n = out_times.shape[1]
@@ -246,8 +246,8 @@ def output_jumps(
             lv, li = lv[0, :, 0], li[0, :, 0]
             sent = (lv - li) @ recurrent_weight  # sum_m R[m, n] (lambda_V_m - lambda_I_m)
             here = spiked[b] & (out_times[b] == t)
-            value = (p.threshold * lv + sent)[:, None] + g[b]
-            jumps[b] = torch.where(here, value / denom[b], jumps[b])
+            value = adjoint_jump(lv[:, None], sent[:, None], g[b], current[b], p)
+            jumps[b] = torch.where(here, value, jumps[b])
     return jumps
 
 
@@ -295,7 +295,7 @@ def voltage_traces(
     there; ``I`` jumps by ``W[j, i]`` at each spike of input ``i``.
 
     Args:
-        layer: a feed-forward or recurrent :class:`~eventprop.layers.LIFLayer`.
+        layer: a feed-forward or recurrent :class:`~eventprop.LIFLayer`.
         times: ``(B, in_features, S)`` input spike times (data contract).
         grid: ``(G,)`` query times (same unit as the spike times).
         out_times: ``(B, N, K)`` the layer's output for ``times``; computed with
@@ -333,7 +333,7 @@ def adjoint_traces(
     ``torch.autograd.grad(loss, out, retain_graph=True)`` or ``out.register_hook``.
 
     Args:
-        layer: a feed-forward or recurrent :class:`~eventprop.layers.LIFLayer`.
+        layer: a feed-forward or recurrent :class:`~eventprop.LIFLayer`.
         times: ``(B, in_features, S)`` input spike times.
         grid: ``(G,)`` query times.
         grad_out: ``(B, N, K)`` ``dL/d out_times`` (entries at padding ignored).

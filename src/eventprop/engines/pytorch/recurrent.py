@@ -1,4 +1,4 @@
-r"""Engine for recurrent LIF layers: exact event loop forward, EventProp backward.
+r"""PyTorch engine, recurrent LIF layers: exact event loop forward, EventProp backward.
 
 A recurrent layer has input weights ``W`` ``(N, in)`` and recurrent weights ``R``
 ``(N, N)`` with zero diagonal (``R[m, n]``: from neuron ``n`` to ``m``). Spikes of the
@@ -6,13 +6,13 @@ layer change the currents of the layer, so events must be processed in true time
 order: the forward pass loops over events (input spikes and the layer's own spikes),
 vectorised over the batch and the neurons. At each step every neuron's next
 threshold crossing before the next input event is found exactly
-(:func:`eventprop.neuron.first_crossing`); the earliest one fires (all neurons
+(:func:`eventprop.model.neuron.first_crossing`); the earliest one fires (all neurons
 crossing at that very instant fire together, the paper's rule for coincident spikes),
 resets ``V -> V - theta`` and sends ``I_m += R[m, n]``.
 
 Backward (paper Table 2, ``l_V = 0``) walks the same steps in reverse, carrying
 ``(lambda_V, lambda_I)`` of all neurons in closed form between steps
-(:func:`eventprop.neuron.adjoint_flow`). At a step where the neurons ``n`` fire
+(:func:`eventprop.model.neuron.adjoint_flow`). At a step where the neurons ``n`` fire
 (values just after the spike in forward time, shared by coincident spikes)::
 
     dL/dR[m, n] += -tau_syn lambda_I[m]
@@ -34,9 +34,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .feedforward import SpikeLimitError
-from .neuron import NeuronParams, adjoint_flow, first_crossing, free_current, free_voltage
-from .spikes import EventList, sorted_events
+from ...errors import SpikeLimitError
+from ...model.neuron import NeuronParams, adjoint_flow, adjoint_jump, first_crossing, free_current, free_voltage
+from ...model.spikes import EventList, sorted_events
 
 __all__ = ["RecurrentTape", "recurrent_forward", "recurrent_backward"]
 
@@ -70,7 +70,7 @@ def recurrent_forward(
     weight: Tensor,
     recurrent_weight: Tensor,
     p: NeuronParams,
-    t_max: float = math.inf,
+    horizon: float = math.inf,
     max_spikes: int | None = None,
 ) -> tuple[Tensor, EventList, RecurrentTape]:
     """Simulate a recurrent LIF layer exactly.
@@ -78,9 +78,9 @@ def recurrent_forward(
     Args:
         times: ``(batch, in_features, max_in)`` input spike times.
         weight: ``(N, in_features)``; recurrent_weight: ``(N, N)`` with zero diagonal.
-        t_max: no spike after ``t_max``.
+        horizon: no spike after ``horizon``.
         max_spikes: optional cap on spikes per neuron (raises
-            :class:`~eventprop.feedforward.SpikeLimitError` when exceeded).
+            :class:`~eventprop.errors.SpikeLimitError` when exceeded).
 
     Returns:
         ``(out_times, events, tape)`` with ``out_times`` ``(batch, N, max_out)``.
@@ -102,12 +102,12 @@ def recurrent_forward(
     steps: list[tuple[Tensor, ...]] = []
     while True:
         next_in = padded_times.gather(1, pointer[:, None]).squeeze(1)
-        end = torch.clamp(next_in, max=t_max)
+        end = torch.clamp(next_in, max=horizon)
         length = torch.where(done, zero, (end - now).clamp(min=0))
         s = first_crossing(v, i, length[:, None].expand(batch, n), p)
         s_min = s.min(dim=1).values
         spike = torch.isfinite(s_min) & ~done
-        take_input = ~spike & ~done & torch.isfinite(next_in) & (next_in <= t_max)
+        take_input = ~spike & ~done & torch.isfinite(next_in) & (next_in <= horizon)
         done = done | ~(spike | take_input)
         if bool(done.all()):
             break
@@ -127,10 +127,7 @@ def recurrent_forward(
         pointer = pointer + take_input.long()
         now = torch.where(step, t_step, now)
         if max_spikes is not None and int(counts.max()) > max_spikes:
-            raise SpikeLimitError(
-                f"a neuron emitted more than max_spikes={max_spikes} spikes; raise max_spikes "
-                "(or set it to None) - spikes are never dropped silently"
-            )
+            raise SpikeLimitError.exceeded(max_spikes)
 
     n_slots = max(int(counts.max()) if counts.numel() else 0, 1)
     out = torch.full((batch, n, n_slots), math.inf, dtype=dtype, device=device)
@@ -200,9 +197,8 @@ def recurrent_backward(
             grad_rec += -p.tau_syn * lam_i.t() @ f
             sent_back = (lam_v - lam_i) @ recurrent_weight
             g = grad_padded.gather(2, tape.ordinal[k][..., None]).squeeze(2)
-            denom = torch.where(fired, tape.current[k] - p.threshold, torch.ones_like(lam_v))
-            jump = (p.threshold * lam_v + sent_back + g) / denom
-            lam_v = lam_v + torch.where(fired, jump, zero)
+            current = torch.where(fired, tape.current[k], torch.full_like(lam_v, p.threshold + 1))
+            lam_v = lam_v + torch.where(fired, adjoint_jump(lam_v, sent_back, g, current, p), zero)
 
     grad_rec.fill_diagonal_(0)
     grad_times = torch.zeros(batch, n_in * slots, dtype=dtype, device=device)

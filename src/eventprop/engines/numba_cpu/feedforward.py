@@ -1,20 +1,21 @@
-r"""Compiled (Numba) CPU engine for feed-forward LIF layers.
+r"""Numba engine, feed-forward LIF layers: compiled CPU kernels.
 
-Drop-in replacement for :func:`eventprop.feedforward.feedforward_forward` and
-:func:`eventprop.feedforward.feedforward_backward`: same arguments, same shapes, same
-equations (see :mod:`eventprop.neuron` and :mod:`eventprop.feedforward`), same
-:class:`~eventprop.spikes.EventList`. Instead of vectorised spike rounds, each
+Drop-in replacement for :func:`eventprop.engines.pytorch.feedforward.feedforward_forward`
+and :func:`~eventprop.engines.pytorch.feedforward.feedforward_backward`: same
+arguments, same shapes, same equations (see :mod:`eventprop.model.neuron` and
+:mod:`eventprop.engines.pytorch.feedforward`), same
+:class:`~eventprop.model.spikes.EventList`. Instead of vectorised spike rounds, each
 (batch element, neuron) pair is simulated by a scalar event loop in time order,
 in parallel (``numba.prange``) over tasks = (batch element, block of neurons) when the
 work is large enough to pay for waking the thread pool (``PARALLEL_MIN_WORK``), serially
 otherwise:
 
 * forward: the state ``(V, I)`` is carried from event to event with the closed-form
-  flow; in each inter-event interval ``[t_e, min(t_{e+1}, t_max)]`` the first threshold
+  flow; in each inter-event interval ``[t_e, min(t_{e+1}, horizon)]`` the first threshold
   crossing is bracketed analytically (at most one extremum of ``V``; same decisions as
-  :func:`eventprop.neuron.crossing_bracket`; at an extremum ``V = I``, so its value
+  :func:`eventprop.model.neuron.crossing_bracket`; at an extremum ``V = I``, so its value
   costs one exponential) and refined to the tolerances of
-  :func:`eventprop.neuron.solve_crossing` from a regula-falsi guess by safeguarded
+  :func:`eventprop.model.neuron.solve_crossing` from a regula-falsi guess by safeguarded
   Halley steps (``V''`` comes free with ``V'``); after a spike ``V = 0`` and the
   search resumes from the spike time in the same interval. The flow factors
   ``exp(-L/tau_mem), exp(-L/tau_syn), K(L)`` of each whole interval are computed once
@@ -25,9 +26,9 @@ otherwise:
   time-ordered list per sample by a compiled kernel as well.
 * backward: the jumps ``J_k`` of ``lambda_V`` come from the reverse recurrence over
   the neuron's own spikes; ``(lambda_V, lambda_I)`` are then carried backwards in
-  time through the input events with :func:`eventprop.neuron.adjoint_flow`
+  time through the input events with :func:`eventprop.model.neuron.adjoint_flow`
   (``O(events + spikes)`` per pair; only spikes with ``t_k > t_e`` count at event
-  ``e``, as in :func:`eventprop.feedforward.adjoint_at`). Each thread handles a
+  ``e``, as in :func:`eventprop.engines.pytorch.feedforward.adjoint_at`). Each thread handles a
   contiguous chunk of the batch; ``dL/dW`` is accumulated in one partial sum per
   chunk, reduced afterwards, so there are no races.
 
@@ -39,7 +40,7 @@ arithmetic stays float32. Results agree with the PyTorch engine to rounding
 Spike counts are unknown in advance: the kernel stores up to a capacity per neuron
 (remembered per layer shape) and keeps counting beyond it; if any neuron exceeded the
 capacity, the layer is simulated again with the exact capacity. Spikes are never
-dropped; ``max_spikes`` raises :class:`~eventprop.feedforward.SpikeLimitError`.
+dropped; ``max_spikes`` raises :class:`~eventprop.errors.SpikeLimitError`.
 """
 
 from __future__ import annotations
@@ -51,9 +52,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .feedforward import SpikeLimitError
-from .neuron import NeuronParams
-from .spikes import EventList, check_spike_values
+from ...errors import SpikeLimitError
+from ...model.neuron import NeuronParams
+from ...model.spikes import EventList, check_spike_values
 
 try:  # pragma: no cover - exercised only where numba is missing
     import numba
@@ -66,7 +67,7 @@ __all__ = ["numba_available", "feedforward_forward_numba", "feedforward_backward
 _DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 # Indices into the constants tuple ``c`` passed to the kernels (all of the data dtype).
-(_TM, _TS, _THETA, _TSLOW, _GAP, _EXT, _RATIO, _FTOL, _TTOL, _MINTAU, _HALF, _ONE, _ZERO, _TMAX, _INF, _KMAX,
+(_TM, _TS, _THETA, _TSLOW, _GAP, _EXT, _RATIO, _FTOL, _TTOL, _MINTAU, _HALF, _ONE, _ZERO, _HORIZON, _INF, _KMAX,
  _MARGIN, _SPEAK, _PEAK_TIME, _PEAK_K) = range(20)
 
 
@@ -76,7 +77,7 @@ def numba_available() -> bool:
 
 
 @functools.lru_cache(maxsize=64)
-def _constants(p: NeuronParams, np_dtype: type, t_max: float = math.inf) -> tuple:
+def _constants(p: NeuronParams, np_dtype: type, horizon: float = math.inf) -> tuple:
     # A tuple of numpy scalars of the data dtype: passed by value (no reference counting
     # in the inner calls), and float32 arithmetic with them stays float32.
     eps = float(np.finfo(np_dtype).eps)
@@ -94,7 +95,7 @@ def _constants(p: NeuronParams, np_dtype: type, t_max: float = math.inf) -> tupl
     values[_HALF] = 0.5
     values[_ONE] = 1.0
     values[_ZERO] = 0.0
-    values[_TMAX] = float(t_max)
+    values[_HORIZON] = float(horizon)
     values[_INF] = math.inf
     # Upper bound of K (its maximum, enlarged a little), the time of that maximum
     # (shrunk a little) and a relative rounding margin: on [0, L],
@@ -274,7 +275,7 @@ if numba is not None:
 
     @njit(cache=True)
     def _interval_flows(b, ev_t, c, flows):
-        # flows[e] = flow factors over the inter-event interval [t_e, min(t_{e+1}, t_max)]
+        # flows[e] = flow factors over the inter-event interval [t_e, min(t_{e+1}, horizon)]
         # of batch element b; shared by all neurons (bitwise the values they would compute)
         n_events = ev_t.shape[1]
         for e in range(n_events):
@@ -284,7 +285,7 @@ if numba is not None:
             end = c[_INF]
             if e + 1 < n_events:
                 end = ev_t[b, e + 1]
-            length = min(end, c[_TMAX]) - te
+            length = min(end, c[_HORIZON]) - te
             if math.isfinite(length) and length > 0:
                 e_mem, e_syn, k = _flow(length, c)
                 flows[e, 0] = e_mem
@@ -301,7 +302,7 @@ if numba is not None:
         n_events = ev_t.shape[1]
         cap = out_t.shape[2]
         theta = c[_THETA]
-        t_max = c[_TMAX]
+        horizon = c[_HORIZON]
         zero = c[_ZERO]
         for j in range(j0, j1):
             for k in range(cap):
@@ -330,12 +331,12 @@ if numba is not None:
                 t_ev = te
                 i_s = i_ev
                 t_s = te
-                if not (te < t_max):
+                if not (te < horizon):
                     break
                 end = c[_INF]
                 if e + 1 < n_ev:
                     end = ev_t[b, e + 1]
-                end = min(end, t_max)
+                end = min(end, horizon)
                 stop = False
                 while True:
                     length = end - t_s
@@ -549,11 +550,11 @@ def _to_numpy(x: Tensor, dtype: torch.dtype | None = None) -> np.ndarray:
 
 
 def _events(times: Tensor) -> tuple[EventList, np.ndarray, np.ndarray]:
-    """Validated, time-ordered events of ``times`` (see :func:`eventprop.spikes.sorted_events`).
+    """Validated, time-ordered events of ``times`` (see :func:`eventprop.model.spikes.sorted_events`).
 
-    Returns the :class:`~eventprop.spikes.EventList` (trimmed to the longest sample)
+    Returns the :class:`~eventprop.model.spikes.EventList` (trimmed to the longest sample)
     and its times and sources as numpy arrays. NaN, negative or non-ascending input
-    times raise the ``ValueError`` of :func:`eventprop.spikes.check_spike_values`.
+    times raise the ``ValueError`` of :func:`eventprop.model.spikes.check_spike_values`.
     """
     batch, neurons, slots = times.shape
     flat = _to_numpy(times.reshape(batch, neurons * slots))
@@ -589,10 +590,10 @@ def feedforward_forward_numba(
     times: Tensor,
     weight: Tensor,
     p: NeuronParams,
-    t_max: float = math.inf,
+    horizon: float = math.inf,
     max_spikes: int | None = None,
 ) -> tuple[Tensor, Tensor, EventList]:
-    """Compiled equivalent of :func:`eventprop.feedforward.feedforward_forward`.
+    """Compiled equivalent of :func:`eventprop.engines.pytorch.feedforward.feedforward_forward`.
 
     Same arguments and returns (shapes, padding, ``max_spikes`` behaviour); outputs
     have ``times``' dtype and device, the computation runs on the CPU. The input
@@ -609,7 +610,7 @@ def feedforward_forward_numba(
         return out, torch.zeros_like(out), events
 
     w = _to_numpy(weight, times.dtype)
-    c = _constants(p, np_dtype, t_max)
+    c = _constants(p, np_dtype, horizon)
     limit = np.int64(max_spikes) if max_spikes is not None else _NO_LIMIT
     key = (n_out, weight.shape[1])
     cap = _CAPACITY.get(key, 4)
@@ -627,10 +628,7 @@ def feedforward_forward_numba(
         kernel(ev_t, ev_src, w, c, limit, out_t, out_i, counts, flows, n_blocks)
         most = int(counts.max())
         if max_spikes is not None and most > max_spikes:
-            raise SpikeLimitError(
-                f"a neuron emitted more than max_spikes={max_spikes} spikes; raise max_spikes "
-                "(or set it to None) - spikes are never dropped silently"
-            )
+            raise SpikeLimitError.exceeded(max_spikes)
         if most <= cap:
             break
         cap = most  # some spikes were not stored: simulate again with room for all
@@ -653,7 +651,7 @@ def feedforward_backward_numba(
     p: NeuronParams,
     input_shape: torch.Size,
 ) -> tuple[Tensor, Tensor]:
-    """Compiled equivalent of :func:`eventprop.feedforward.feedforward_backward`.
+    """Compiled equivalent of :func:`eventprop.engines.pytorch.feedforward.feedforward_backward`.
 
     Args:
         grad_out: ``dL/d out_times``, ``(batch, out_features, max_out)``; entries at

@@ -1,8 +1,8 @@
-r"""Engine for feed-forward LIF layers: exact forward simulation and EventProp backward.
+r"""PyTorch engine, feed-forward LIF layers: exact forward simulation and EventProp backward.
 
 Neuron ``j`` receives the input events ``e`` (time ``t_e``, source ``src_e``) and
 jumps ``I_j += W[j, src_e]``. Without its own spikes, its state right after event
-``e`` is (see :mod:`eventprop.neuron`)::
+``e`` is (see :mod:`eventprop.model.neuron`)::
 
     I_j(t_e) = sum_{e' <= e} W[j, src_e'] exp(-(t_e - t_e') / tau_syn)
     V_j(t_e) = sum_{e' <= e} W[j, src_e'] K(t_e - t_e') - theta sum_{k: t_k <= t_e} exp(-(t_e - t_k) / tau_mem)
@@ -37,29 +37,18 @@ import math
 import torch
 from torch import Tensor
 
-from .neuron import NeuronParams, crossing_bracket, psp_kernel, solve_crossing
-from .spikes import EventList, sorted_events, stack_spikes
+from ...errors import SpikeLimitError
+from ...model.neuron import NeuronParams, adjoint_jump, crossing_bracket, psp_kernel, solve_crossing
+from ...model.spikes import EventList, sorted_events, stack_spikes
 
-__all__ = ["SpikeLimitError", "feedforward_forward", "feedforward_backward"]
-
-
-class SpikeLimitError(RuntimeError):
-    """Raised when a neuron would emit more spikes than the caller's ``max_spikes``."""
-
-
-def _check_limit(rounds: int, max_spikes: int | None) -> None:
-    if max_spikes is not None and rounds > max_spikes:
-        raise SpikeLimitError(
-            f"a neuron emitted more than max_spikes={max_spikes} spikes; raise max_spikes "
-            "(or set it to None) - spikes are never dropped silently"
-        )
+__all__ = ["feedforward_forward", "feedforward_backward"]
 
 
 def feedforward_forward(
     times: Tensor,
     weight: Tensor,
     p: NeuronParams,
-    t_max: float = math.inf,
+    horizon: float = math.inf,
     max_spikes: int | None = None,
 ) -> tuple[Tensor, Tensor, EventList]:
     """Simulate a feed-forward LIF layer exactly.
@@ -68,9 +57,9 @@ def feedforward_forward(
         times: ``(batch, in_features, max_in)`` input spike times (data contract).
         weight: ``(out_features, in_features)``.
         p: neuron parameters.
-        t_max: no spike is emitted after ``t_max``.
+        horizon: no spike is emitted after ``horizon``.
         max_spikes: optional cap on spikes per neuron; exceeding it raises
-            :class:`SpikeLimitError`.
+            :class:`~eventprop.errors.SpikeLimitError`.
 
     Returns:
         ``(out_times, out_current, events)``: output spike times
@@ -100,8 +89,8 @@ def feedforward_forward(
     voltage_at = (torch.where(causal, psp_kernel(lag, p), zero) @ w_ev).transpose(1, 2)
 
     t_next = torch.cat([events.times[:, 1:], torch.full_like(events.times[:, :1], math.inf)], dim=1)
-    end = torch.clamp(t_next, max=t_max)[:, None, :]  # (B, 1, E)
-    interval_ok = (finite & (events.times < t_max))[:, None, :]
+    end = torch.clamp(t_next, max=horizon)[:, None, :]  # (B, 1, E)
+    interval_ok = (finite & (events.times < horizon))[:, None, :]
     t_events = t[:, None, :].expand(batch, n_out, n_events)
     index = torch.arange(n_events, device=t.device)
 
@@ -128,7 +117,8 @@ def feedforward_forward(
         fired = crosses.any(dim=-1)
         if not bool(fired.any()):
             break
-        _check_limit(len(time_cols) + 1, max_spikes)
+        if max_spikes is not None and len(time_cols) + 1 > max_spikes:
+            raise SpikeLimitError.exceeded(max_spikes)
         first = crosses.to(torch.uint8).argmax(dim=-1)[..., None]  # first crossing interval
 
         def pick(x: Tensor) -> Tensor:
@@ -166,7 +156,7 @@ def _jumps(grad_out: Tensor, out_times: Tensor, out_current: Tensor, p: NeuronPa
     spiked = torch.isfinite(out_times)
     zero = torch.zeros((), dtype=out_times.dtype, device=out_times.device)
     g = torch.where(spiked, grad_out, zero)
-    denom = torch.where(spiked, out_current - p.threshold, torch.ones_like(out_current))
+    current = torch.where(spiked, out_current, torch.full_like(out_current, p.threshold + 1))
     jumps = torch.zeros_like(out_times)
     lv_plus = torch.zeros_like(out_times[..., 0])
     for k in reversed(range(out_times.shape[-1])):
@@ -174,7 +164,7 @@ def _jumps(grad_out: Tensor, out_times: Tensor, out_current: Tensor, p: NeuronPa
             nxt = spiked[..., k + 1]
             gap = torch.where(nxt, out_times[..., k + 1] - out_times[..., k], zero)
             lv_plus = torch.where(nxt, (lv_plus + jumps[..., k + 1]) * torch.exp(-gap / p.tau_mem), zero)
-        jumps[..., k] = torch.where(spiked[..., k], (p.threshold * lv_plus + g[..., k]) / denom[..., k], zero)
+        jumps[..., k] = torch.where(spiked[..., k], adjoint_jump(lv_plus, 0.0, g[..., k], current[..., k], p), zero)
     return jumps
 
 

@@ -1,0 +1,146 @@
+r"""The engine contract: what an engine declares, what it computes, what it saves.
+
+An *engine* simulates LIF layers exactly and computes their EventProp backward. The
+layers and the functional API (:mod:`eventprop.layers`) validate the arguments, pick an
+engine from the registry (:mod:`eventprop.engines`) and wrap it in one
+``torch.autograd.Function``; the engine itself sees validated tensors only.
+
+Capabilities (:class:`Engine` class attributes):
+
+- ``kinds``: the layer kinds it serves (:class:`LayerKind`): ``feedforward`` and
+  ``recurrent`` spiking layers (``simulate`` / ``adjoint``), and ``trajectory``: the
+  exact voltage trajectory of a readout or of a LIF layer given its spikes
+  (``trajectory``);
+- ``devices``: device types it runs on (``None``: any);
+- ``dtypes``: floating dtypes it computes in;
+- ``priority``: ``engine="auto"`` picks the highest-priority engine that can serve the
+  call (:func:`~eventprop.engines.select_engine`);
+- ``checks_spike_values``: whether ``simulate`` itself rejects NaN, negative or
+  non-ascending input times with the ``ValueError`` of
+  :func:`~eventprop.model.spikes.check_spike_values` (otherwise the caller checks).
+
+Entry points, for a layer with ``N = weight.shape[0]`` neurons and input
+``times`` ``(batch, in_features, max_in)`` (data contract of :mod:`eventprop.model.spikes`):
+
+- ``simulate(kind, spec, times, weight, recurrent_weight) -> (out_times, saved)``:
+  ``out_times`` ``(batch, N, max_out)`` in ``times``' dtype and device, ascending,
+  ``+inf`` padded, ``max_out >= 1``, every spike kept (``spec.max_spikes`` exceeded:
+  :class:`~eventprop.errors.SpikeLimitError`); ``saved`` is a tuple of tensors, passed
+  to ``save_for_backward`` and back to ``adjoint`` unchanged. It holds per-event and
+  per-spike data only (memory grows with spikes, never with simulated time).
+- ``adjoint(kind, spec, grad_out, saved, input_shape) -> (grad_times, grad_weight,
+  grad_recurrent_weight)``: the exact EventProp gradient (paper Table 2,
+  :mod:`eventprop.model.neuron`) for ``grad_out = dL/d out_times`` (entries at padding
+  are ignored); shapes of ``times``, ``weight`` and ``recurrent_weight`` (``None`` for a
+  feed-forward layer; zero diagonal for a recurrent one).
+- ``trajectory(times, spikes, weight, recurrent_weight, params, window) ->
+  VoltageTrajectory``: states just after every event on ``[0, window]``
+  (:class:`~eventprop.model.trajectory.VoltageTrajectory`), differentiable by autograd
+  in everything it depends on; ``spikes`` is ``None`` for a non-spiking readout.
+
+Reductions over the batch (weight gradients) must not depend on the number of threads.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from ..model.neuron import NeuronParams
+from ..model.trajectory import VoltageTrajectory
+
+__all__ = ["LayerKind", "LayerSpec", "Engine"]
+
+
+class LayerKind(str, enum.Enum):
+    """What an engine call computes."""
+
+    FEEDFORWARD = "feedforward"
+    RECURRENT = "recurrent"
+    TRAJECTORY = "trajectory"
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """Everything of a spiking layer call that is not a tensor.
+
+    Attributes:
+        params: time constants and threshold.
+        horizon: no spike is emitted after it (``inf``: none).
+        max_spikes: cap on spikes per neuron (``None``: none); exceeding it raises.
+    """
+
+    params: NeuronParams
+    horizon: float
+    max_spikes: int | None
+
+
+class Engine(ABC):
+    """An engine: declared capabilities and the entry points of the module docstring.
+
+    Subclasses set the class attributes and implement the entry points of the kinds
+    they declare; the others raise ``NotImplementedError``.
+    """
+
+    name: ClassVar[str]
+    kinds: ClassVar[frozenset[LayerKind]]
+    devices: ClassVar[frozenset[str] | None] = None
+    dtypes: ClassVar[frozenset[torch.dtype]] = frozenset({torch.float32, torch.float64})
+    priority: ClassVar[int] = 0
+    checks_spike_values: ClassVar[bool] = False
+
+    def unavailable(self) -> str | None:
+        """Why the engine cannot run on this installation (``None``: it can)."""
+        return None
+
+    def refusal(self, kind: LayerKind, device: torch.device, dtype: torch.dtype) -> str | None:
+        """Why the engine cannot serve this call (``None``: it can)."""
+        missing = self.unavailable()
+        if missing is not None:
+            return missing
+        if kind not in self.kinds:
+            served = ", ".join(sorted(k.value for k in self.kinds))
+            return f"it serves {served} layers only, not {kind.value}"
+        if self.devices is not None and device.type not in self.devices:
+            return f"it runs on {', '.join(sorted(self.devices))} tensors only, not {device}"
+        if dtype not in self.dtypes:
+            names = ", ".join(sorted(str(d).removeprefix("torch.") for d in self.dtypes))
+            return f"it computes in {names} only, not {str(dtype).removeprefix('torch.')}"
+        return None
+
+    def simulate(
+        self, kind: LayerKind, spec: LayerSpec, times: Tensor, weight: Tensor, recurrent_weight: Tensor | None
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """Exact forward simulation (module docstring)."""
+        raise NotImplementedError(f"engine {self.name!r} does not simulate {kind.value} layers")
+
+    def adjoint(
+        self,
+        kind: LayerKind,
+        spec: LayerSpec,
+        grad_out: Tensor,
+        saved: tuple[Tensor, ...],
+        input_shape: torch.Size,
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """EventProp backward of :meth:`simulate` (module docstring)."""
+        raise NotImplementedError(f"engine {self.name!r} has no adjoint for {kind.value} layers")
+
+    def trajectory(
+        self,
+        times: Tensor,
+        spikes: Tensor | None,
+        weight: Tensor,
+        recurrent_weight: Tensor | None,
+        params: NeuronParams,
+        window: float,
+    ) -> VoltageTrajectory:
+        """Exact voltage trajectory on ``[0, window]`` (module docstring)."""
+        raise NotImplementedError(f"engine {self.name!r} computes no trajectories")
+
+    def __repr__(self) -> str:
+        return f"<engine {self.name!r}>"

@@ -1,0 +1,230 @@
+r"""Functional API: LIF layers and voltage trajectories as differentiable functions.
+
+:func:`lif_layer` maps input spike times to output spike times. It validates the
+arguments, picks an engine (:func:`eventprop.engines.select_engine`) and runs it inside
+one :class:`torch.autograd.Function` whose forward is the engine's exact simulation and
+whose backward is its EventProp adjoint, returning ``dL/dW``, ``dL/dR`` and
+``dL/d input_times``; autograd chains layers into exactly the network's EventProp
+gradient. Every parameter is an explicit argument: nothing escapes the gradient.
+
+:func:`readout_trajectory` and :func:`lif_trajectory` give the exact ``V(t)`` of a
+readout or of a LIF layer (given its spikes) as a
+:class:`~eventprop.model.trajectory.VoltageTrajectory`, differentiated by autograd.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from ..engines import Engine, LayerKind, LayerSpec, check_engine_name, select_engine
+from ..model.neuron import NeuronParams
+from ..model.spikes import check_spike_layout, check_spike_values, validate_spike_times
+from ..model.trajectory import VoltageTrajectory
+from ..validation import check_weight, optional_positive_int, positive, renamed
+
+__all__ = ["lif_layer", "readout_trajectory", "lif_trajectory", "without_self_connections", "check_horizon"]
+
+
+class _LIFFunction(torch.autograd.Function):
+    """Input spike times -> output spike times, forward and backward by one engine."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        times: Tensor,
+        weight: Tensor,
+        recurrent_weight: Tensor | None,
+        engine: Engine,
+        kind: LayerKind,
+        spec: LayerSpec,
+    ) -> Tensor:
+        out_times, saved = engine.simulate(kind, spec, times, weight, recurrent_weight)
+        ctx.save_for_backward(*saved)
+        ctx.engine, ctx.kind, ctx.spec, ctx.input_shape = engine, kind, spec, times.shape
+        return out_times
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        grad_times, grad_weight, grad_rec = ctx.engine.adjoint(
+            ctx.kind, ctx.spec, grad_out, ctx.saved_tensors, ctx.input_shape
+        )
+        needs = ctx.needs_input_grad
+        return (
+            grad_times if needs[0] else None,
+            grad_weight if needs[1] else None,
+            grad_rec if needs[2] else None,
+            None,
+            None,
+            None,
+        )
+
+
+def check_horizon(horizon: Any) -> float:
+    """The layer horizon as a float: positive, ``inf`` allowed (``ValueError`` otherwise)."""
+    return positive("horizon", horizon, allow_inf=True)
+
+
+def without_self_connections(recurrent_weight: Tensor) -> Tensor:
+    """``recurrent_weight`` with its diagonal set to zero (differentiably: the diagonal gets no gradient)."""
+    n = recurrent_weight.shape[0]
+    return recurrent_weight * (1 - torch.eye(n, dtype=recurrent_weight.dtype, device=recurrent_weight.device))
+
+
+def lif_layer(
+    times: Tensor,
+    weight: Tensor,
+    recurrent_weight: Tensor | None = None,
+    *,
+    tau_mem: float,
+    tau_syn: float,
+    threshold: float = 1.0,
+    horizon: float = math.inf,
+    max_spikes: int | None = None,
+    engine: str = "auto",
+    t_max: float | None = None,
+) -> Tensor:
+    r"""Output spike times of a layer of LIF neurons, differentiable by EventProp.
+
+    Dynamics (paper Table 1): ``tau_mem dV/dt = -V + I``, ``tau_syn dI/dt = -I``; an
+    input spike of neuron ``i`` adds ``weight[j, i]`` to ``I_j``; when ``V_j`` reaches
+    ``threshold`` neuron ``j`` spikes, ``V_j -> V_j - threshold`` and (recurrent layers)
+    ``I_m += recurrent_weight[m, j]``. ``V = I = 0`` at ``t = 0``.
+
+    Args:
+        times: input spike times, ascending along the last axis, ``+inf`` padded
+            (any non-negative times; the user's time unit).
+        weight: ``(out_features, in_features)``.
+        recurrent_weight: ``(out_features, out_features)`` or ``None`` for a
+            feed-forward layer; its diagonal is ignored (treated as zero).
+        tau_mem, tau_syn: time constants (> 0; any ratio, equal included).
+        threshold: firing threshold (> 0).
+        horizon: no spike is emitted after it (default: none).
+        max_spikes: optional cap on spikes per neuron; exceeding it raises
+            :class:`~eventprop.SpikeLimitError`, nothing is truncated.
+        engine: ``"auto"`` (the best registered engine for the device, dtype and
+            layer kind: the compiled ``"numba"`` engine for feed-forward CPU layers,
+            else ``"torch"``) or a registered name (:func:`eventprop.engines.engine_names`);
+            a name that cannot serve the call raises ``ValueError`` saying why.
+        t_max: deprecated spelling of ``horizon``.
+
+    Shape:
+        - times: ``(batch, in_features, max_in)``
+        - output: ``(batch, out_features, max_out)``, ``max_out >= 1``, ``+inf`` padded
+
+    Examples:
+        >>> times = torch.tensor([[[0.0], [3.0]]], dtype=torch.float64)
+        >>> weight = torch.tensor([[3.0, 2.0]], dtype=torch.float64)
+        >>> lif_layer(times, weight, tau_mem=20.0, tau_syn=5.0).shape
+        torch.Size([1, 1, 1])
+    """
+    horizon = check_horizon(renamed("lif_layer", "t_max", t_max, "horizon", horizon, math.inf))
+    spec = LayerSpec(NeuronParams(tau_mem, tau_syn, threshold), horizon, optional_positive_int("max_spikes", max_spikes))
+    check_engine_name(engine)
+    if not isinstance(weight, Tensor) or weight.dim() != 2:
+        raise ValueError("weight must be a 2-d tensor of shape (out_features, in_features)")
+    check_spike_layout(times, weight.shape[1])
+    n_out = weight.shape[0]
+    check_weight(weight, "weight", tuple(weight.shape), times)
+    kind = LayerKind.FEEDFORWARD if recurrent_weight is None else LayerKind.RECURRENT
+    chosen = select_engine(engine, kind, times.device, times.dtype)
+    if not chosen.checks_spike_values:
+        check_spike_values(times)
+    if recurrent_weight is not None:
+        check_weight(recurrent_weight, "recurrent_weight", (n_out, n_out), times)
+        recurrent_weight = without_self_connections(recurrent_weight)
+    return _LIFFunction.apply(times, weight, recurrent_weight, chosen, kind, spec)
+
+
+def _check_window(window: Any) -> float:
+    return positive("window", window)
+
+
+def readout_trajectory(
+    times: Tensor, weight: Tensor, *, tau_mem: float, tau_syn: float, window: float, engine: str = "auto"
+) -> VoltageTrajectory:
+    r"""Trajectory of non-spiking leaky integrators driven by spike trains.
+
+    ``V_n(t) = sum_i weight[n, i] sum_{t_i <= t} K(t - t_i)`` on ``[0, window]`` (PSP
+    kernel ``K`` of :func:`eventprop.model.neuron.psp_kernel`).
+
+    Args:
+        times: input spike times (data contract).
+        weight: ``(out_features, in_features)``, finite.
+        tau_mem, tau_syn: time constants (> 0, any ratio).
+        window: ``T`` (> 0, finite): inputs at or after ``T`` are ignored.
+        engine: ``"auto"`` or a registered engine with the ``trajectory`` capability.
+
+    Shape:
+        - times: ``(batch, in_features, max_spikes)``
+        - output: a trajectory of ``(batch, out_features)`` neurons
+    """
+    p = NeuronParams(tau_mem, tau_syn)
+    window = _check_window(window)
+    validate_spike_times(times, name="times")
+    if not isinstance(weight, Tensor) or weight.dim() != 2:
+        raise ValueError("weight must be a 2-d tensor of shape (out_features, in_features)")
+    if weight.shape[1] != times.shape[1]:
+        raise ValueError(f"weight has {weight.shape[1]} inputs, times has {times.shape[1]} neurons")
+    check_weight(weight, "weight", tuple(weight.shape), times)
+    chosen = select_engine(check_engine_name(engine), LayerKind.TRAJECTORY, times.device, times.dtype)
+    return chosen.trajectory(times, None, weight, None, p, window)
+
+
+def lif_trajectory(
+    times: Tensor,
+    spikes: Tensor,
+    weight: Tensor,
+    recurrent_weight: Tensor | None = None,
+    *,
+    tau_mem: float,
+    tau_syn: float,
+    threshold: float = 1.0,
+    window: float,
+    engine: str = "auto",
+) -> VoltageTrajectory:
+    r"""Trajectory of a layer of LIF neurons, given its input and its own spikes.
+
+    ``spikes`` must be the output of :func:`lif_layer` (or :class:`eventprop.LIFLayer`)
+    for the same ``times``, weights and constants; its spike times carry their exact
+    EventProp gradients, so a loss of this trajectory is differentiated exactly (see
+    :mod:`eventprop.model.trajectory`). ``V`` resets by ``-threshold`` at each own
+    spike; with ``recurrent_weight`` each layer spike of neuron ``m`` also adds
+    ``recurrent_weight[n, m]`` (diagonal ignored, as in the layer) to ``I_n``.
+
+    Args:
+        times: the layer's input spike times.
+        spikes: the layer's output spike times.
+        weight: ``(out_features, in_features)``.
+        recurrent_weight: ``(out_features, out_features)`` or ``None``.
+        tau_mem, tau_syn, threshold: as in the layer.
+        window: ``T`` (> 0, finite): events at or after ``T`` are ignored.
+        engine: ``"auto"`` or a registered engine with the ``trajectory`` capability.
+
+    Shape:
+        - times: ``(batch, in_features, max_in)``
+        - spikes: ``(batch, out_features, max_out)``
+        - output: a trajectory of ``(batch, out_features)`` neurons
+    """
+    p = NeuronParams(tau_mem, tau_syn, threshold)
+    window = _check_window(window)
+    validate_spike_times(times, name="times")
+    if not isinstance(weight, Tensor) or weight.dim() != 2:
+        raise ValueError("weight must be a 2-d tensor of shape (out_features, in_features)")
+    check_weight(weight, "weight", tuple(weight.shape), times)
+    n_out, n_in = weight.shape
+    validate_spike_times(spikes, n_neurons=n_out, name="spikes")
+    if times.shape[1] != n_in or spikes.shape[0] != times.shape[0]:
+        raise ValueError(f"times must have shape (batch={spikes.shape[0]}, {n_in}, max_in), got {tuple(times.shape)}")
+    if spikes.dtype != times.dtype or spikes.device != times.device:
+        raise ValueError("spikes must match times in dtype and device")
+    if recurrent_weight is not None:
+        check_weight(recurrent_weight, "recurrent_weight", (n_out, n_out), times)
+        recurrent_weight = without_self_connections(recurrent_weight)
+    chosen = select_engine(check_engine_name(engine), LayerKind.TRAJECTORY, times.device, times.dtype)
+    return chosen.trajectory(times, spikes, weight, recurrent_weight, p, window)

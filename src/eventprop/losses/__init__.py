@@ -1,0 +1,26 @@
+"""Losses and metrics: on first-spike times (:mod:`.first_spike`) and on voltage trajectories (:mod:`.voltage`)."""
+
+from .first_spike import first_spike_correct, first_spike_cross_entropy, first_spike_predictions, first_spikes
+from .voltage import (
+    label_voltage_gap,
+    max_voltage_cross_entropy,
+    shaped_voltage_cross_entropy,
+    voltage_correct,
+    voltage_cross_entropy,
+    voltage_integral_loss,
+    voltage_predictions,
+)
+
+__all__ = [
+    "first_spike_correct",
+    "first_spike_cross_entropy",
+    "first_spike_predictions",
+    "first_spikes",
+    "label_voltage_gap",
+    "max_voltage_cross_entropy",
+    "shaped_voltage_cross_entropy",
+    "voltage_correct",
+    "voltage_cross_entropy",
+    "voltage_integral_loss",
+    "voltage_predictions",
+]

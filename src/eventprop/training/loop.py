@@ -1,0 +1,233 @@
+"""The training loop: one run = one seed of a configured classifier.
+
+A run trains a stack of hidden LIF layers and a readout (:mod:`.network`,
+:mod:`.readouts`) on a task's latency-encoded data (:mod:`.tasks`) with Adam and an
+exponential learning-rate decay, optional weight bumping (:mod:`.activity`), gradient
+clipping, input jitter and a weight EMA, and leaves in its output folder:
+
+- ``metrics.csv``: one row per epoch (train/validation loss and accuracy, spikes per
+  sample and silent fraction of every spiking layer, learning rate, seconds);
+- ``checkpoint.pt`` (every epoch, atomic; ``resume=True`` continues from it and ends
+  with the same numbers as an uninterrupted run) and ``best.pt`` (the model of the best
+  validation accuracy, used for the test score and by ``eventprop evaluate``), see
+  :mod:`.checkpoints`;
+- ``summary.json``: configuration, best epoch, validation and test accuracy;
+- ``training.png``: validation error and loss per epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .activity import Activity, bump_first_silent, layer_names
+from .checkpoints import load_checkpoint, load_model, save_atomic
+from .config import TrainConfig
+from .network import build_model, forward_layers, readout_of
+from .outputs import plot_runs, write_json, write_metrics
+from .readouts import Readout
+from .tasks import TASKS
+
+__all__ = ["train", "evaluate_model", "encode", "load_split"]
+
+
+def encode(config: TrainConfig, features: np.ndarray) -> Tensor:
+    """Spike times of raw ``(n, features)`` rows of ``config.task`` with its encoder, plus the bias spike(s)."""
+    task = TASKS[config.task]
+    x = torch.as_tensor(np.asarray(features), dtype=config.torch_dtype, device=config.device) / task.scale
+    return task.encoder(x, t_first=config.t_first, t_last=config.t_last, bias_times=config.bias_times)
+
+
+def load_split(config: TrainConfig, name: str) -> tuple[Tensor, Tensor]:
+    """Encoded inputs and labels of a split (``train`` / ``validation`` cut to ``train_size`` / ``val_size``)."""
+    x, y = TASKS[config.task].split(name)
+    size = {"train": config.train_size, "validation": config.val_size}.get(name)
+    if size is not None:
+        x, y = x[:size], y[:size]
+    return encode(config, x), torch.as_tensor(y, dtype=torch.long, device=config.device)
+
+
+def _spiking(model: nn.Sequential, readout: Readout, outs: list[Tensor]) -> tuple[list[nn.Module], list[Tensor]]:
+    """The spiking layers and their outputs (the output layer only if the readout spikes)."""
+    n = len(model) if readout.spiking else len(model) - 1
+    return list(model)[:n], outs[:n]
+
+
+@torch.no_grad()
+def evaluate_model(model: nn.Sequential, config: TrainConfig, x: Tensor, y: Tensor, batch_size: int = 1000) -> dict[str, float]:
+    """Mean loss, accuracy and spiking activity of every layer on ``(x, y)``."""
+    readout = readout_of(config)
+    loss_sum, correct = 0.0, 0
+    activity = Activity(layer_names(len(model) - 1, readout.spiking))
+    for start in range(0, x.shape[0], batch_size):
+        outs = forward_layers(model, readout, x[start : start + batch_size])
+        labels = y[start : start + batch_size]
+        loss_sum += float(readout.loss(outs[-1], labels)) * labels.shape[0]
+        correct += int(readout.correct(outs[-1], labels).sum())
+        activity.add(_spiking(model, readout, outs)[1])
+    n = max(x.shape[0], 1)
+    return {"loss": loss_sum / n, "accuracy": correct / n, **activity.summary()}
+
+
+def _jitter(times: Tensor, sigma: float, gen: torch.Generator) -> Tensor:
+    """Training-time augmentation: every input spike moves by ``N(0, sigma^2)`` (clamped at 0).
+
+    Each input neuron of the encoders fires once, so the trains stay ordered.
+    """
+    if sigma == 0:
+        return times
+    shift = torch.randn(times.shape, generator=gen, dtype=times.dtype).to(times.device) * sigma
+    return (times + shift).clamp(min=0).sort(dim=-1).values
+
+
+def train(
+    config: TrainConfig,
+    out_dir: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train one seed; returns the summary also written to ``out_dir/summary.json``."""
+    config.validate()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "checkpoint.pt"
+    x_train, y_train = load_split(config, "train")
+    x_val, y_val = load_split(config, "validation")
+    n_inputs, n_classes = x_train.shape[1], TASKS[config.task].n_classes
+
+    torch.manual_seed(config.seed)
+    readout = readout_of(config)
+    model = build_model(config, n_inputs, n_classes)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
+    # The evaluated model: the weights themselves, or their exponential moving average.
+    averaged = (
+        torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema))
+        if config.ema > 0
+        else None
+    )
+    limits = [plan.max_silent for plan in config.hidden_layers()] + [config.max_silent_output]
+    names = layer_names(len(config.hidden), readout.spiking)
+    shuffle = torch.Generator().manual_seed(config.seed)
+    noise = torch.Generator().manual_seed(config.seed + 1_000_003)
+    rows: list[dict[str, float]] = []
+    best_acc, best_epoch, start_epoch = -1.0, -1, 0
+    if resume and ckpt_path.is_file():
+        state, saved = load_checkpoint(ckpt_path)
+        differ = [f.name for f in dataclasses.fields(config) if f.name != "epochs" and getattr(saved, f.name) != getattr(config, f.name)]
+        if differ:
+            raise ValueError(
+                f"--resume: the configuration differs from the one in {ckpt_path} in {', '.join(differ)} "
+                "(only --epochs may change)"
+            )
+        model.load_state_dict(state["model"])
+        if averaged is not None:
+            averaged.load_state_dict(state["averaged"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        shuffle.set_state(state["shuffle_rng"])
+        noise.set_state(state["noise_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        rows, best_acc, best_epoch, start_epoch = state["metrics"], state["best_accuracy"], state["best_epoch"], state["epoch"] + 1
+        log(f"resuming {out} after epoch {state['epoch'] + 1}")
+
+    meta = {"config": asdict(config), "n_inputs": n_inputs, "n_classes": n_classes}
+    n_train = x_train.shape[0]
+    for epoch in range(start_epoch, config.epochs):
+        t0 = time.perf_counter()
+        perm = torch.randperm(n_train, generator=shuffle).to(config.device)
+        loss_sum, correct = 0.0, 0
+        activity = Activity(names)
+        batches = range(0, n_train, config.batch_size)
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not progress)
+        for start in bar:
+            idx = perm[start : start + config.batch_size]
+            labels = y_train[idx]
+            outs = forward_layers(model, readout, _jitter(x_train[idx], config.jitter, noise))
+            loss = readout.loss(outs[-1], labels)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss {float(loss)} at epoch {epoch + 1}")
+            push = readout.auxiliary_loss(model[-1], outs[-2], outs[-1], labels)
+            optimizer.zero_grad()
+            (loss if push is None else loss + push).backward()
+            if config.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            spiking_layers, spiking_outs = _spiking(model, readout, outs)
+            bump_first_silent(spiking_layers, spiking_outs, limits, config.bump)
+            if averaged is not None:
+                averaged.update_parameters(model)
+            loss_sum += float(loss.detach()) * idx.shape[0]
+            correct += int(readout.correct(outs[-1].detach(), labels).sum())
+            activity.add([o.detach() for o in spiking_outs])
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        evaluated = model if averaged is None else averaged.module
+        val = evaluate_model(evaluated, config, x_val, y_val)
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / n_train,
+            "train_accuracy": correct / n_train,
+            "val_loss": val["loss"],
+            "val_accuracy": val["accuracy"],
+            **activity.summary(),
+            "lr": lr,
+            "seconds": time.perf_counter() - t0,
+        }
+        rows.append(row)
+        if val["accuracy"] > best_acc:
+            best_acc, best_epoch = val["accuracy"], epoch + 1
+            save_atomic({**meta, "model": evaluated.state_dict(), "epoch": epoch}, out / "best.pt")
+        write_metrics(out / "metrics.csv", rows)
+        save_atomic(
+            {
+                **meta,
+                "model": model.state_dict(),
+                "averaged": None if averaged is None else averaged.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "shuffle_rng": shuffle.get_state(),
+                "noise_rng": noise.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "epoch": epoch,
+                "best_accuracy": best_acc,
+                "best_epoch": best_epoch,
+                "metrics": rows,
+            },
+            ckpt_path,
+        )
+        spikes = " ".join(f"{row[f'{name}_spikes']:.1f}" for name in names[: len(config.hidden)])
+        log(
+            f"seed {config.seed} epoch {epoch + 1:3d}: train loss {row['train_loss']:.4f} acc {100 * row['train_accuracy']:.2f}% | "
+            f"val loss {row['val_loss']:.4f} acc {100 * row['val_accuracy']:.2f}% | hidden spikes {spikes} | "
+            f"{row['seconds']:.1f} s"
+        )
+
+    best_model, _ = load_model(out / "best.pt", device=config.device)
+    x_test, y_test = load_split(config, "test")
+    test = evaluate_model(best_model, config, x_test, y_test)
+    summary = {
+        "config": asdict(config),
+        "best_epoch": best_epoch,
+        "best_val_accuracy": best_acc,
+        "final_val_accuracy": rows[-1]["val_accuracy"] if rows else None,
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "train_seconds": sum(r["seconds"] for r in rows),
+    }
+    write_json(out / "summary.json", summary)
+    plot_runs(out / "training.png", [rows])
+    return summary

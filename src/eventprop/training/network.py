@@ -1,0 +1,50 @@
+"""The classifier network of a run: a stack of hidden LIF layers and a readout layer."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from ..layers import LIFLayer
+from .config import TrainConfig
+from .readouts import READOUTS, Readout
+
+__all__ = ["build_model", "readout_of", "forward_layers"]
+
+
+def readout_of(config: TrainConfig) -> Readout:
+    """The readout object of the configuration."""
+    return READOUTS[config.readout].from_config(config)
+
+
+def build_model(config: TrainConfig, n_inputs: int, n_classes: int) -> nn.Sequential:
+    """``n_inputs -> hidden[0] -> ... -> hidden[-1] -> n_classes``.
+
+    Every hidden layer is a :class:`~eventprop.LIFLayer` (feed-forward or recurrent, as
+    configured per layer); the last module is the readout's output layer. Weights are
+    drawn in network order (input weights, then recurrent weights, layer by layer).
+    """
+    factory = {"dtype": config.torch_dtype, "device": config.device}
+    common = {"tau_mem": config.tau_mem, "tau_syn": config.tau_syn, "threshold": config.threshold, "engine": config.engine}
+    layers: list[nn.Module] = []
+    n_in = n_inputs
+    for plan in config.hidden_layers():
+        rec = {} if plan.recurrent_init is None else {"recurrent_init_mean": plan.recurrent_init[0], "recurrent_init_std": plan.recurrent_init[1]}
+        layers.append(
+            LIFLayer(
+                n_in, plan.size, recurrent=plan.recurrent, init_mean=plan.init[0], init_std=plan.init[1],
+                **rec, **common, **factory,
+            )  # fmt: skip
+        )
+        n_in = plan.size
+    layers.append(readout_of(config).build(n_in, n_classes, config))
+    return nn.Sequential(*layers)
+
+
+def forward_layers(model: nn.Sequential, readout: Readout, x: Tensor) -> list[Tensor]:
+    """The output of every layer for input spikes ``x``; the last is the readout's output."""
+    outs = []
+    for layer in model[:-1]:
+        x = layer(x)
+        outs.append(x)
+    outs.append(readout.output(model[-1], x))
+    return outs

@@ -1,0 +1,174 @@
+r"""Readouts: the output layer of a classifier, its loss, its accuracy and its prediction.
+
+A readout is an object built from the configuration (:meth:`Readout.from_config`); the
+trainer asks it for the output layer and, per minibatch, for the loss and the correct
+samples of that layer's output. Registered in :data:`READOUTS` by name:
+
+- ``first-spike`` (:class:`FirstSpikeReadout`): LIF output neurons, the paper's
+  first-spike cross-entropy (eq. 35); correct = the label neuron fires strictly first.
+  Optionally (``silent_push > 0``) samples whose label neuron stays silent, which eq. 35
+  leaves without gradient, add ``silent_push * (threshold - max_t V_label) / batch``
+  (:func:`~eventprop.label_voltage_gap` on ``[0, t_silent]``, exact gradient through
+  the output layer's trajectory).
+- ``voltage`` (:class:`VoltageReadout`): leaky integrators (no threshold) on
+  ``[0, window]``, softmax cross-entropy of ``voltage_scale * max_t V``; correct = the
+  label neuron has the strictly largest maximum.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..layers import LIFLayer, LIReadout, lif_trajectory
+from ..losses import (
+    first_spike_correct,
+    first_spike_cross_entropy,
+    first_spikes,
+    label_voltage_gap,
+    voltage_correct,
+    voltage_cross_entropy,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import TrainConfig
+
+__all__ = ["Readout", "FirstSpikeReadout", "VoltageReadout", "READOUTS"]
+
+
+class Readout(ABC):
+    """Output layer of a classifier and what is computed from its output."""
+
+    name: ClassVar[str]
+    #: whether the output layer emits spikes (counted in the activity, subject to bumping)
+    spiking: ClassVar[bool]
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, config: TrainConfig) -> Readout:
+        """The readout with the configuration's parameters."""
+
+    @abstractmethod
+    def build(self, n_in: int, n_classes: int, config: TrainConfig) -> nn.Module:
+        """The output layer (weights drawn from ``config.output_init``)."""
+
+    @abstractmethod
+    def output(self, layer: nn.Module, x: Tensor) -> Tensor:
+        """What the loss and the accuracy read from the output layer for input spikes ``x``."""
+
+    @abstractmethod
+    def loss(self, out: Tensor, labels: Tensor) -> Tensor:
+        """Mean loss of the minibatch."""
+
+    @abstractmethod
+    def correct(self, out: Tensor, labels: Tensor) -> Tensor:
+        """``(batch,)`` bool: correctly classified samples."""
+
+    def auxiliary_loss(self, layer: nn.Module, x: Tensor, out: Tensor, labels: Tensor) -> Tensor | None:
+        """A training-only term added to :meth:`loss` (not reported); ``None``: none."""
+        return None
+
+
+@dataclass(frozen=True)
+class FirstSpikeReadout(Readout):
+    """LIF output neurons and the first-spike cross-entropy (module docstring).
+
+    Attributes:
+        tau0, tau1, alpha, t_silent: of :func:`~eventprop.first_spike_cross_entropy`.
+        silent_push: weight of the label-voltage gap of silent label neurons (0: off).
+    """
+
+    tau0: float
+    tau1: float
+    alpha: float
+    t_silent: float
+    silent_push: float = 0.0
+
+    name: ClassVar[str] = "first-spike"
+    spiking: ClassVar[bool] = True
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> FirstSpikeReadout:
+        return cls(config.tau0, config.tau1, config.alpha, config.t_silent, config.silent_push)
+
+    def build(self, n_in: int, n_classes: int, config: TrainConfig) -> nn.Module:
+        mean, std = config.output_init
+        return LIFLayer(
+            n_in, n_classes, tau_mem=config.tau_mem, tau_syn=config.tau_syn, threshold=config.threshold,
+            engine=config.engine, init_mean=mean, init_std=std, dtype=config.torch_dtype, device=config.device,
+        )  # fmt: skip
+
+    def output(self, layer: nn.Module, x: Tensor) -> Tensor:
+        return layer(x)
+
+    def loss(self, out: Tensor, labels: Tensor) -> Tensor:
+        return first_spike_cross_entropy(
+            first_spikes(out), labels, tau0=self.tau0, tau1=self.tau1, alpha=self.alpha, t_silent=self.t_silent
+        )
+
+    def correct(self, out: Tensor, labels: Tensor) -> Tensor:
+        return first_spike_correct(first_spikes(out), labels)
+
+    def auxiliary_loss(self, layer: nn.Module, x: Tensor, out: Tensor, labels: Tensor) -> Tensor | None:
+        """``silent_push / batch * sum (threshold - max_t V_label)`` over samples whose label neuron is silent.
+
+        ``None`` when off or when every label neuron fires.
+        """
+        if self.silent_push == 0:
+            return None
+        silent = torch.isinf(first_spikes(out).gather(1, labels[:, None]).squeeze(1))
+        if not bool(silent.any()):
+            return None
+        idx = silent.nonzero().squeeze(1)
+        p = layer.params
+        trajectory = lif_trajectory(
+            x[idx], out[idx], layer.weight, tau_mem=p.tau_mem, tau_syn=p.tau_syn, threshold=p.threshold,
+            window=self.t_silent, engine=layer.engine,
+        )  # fmt: skip
+        return self.silent_push * label_voltage_gap(trajectory, labels[idx], reduction="sum") / labels.shape[0]
+
+
+@dataclass(frozen=True)
+class VoltageReadout(Readout):
+    """Leaky-integrator output neurons and the max-over-time voltage cross-entropy.
+
+    Attributes:
+        window: ``T`` of the maximum over ``[0, T]`` (time unit).
+        scale: softmax scale on ``max V`` (1 / voltage unit).
+    """
+
+    window: float
+    scale: float
+
+    name: ClassVar[str] = "voltage"
+    spiking: ClassVar[bool] = False
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> VoltageReadout:
+        return cls(config.window, config.voltage_scale)
+
+    def build(self, n_in: int, n_classes: int, config: TrainConfig) -> nn.Module:
+        mean, std = config.output_init
+        return LIReadout(
+            n_in, n_classes, tau_mem=config.tau_mem, tau_syn=config.tau_syn, window=self.window, engine=config.engine,
+            init_mean=mean, init_std=std, dtype=config.torch_dtype, device=config.device,
+        )  # fmt: skip
+
+    def output(self, layer: nn.Module, x: Tensor) -> Tensor:
+        return layer(x).max()[0]
+
+    def loss(self, out: Tensor, labels: Tensor) -> Tensor:
+        return voltage_cross_entropy(out, labels, scale=self.scale)
+
+    def correct(self, out: Tensor, labels: Tensor) -> Tensor:
+        return voltage_correct(out, labels)
+
+
+#: Readouts by name (the ``readout`` field of the configuration).
+READOUTS: dict[str, type[Readout]] = {r.name: r for r in (FirstSpikeReadout, VoltageReadout)}
+
+

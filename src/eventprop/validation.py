@@ -1,0 +1,139 @@
+"""One home for argument checks: numbers, counts, weight tensors, renamed keywords.
+
+The rule for numbers, everywhere in ``eventprop``: a *real number* is an instance of
+:class:`numbers.Real` (Python ``int`` and ``float``, numpy's integer and floating
+scalars such as ``np.float32(20)``) but not a ``bool``; strings, tensors and ``None``
+are not. Every check raises ``ValueError`` naming the argument and the problem, and
+returns the value as a Python ``float`` (or ``int``), so that downstream arithmetic
+never sees a numpy scalar.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "real",
+    "positive",
+    "non_negative",
+    "fraction",
+    "positive_int",
+    "non_negative_int",
+    "optional_positive_int",
+    "check_weight",
+    "all_finite",
+    "renamed",
+]
+
+
+def real(
+    name: str,
+    value: Any,
+    *,
+    low: float = -math.inf,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+    allow_inf: bool = False,
+    rule: str | None = None,
+) -> float:
+    """``value`` as a float if it is a real number in the interval; else ``ValueError``.
+
+    Args:
+        name: the argument's name, for the message.
+        low, high: bounds; ``low_open`` / ``high_open`` exclude them.
+        allow_inf: accept ``+-inf`` (still subject to the bounds).
+        rule: how the message states the requirement (default: the interval).
+    """
+    if rule is None:
+        finite = "" if allow_inf else "finite and "
+        rule = f"{finite}lie in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    x = float(value)
+    below = x <= low if low_open else x < low
+    above = x >= high if high_open else x > high
+    if math.isnan(x) or (math.isinf(x) and not allow_inf) or below or above:
+        raise ValueError(f"{name} must be {rule}, got {value!r}")
+    return x
+
+
+def positive(name: str, value: Any, *, allow_inf: bool = False) -> float:
+    """A real number ``> 0`` (finite unless ``allow_inf``)."""
+    rule = "positive (or inf)" if allow_inf else "finite and positive"
+    return real(name, value, low=0.0, low_open=True, allow_inf=allow_inf, rule=rule)
+
+
+def non_negative(name: str, value: Any, *, allow_inf: bool = False) -> float:
+    """A real number ``>= 0`` (finite unless ``allow_inf``)."""
+    rule = "non-negative (or inf)" if allow_inf else "finite and non-negative"
+    return real(name, value, low=0.0, allow_inf=allow_inf, rule=rule)
+
+
+def fraction(name: str, value: Any) -> float:
+    """A real number in ``[0, 1]``."""
+    return real(name, value, low=0.0, high=1.0)
+
+
+def _integer(name: str, value: Any, low: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < low:
+        raise ValueError(f"{name} must be a {what} int, got {value!r}")
+    return int(value)
+
+
+def positive_int(name: str, value: Any) -> int:
+    """An integer ``>= 1`` (Python or numpy integer, not ``bool``)."""
+    return _integer(name, value, 1, "positive")
+
+
+def non_negative_int(name: str, value: Any) -> int:
+    """An integer ``>= 0`` (Python or numpy integer, not ``bool``)."""
+    return _integer(name, value, 0, "non-negative")
+
+
+def optional_positive_int(name: str, value: Any) -> int | None:
+    """``None`` or an integer ``>= 1``."""
+    return None if value is None else _integer(name, value, 1, "positive")
+
+
+def all_finite(x: Tensor) -> bool:
+    """``torch.isfinite(x).all()``; through a numpy view for CPU float32/float64 tensors,
+    which takes a third of the time of the two tensor operations (layers check every call)."""
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+        return bool(np.isfinite(x.detach().numpy()).all())
+    return bool(torch.isfinite(x).all())
+
+
+def check_weight(weight: Any, name: str, shape: tuple[int, ...], like: Tensor) -> None:
+    """``ValueError`` unless ``weight`` is a finite tensor of ``shape`` with ``like``'s dtype and device."""
+    if not isinstance(weight, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(weight).__name__}")
+    if tuple(weight.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(weight.shape)}")
+    if weight.dtype != like.dtype:
+        raise ValueError(f"{name} has dtype {weight.dtype} but times has dtype {like.dtype}")
+    if weight.device != like.device:
+        raise ValueError(f"{name} is on {weight.device} but times is on {like.device}")
+    if not all_finite(weight):
+        raise ValueError(f"{name} contains NaN or inf")
+
+
+def renamed(where: str, old: str, old_value: Any, new: str, new_value: Any, default: Any) -> Any:
+    """The value of an argument that was renamed from ``old`` to ``new``.
+
+    ``old_value`` is ``None`` unless the caller used the deprecated spelling; then it
+    wins, with a ``DeprecationWarning``. Both spellings given is a ``ValueError``.
+    """
+    if old_value is None:
+        return new_value
+    if new_value is not default and new_value != default:
+        raise ValueError(f"{where}: pass {new}= only ({old}= is its deprecated spelling)")
+    warnings.warn(f"{where}: {old}= is deprecated, use {new}=", DeprecationWarning, stacklevel=3)
+    return old_value
