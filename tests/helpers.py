@@ -95,3 +95,21 @@ def assert_gradients_match(
         record(kind, errors[name])
         assert errors[name] <= tol, f"{name}: relative error {errors[name]:.3e}"
     return errors
+
+
+def engines_for(kind: str) -> list[str]:
+    """Registered engines that can serve ``kind`` on CPU in float64, highest priority first.
+
+    The engine contract suite (``test_engine_contract.py``, ``test_forward.py``,
+    ``test_gradients.py``) is parametrised over these: registering an engine puts it
+    under every test of the kinds it declares.
+    """
+    from eventprop.engines import LayerKind, engine_names, get_engine
+
+    cpu = torch.device("cpu")
+    return [n for n in engine_names() if get_engine(n).refusal(LayerKind(kind), cpu, F64) is None]
+
+
+FEEDFORWARD_ENGINES = engines_for("feedforward")
+RECURRENT_ENGINES = engines_for("recurrent")
+TRAJECTORY_ENGINES = engines_for("trajectory")

@@ -1,4 +1,4 @@
-"""Forward spike times of the engines against the slow scalar reference (tests/reference.py)."""
+"""Engine contract, forward: spike times of every registered engine against the slow scalar reference (tests/reference.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from eventprop import LIFLayer, SpikeLimitError, lif_layer
-from helpers import F64, random_inputs, record, to_lists
+from helpers import F64, FEEDFORWARD_ENGINES, RECURRENT_ENGINES, random_inputs, record, to_lists
 from reference import simulate
 
 TAUS = [(20.0, 5.0), (10.0, 10.0), (5.0, 10.0), (10.0, 5.0 + 1e-7), (8.0, 4.0)]
@@ -29,7 +29,8 @@ def _reference(times, weight, rec=None, **kw):
     return [simulate(sample, weight.tolist(), w_rec=None if rec is None else rec.tolist(), **kw) for sample in to_lists(times)]
 
 
-ENGINES = ["torch", "numba"]
+ENGINES = FEEDFORWARD_ENGINES
+LAYERS = [(False, e) for e in FEEDFORWARD_ENGINES] + [(True, e) for e in RECURRENT_ENGINES]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -57,15 +58,16 @@ def test_multispike_regime(tau_mem: float, tau_syn: float, engine: str) -> None:
     _compare(out, _reference(times, weight, tau_mem=tau_mem, tau_syn=tau_syn))
 
 
+@pytest.mark.parametrize("engine", RECURRENT_ENGINES)
 @pytest.mark.parametrize("tau_mem,tau_syn", TAUS[:3])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_recurrent_matches_reference(tau_mem: float, tau_syn: float, seed: int) -> None:
+def test_recurrent_matches_reference(tau_mem: float, tau_syn: float, seed: int, engine: str) -> None:
     gen = torch.Generator().manual_seed(10 + seed)
     times = random_inputs(3, 5, 3, 30.0, gen)
     weight = torch.rand(6, 5, generator=gen, dtype=F64) * 2.0
     rec = (torch.rand(6, 6, generator=gen, dtype=F64) - 0.5) * 1.5
     rec.fill_diagonal_(0)
-    out = lif_layer(times, weight, rec, tau_mem=tau_mem, tau_syn=tau_syn, max_spikes=200)
+    out = lif_layer(times, weight, rec, tau_mem=tau_mem, tau_syn=tau_syn, max_spikes=200, engine=engine)
     expected = _reference(times, weight, rec, tau_mem=tau_mem, tau_syn=tau_syn)
     _compare(out, expected)
     # the recurrent weights matter in this case
@@ -73,20 +75,21 @@ def test_recurrent_matches_reference(tau_mem: float, tau_syn: float, seed: int) 
     assert plain != expected
 
 
-def test_recurrent_engine_equals_feedforward_engine_without_recurrence() -> None:
+@pytest.mark.parametrize("engine", RECURRENT_ENGINES)
+def test_recurrent_engine_equals_feedforward_engine_without_recurrence(engine: str) -> None:
     gen = torch.Generator().manual_seed(3)
     times = random_inputs(5, 6, 3, 30.0, gen)
     weight = torch.rand(8, 6, generator=gen, dtype=F64) * 2.5
     ff = lif_layer(times, weight, tau_mem=20.0, tau_syn=5.0)
-    rec = lif_layer(times, weight, torch.zeros(8, 8, dtype=F64), tau_mem=20.0, tau_syn=5.0)
+    rec = lif_layer(times, weight, torch.zeros(8, 8, dtype=F64), tau_mem=20.0, tau_syn=5.0, engine=engine)
     assert ff.shape == rec.shape
     assert torch.equal(torch.isfinite(ff), torch.isfinite(rec))
     finite = torch.isfinite(ff)
     assert (ff[finite] - rec[finite]).abs().max() < 1e-12
 
 
-@pytest.mark.parametrize("recurrent,engine", [(False, "torch"), (False, "numba"), (True, "torch")])
-def test_t_max_horizon(recurrent: bool, engine: str) -> None:
+@pytest.mark.parametrize("recurrent,engine", LAYERS)
+def test_horizon(recurrent: bool, engine: str) -> None:
     gen = torch.Generator().manual_seed(4)
     times = random_inputs(3, 5, 3, 30.0, gen)
     weight = torch.rand(4, 5, generator=gen, dtype=F64) * 3.0
@@ -103,20 +106,21 @@ def test_t_max_horizon(recurrent: bool, engine: str) -> None:
     assert torch.isfinite(cut).sum() < torch.isfinite(full).sum()
 
 
-def test_coincident_spikes_recurrent() -> None:
+@pytest.mark.parametrize("engine", RECURRENT_ENGINES)
+def test_coincident_spikes_recurrent(engine: str) -> None:
     """Two identical neurons cross together; both spike and both transmit (paper's rule)."""
     times = torch.tensor([[[1.0], [math.inf]]], dtype=F64)
     weight = torch.tensor([[5.0, 0.0], [5.0, 0.0], [0.0, 0.0]], dtype=F64)
     rec = torch.zeros(3, 3, dtype=F64)
     rec[2, 0] = rec[2, 1] = 3.0  # one kick is sub-threshold, two kicks fire neuron 2
-    out = lif_layer(times, weight, rec, tau_mem=10.0, tau_syn=5.0)
+    out = lif_layer(times, weight, rec, tau_mem=10.0, tau_syn=5.0, engine=engine)
     assert out[0, 0, 0] == out[0, 1, 0]
     assert math.isfinite(out[0, 2, 0].item())
     expected = simulate([[1.0], []], weight.tolist(), w_rec=rec.tolist(), tau_mem=10.0, tau_syn=5.0)
     _compare(out, [expected])
     single = rec.clone()
     single[2, 1] = 0.0
-    out_single = lif_layer(times, weight, single, tau_mem=10.0, tau_syn=5.0)
+    out_single = lif_layer(times, weight, single, tau_mem=10.0, tau_syn=5.0, engine=engine)
     assert not math.isfinite(out_single[0, 2, 0].item())
 
 
@@ -132,15 +136,15 @@ def test_data_contract_of_output() -> None:
     assert torch.isfinite(out[..., -1]).any()
 
 
-def test_no_input_spikes_gives_one_silent_column() -> None:
+@pytest.mark.parametrize("recurrent,engine", LAYERS)
+def test_no_input_spikes_gives_one_silent_column(recurrent: bool, engine: str) -> None:
     times = torch.full((2, 3, 2), math.inf, dtype=F64)
-    out = lif_layer(times, torch.ones(4, 3, dtype=F64), tau_mem=20.0, tau_syn=5.0)
+    rec = torch.zeros(4, 4, dtype=F64) if recurrent else None
+    out = lif_layer(times, torch.ones(4, 3, dtype=F64), rec, tau_mem=20.0, tau_syn=5.0, engine=engine)
     assert out.shape == (2, 4, 1) and torch.isinf(out).all()
-    rec = lif_layer(times, torch.ones(4, 3, dtype=F64), torch.zeros(4, 4, dtype=F64), tau_mem=20.0, tau_syn=5.0)
-    assert rec.shape == (2, 4, 1) and torch.isinf(rec).all()
 
 
-@pytest.mark.parametrize("recurrent,engine", [(False, "torch"), (False, "numba"), (True, "torch")])
+@pytest.mark.parametrize("recurrent,engine", LAYERS)
 def test_max_spikes_raises_instead_of_truncating(recurrent: bool, engine: str) -> None:
     times = torch.tensor([[[0.0]]], dtype=F64)
     rec = torch.zeros(1, 1, dtype=F64) if recurrent else None
@@ -150,13 +154,14 @@ def test_max_spikes_raises_instead_of_truncating(recurrent: bool, engine: str) -
         lif_layer(times, torch.tensor([[40.0]], dtype=F64), rec, tau_mem=20.0, tau_syn=5.0, max_spikes=3, engine=engine)
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_float32_agrees_with_float64(engine: str) -> None:
+@pytest.mark.parametrize("recurrent,engine", LAYERS)
+def test_float32_agrees_with_float64(recurrent: bool, engine: str) -> None:
     gen = torch.Generator().manual_seed(8)
     times = random_inputs(8, 5, 2, 30.0, gen)
     weight = torch.rand(10, 5, generator=gen, dtype=F64) * 2.0
-    out64 = lif_layer(times, weight, tau_mem=20.0, tau_syn=5.0, engine=engine)
-    out32 = lif_layer(times.float(), weight.float(), tau_mem=20.0, tau_syn=5.0, engine=engine)
+    rec = (torch.rand(10, 10, generator=gen, dtype=F64) - 0.5) * 0.5 if recurrent else None
+    out64 = lif_layer(times, weight, rec, tau_mem=20.0, tau_syn=5.0, engine=engine)
+    out32 = lif_layer(times.float(), weight.float(), None if rec is None else rec.float(), tau_mem=20.0, tau_syn=5.0, engine=engine)
     assert out32.dtype == torch.float32
     assert torch.equal(torch.isfinite(out32), torch.isfinite(out64))
     finite = torch.isfinite(out64)

@@ -1,4 +1,4 @@
-"""EventProp gradients against central finite differences in float64 (relative error <= 1e-6)."""
+"""Engine contract, gradients: EventProp of every registered engine against central finite differences in float64 (relative error <= 1e-6)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from eventprop import LIFLayer, lif_layer
-from helpers import F64, central_differences, random_inputs, record, relative_error, spike_weighted_loss
+from helpers import F64, FEEDFORWARD_ENGINES, RECURRENT_ENGINES, central_differences, random_inputs, record, relative_error, spike_weighted_loss
 
 TOL = 1e-6
 
@@ -35,7 +35,7 @@ def _layer(n_in: int, n_out: int, mean: float, std: float, tau_mem: float = 20.0
     return LIFLayer(n_in, n_out, tau_mem=tau_mem, tau_syn=tau_syn, init_mean=mean, init_std=std, dtype=F64, **kw)
 
 
-@pytest.mark.parametrize("engine", ["numba", "torch"])
+@pytest.mark.parametrize("engine", FEEDFORWARD_ENGINES)
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("tau_mem,tau_syn,scale", [(20.0, 5.0, 1.0), (10.0, 10.0, 0.45), (5.0, 8.0, 0.35)])
 def test_two_layer_network(seed: int, tau_mem: float, tau_syn: float, scale: float, engine: str) -> None:
@@ -49,7 +49,7 @@ def test_two_layer_network(seed: int, tau_mem: float, tau_syn: float, scale: flo
     _check(model, random_inputs(2, 5, 2, 20.0, gen))
 
 
-@pytest.mark.parametrize("engine", ["numba", "torch"])
+@pytest.mark.parametrize("engine", FEEDFORWARD_ENGINES)
 def test_three_layer_network(engine: str) -> None:
     torch.manual_seed(3)
     gen = torch.Generator().manual_seed(3)
@@ -61,17 +61,18 @@ def test_three_layer_network(engine: str) -> None:
     _check(model, random_inputs(2, 4, 2, 15.0, gen))
 
 
+@pytest.mark.parametrize("engine", RECURRENT_ENGINES)
 @pytest.mark.parametrize("seed", [0, 1])
-def test_recurrent_network(seed: int) -> None:
+def test_recurrent_network(seed: int, engine: str) -> None:
     torch.manual_seed(10 + seed)
     gen = torch.Generator().manual_seed(seed)
-    rec = _layer(4, 5, 1.6, 0.7, recurrent=True, recurrent_init_mean=0.2, recurrent_init_std=0.6, max_spikes=100)
+    rec = _layer(4, 5, 1.6, 0.7, recurrent=True, recurrent_init_mean=0.2, recurrent_init_std=0.6, max_spikes=100, engine=engine)
     model = nn.Sequential(rec, _layer(5, 2, 1.6, 0.5))
     errors = _check(model, random_inputs(2, 4, 2, 20.0, gen))
     assert "0.recurrent_weight" in errors
 
 
-@pytest.mark.parametrize("engine", ["numba", "torch"])
+@pytest.mark.parametrize("engine", FEEDFORWARD_ENGINES)
 def test_multi_spike_regime(engine: str) -> None:
     """Several spikes per neuron; the loss weighs every spike, not only the first."""
     torch.manual_seed(7)
@@ -83,10 +84,11 @@ def test_multi_spike_regime(engine: str) -> None:
     _check(model, times)
 
 
-def test_equal_taus_recurrent_multispike() -> None:
+@pytest.mark.parametrize("engine", RECURRENT_ENGINES)
+def test_equal_taus_recurrent_multispike(engine: str) -> None:
     torch.manual_seed(11)
     gen = torch.Generator().manual_seed(11)
-    model = _layer(3, 4, 1.2, 0.4, 10.0, 10.0, recurrent=True, recurrent_init_std=0.5, max_spikes=100)
+    model = _layer(3, 4, 1.2, 0.4, 10.0, 10.0, recurrent=True, recurrent_init_std=0.5, max_spikes=100, engine=engine)
     _check(model, random_inputs(1, 3, 3, 10.0, gen, p_missing=0.0), min_spikes=6)
 
 
@@ -100,7 +102,7 @@ def _finite_outputs(fn):
     return wrapped
 
 
-@pytest.mark.parametrize("engine", ["numba", "torch"])
+@pytest.mark.parametrize("engine", FEEDFORWARD_ENGINES)
 def test_torch_gradcheck_feedforward(engine: str) -> None:
     times = torch.tensor([[[1.0, 4.0], [2.0, 7.0], [0.5, 3.0]]], dtype=F64, requires_grad=True)
     weight = torch.tensor([[2.0, 1.5, 1.0], [1.2, 2.5, 0.8]], dtype=F64, requires_grad=True)
@@ -109,12 +111,13 @@ def test_torch_gradcheck_feedforward(engine: str) -> None:
     assert torch.autograd.gradcheck(fn, (times, weight), eps=1e-6, atol=1e-7, rtol=1e-6)
 
 
-def test_torch_gradcheck_recurrent() -> None:
+@pytest.mark.parametrize("engine", RECURRENT_ENGINES)
+def test_torch_gradcheck_recurrent(engine: str) -> None:
     times = torch.tensor([[[1.0, 4.0], [2.0, 7.0]]], dtype=F64, requires_grad=True)
     weight = torch.tensor([[2.5, 1.5], [1.2, 2.0], [0.5, 0.4]], dtype=F64, requires_grad=True)
     rec = torch.tensor([[0.0, 0.3, -0.2], [0.4, 0.0, 0.1], [1.5, 1.2, 0.0]], dtype=F64, requires_grad=True)
-    fn = _finite_outputs(lambda t, w, r: lif_layer(t, w, r, tau_mem=10.0, tau_syn=5.0))
-    out = lif_layer(times, weight, rec, tau_mem=10.0, tau_syn=5.0)
+    fn = _finite_outputs(lambda t, w, r: lif_layer(t, w, r, tau_mem=10.0, tau_syn=5.0, engine=engine))
+    out = lif_layer(times, weight, rec, tau_mem=10.0, tau_syn=5.0, engine=engine)
     assert math.isfinite(out[0, 2, 0].item())  # neuron 2 fires only through recurrence
     assert torch.autograd.gradcheck(fn, (times, weight, rec), eps=1e-6, atol=1e-7, rtol=1e-6)
 
