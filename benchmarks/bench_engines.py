@@ -35,13 +35,13 @@ import common  # noqa: E402  (puts src/ on the path)
 
 ROOT = common.ROOT
 
-from eventprop._feedforward_numba import (  # noqa: E402
+from eventprop.engines.numba_cpu.feedforward import (  # noqa: E402
     feedforward_backward_numba,
     feedforward_forward_numba,
     numba_available,
 )
-from eventprop.feedforward import feedforward_backward, feedforward_forward  # noqa: E402
-from eventprop.neuron import NeuronParams  # noqa: E402
+from eventprop.engines.pytorch.feedforward import feedforward_backward, feedforward_forward  # noqa: E402
+from eventprop.model.neuron import NeuronParams  # noqa: E402
 
 THREADS = 2
 PARAMS = NeuronParams(tau_mem=20.0, tau_syn=5.0, threshold=1.0)

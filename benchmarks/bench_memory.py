@@ -5,7 +5,7 @@ Yin-Yang samples, float64. Each sample's input burst (30 ms of latency code plus
 network's response, about 40 ms) starts at a random offset inside a trial of
 ``T`` = 0.1 s to 10 s, so activity can happen anywhere in the trial while the number of
 spikes stays the same for every ``T`` (the dynamics are time-invariant; the table
-shows the measured counts). EventProp simulates with horizon ``t_max = T``; the
+shows the measured counts). EventProp simulates with horizon ``T``; the
 baseline (``bptt.py``, step ``dt``) must step through all of ``T``. Loss: the
 first-spike cross-entropy. Every measurement runs in a fresh process (see
 ``common.peak_memory_mib``).
@@ -45,7 +45,7 @@ def measure(method: str, t_end: float, batch: int, dt: float) -> dict[str, float
     if method == "eventprop":
         model = common.network_with(w1, w2)
         for layer in model:
-            layer.t_max = t_end
+            layer.horizon = t_end
 
         def step() -> tuple[float, float]:
             hidden = model[0](times)

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 import common  # noqa: F401  (puts src/ on the path)
-from eventprop.neuron import NeuronParams, psp_kernel
+from eventprop.model.neuron import NeuronParams, psp_kernel
 
 
 class _SpikeFn(torch.autograd.Function):

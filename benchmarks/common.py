@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from eventprop import LIFLayer, first_spike_cross_entropy, first_spikes  # noqa: E402
 from eventprop.datasets import yinyang_split  # noqa: E402
-from eventprop.encoding import latency_encode  # noqa: E402
+from eventprop.datasets import latency_encode  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 TAU_MEM, TAU_SYN, THRESHOLD = 20.0, 5.0, 1.0
@@ -50,7 +50,7 @@ def yinyang_data(split: str = "train", dtype: torch.dtype = torch.float64, n: in
     x, y = yinyang_split(split)
     if n is not None:
         x, y = x[:n], y[:n]
-    times = latency_encode(torch.as_tensor(x, dtype=dtype), t_min=0.0, t_max=30.0, bias_times=(0.0,))
+    times = latency_encode(torch.as_tensor(x, dtype=dtype), t_first=0.0, t_last=30.0, bias_times=(0.0,))
     return times, torch.as_tensor(y, dtype=torch.long)
 
 
