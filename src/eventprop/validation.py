@@ -52,15 +52,18 @@ def real(
         allow_inf: accept ``+-inf`` (still subject to the bounds).
         rule: how the message states the requirement (default: the interval).
     """
-    if rule is None:
-        finite = "" if allow_inf else "finite and "
-        rule = f"{finite}lie in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if type(value) is float or type(value) is int:  # the common case, without the ABC check
+        x = float(value)
+    elif isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a real number, got {value!r}")
-    x = float(value)
+    else:
+        x = float(value)
     below = x <= low if low_open else x < low
     above = x >= high if high_open else x > high
     if math.isnan(x) or (math.isinf(x) and not allow_inf) or below or above:
+        if rule is None:
+            finite = "" if allow_inf else "finite and "
+            rule = f"{finite}lie in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
         raise ValueError(f"{name} must be {rule}, got {value!r}")
     return x
 
@@ -83,7 +86,7 @@ def fraction(name: str, value: Any) -> float:
 
 
 def _integer(name: str, value: Any, low: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < low:
+    if type(value) is not int and (isinstance(value, bool) or not isinstance(value, numbers.Integral)) or int(value) < low:
         raise ValueError(f"{name} must be a {what} int, got {value!r}")
     return int(value)
 

@@ -38,9 +38,9 @@ big disc and has label ``c``.  The feature vector is ``[x, y, 1 - x, 1 - y]``
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
+
+from ..validation import non_negative_int, positive, positive_int
 
 __all__ = ["YINYANG_SPLITS", "yinyang", "yinyang_split"]
 
@@ -68,15 +68,6 @@ def _label(x: float, y: float, r_small: float, r_big: float) -> int:
     return 1 if upper else 0
 
 
-def _check_positive_real(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not np.isfinite(value) or value <= 0.0:
-        raise ValueError(f"{name} must be a finite positive number, got {value!r}")
-    return value
-
-
 def yinyang(
     size: int, seed: int, *, r_small: float = 0.1, r_big: float = 0.5
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -98,16 +89,11 @@ def yinyang(
     Raises:
         ValueError: naming the offending argument.
     """
-    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size <= 0:
-        raise ValueError(f"size must be a positive int, got {size!r}")
-    if (
-        isinstance(seed, bool)
-        or not isinstance(seed, numbers.Integral)
-        or not 0 <= seed < 2**32
-    ):
+    size = positive_int("size", size)
+    if non_negative_int("seed", seed) >= 2**32:
         raise ValueError(f"seed must be an int in [0, 2**32), got {seed!r}")
-    r_small = _check_positive_real("r_small", r_small)
-    r_big = _check_positive_real("r_big", r_big)
+    r_small = positive("r_small", r_small)
+    r_big = positive("r_big", r_big)
     if r_big > 0.5:
         raise ValueError(f"r_big must be <= 0.5 so features lie in [0, 1], got {r_big!r}")
     if not 2.0 * r_small < r_big:

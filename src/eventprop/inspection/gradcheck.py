@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from ..layers import LIFLayer
+from ..validation import positive
 
 __all__ = ["GradcheckEntry", "GradcheckReport", "gradcheck"]
 
@@ -248,8 +249,7 @@ def gradcheck(
         A :class:`GradcheckReport`; ``print(report)`` shows a table,
         ``report.max_error`` the worst relative error, ``report.ok(tol)`` the verdict.
     """
-    if eps <= 0 or not math.isfinite(eps):
-        raise ValueError(f"eps must be positive and finite, got {eps!r}")
+    eps = positive("eps", eps)
     net = copy.deepcopy(model).double()
     x = inputs.detach().to(torch.float64).clone()
     named = dict(net.named_parameters())

@@ -42,9 +42,10 @@ def build_model(config: TrainConfig, n_inputs: int, n_classes: int) -> nn.Sequen
 
 def forward_layers(model: nn.Sequential, readout: Readout, x: Tensor) -> list[Tensor]:
     """The output of every layer for input spikes ``x``; the last is the readout's output."""
+    *hidden, output = model  # (slicing an nn.Sequential would build a new module every call)
     outs = []
-    for layer in model[:-1]:
+    for layer in hidden:
         x = layer(x)
         outs.append(x)
-    outs.append(readout.output(model[-1], x))
+    outs.append(readout.output(output, x))
     return outs
