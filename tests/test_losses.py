@@ -86,3 +86,31 @@ def test_analytic_gradient_matches_autograd_and_finite_differences() -> None:
     torch.autograd.gradcheck(
         lambda t: first_spike_cross_entropy(t, labels[:8], reduction="sum", **KW), (finite[:8].requires_grad_(),)
     )
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"tau0": "a"}, "tau0 must be a real number, got 'a'"),
+        ({"tau1": 0.0}, "tau1 must be finite and positive"),
+        ({"alpha": -1.0}, "alpha must be finite and non-negative"),
+        ({"t_silent": True}, "t_silent must be a real number, got True"),
+    ],
+)
+def test_loss_parameters_follow_the_one_rule_for_numbers(kwargs: dict, message: str) -> None:
+    args = {"tau0": 0.5, "tau1": 6.4, "alpha": 3e-3, "t_silent": 60.0, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        first_spike_cross_entropy(torch.zeros(2, 3), torch.tensor([0, 1]), **args)
+
+
+def test_numpy_scalars_are_real_numbers_and_labels_must_be_integers() -> None:
+    import numpy as np
+
+    first = torch.tensor([[1.0, 2.0], [3.0, 1.0]])
+    a = first_spike_cross_entropy(first, torch.tensor([0, 1]), tau0=np.float32(0.5), tau1=np.int64(6), alpha=3e-3, t_silent=60.0)
+    b = first_spike_cross_entropy(first, torch.tensor([0, 1]), tau0=0.5, tau1=6.0, alpha=3e-3, t_silent=60.0)
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="labels must be an integer tensor, got dtype torch.float32"):
+        first_spike_correct(first, torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match="labels must be an integer tensor, got list"):
+        first_spike_correct(first, [0, 1])  # type: ignore[arg-type]

@@ -68,3 +68,31 @@ def test_bad_weights_and_options() -> None:
         LIFLayer(0, 3, tau_mem=20.0, tau_syn=5.0)
     with pytest.raises(ValueError, match="out_features must be a positive int"):
         LIFLayer(2, 2.5, tau_mem=20.0, tau_syn=5.0)  # type: ignore[arg-type]
+
+
+def test_numpy_scalars_are_real_numbers() -> None:
+    import numpy as np
+
+    p = NeuronParams(np.float32(20), np.int64(5), np.float64(1.0))
+    assert (p.tau_mem, p.tau_syn, p.threshold) == (20.0, 5.0, 1.0) and type(p.tau_mem) is float
+    layer = LIFLayer(np.int64(3), 2, tau_mem=np.float32(20), tau_syn=5.0, max_spikes=np.int64(4))
+    assert layer.in_features == 3 and layer.max_spikes == 4
+    for bad, message in [("a", "tau_mem must be a real number, got 'a'"), (True, "tau_mem must be a real number, got True")]:
+        with pytest.raises(ValueError, match=message):
+            NeuronParams(bad, 5.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"init_std": -1.0}, "init_std must be finite and lie in"),
+        ({"init_mean": math.nan}, "init_mean must be finite"),
+        ({"recurrent": True, "recurrent_init_std": -1.0}, "recurrent_init_std must be finite and lie in"),
+        ({"dtype": torch.int64}, "dtype must be a floating dtype"),
+        ({"max_spikes": 0}, "max_spikes must be a positive int"),
+        ({"horizon": 0.0}, "horizon must be positive"),
+    ],
+)
+def test_bad_layer_arguments(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        LIFLayer(3, 2, tau_mem=20.0, tau_syn=5.0, **kwargs)

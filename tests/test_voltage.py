@@ -313,3 +313,13 @@ def test_label_voltage_gap_gradients(tau_mem: float, tau_syn: float, scale: floa
     assert_gradients_match(
         loss, [x, hidden.weight, output.weight], ["input_times", "hidden.weight", "output.weight"], "voltage loss gradient vs finite differences (relative)"
     )
+
+
+def test_voltage_predictions_and_correct_agree_on_the_largest_score() -> None:
+    from eventprop import voltage_predictions
+
+    scores = torch.tensor([[0.1, 0.9, 0.3], [0.5, 0.5, 0.2], [-1.0, -2.0, -0.5]], dtype=F64)
+    assert voltage_predictions(scores).tolist() == [1, 0, 2]
+    assert voltage_correct(scores, torch.tensor([1, 0, 2])).tolist() == [True, False, True]  # a tie is wrong
+    with pytest.raises(ValueError, match="scores contains NaN"):
+        voltage_predictions(scores * math.nan)

@@ -13,10 +13,10 @@ hidden layer (``hidden_init`` and ``recurrent_init`` count in ``MEAN STD`` pairs
 from __future__ import annotations
 
 import dataclasses
-
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -66,8 +66,6 @@ def option(
         flag: ``False`` for fields that are not a flag (set otherwise).
     """
     meta = {"help": help, "type": type, "nargs": nargs, "metavar": metavar, "group": group, "flag": flag}
-    if isinstance(default, (list, dict)):
-        raise TypeError("mutable defaults are not allowed")  # pragma: no cover
     return field(default=default, metadata=meta)
 
 
