@@ -17,6 +17,7 @@ from eventprop import LIFLayer, LIReadout
 from eventprop.cli import main
 from eventprop.training import READOUTS, FirstSpikeReadout, TrainConfig, VoltageReadout, build_model, preset_config, train
 from eventprop.training.config import cli_fields, config_from_dict
+from eventprop.training.network import readout_of
 from eventprop.training.outputs import read_metrics
 
 QUIET = {"progress": False, "log": lambda s: None}
@@ -46,8 +47,8 @@ def test_build_model_follows_the_configuration() -> None:
     assert [(m.in_features, m.out_features, m.recurrent) for m in model] == [(5, 6, True), (6, 5, True), (5, 4, True), (4, 3, False)]
     voltage = build_model(dataclasses.replace(config, readout="voltage"), 5, 3)
     assert isinstance(voltage[-1], LIReadout) and voltage[-1].window == config.window
-    assert isinstance(READOUTS["first-spike"].from_config(config), FirstSpikeReadout)
-    assert READOUTS["voltage"].from_config(config) == VoltageReadout(config.window, config.voltage_scale)
+    assert readout_of(config) == FirstSpikeReadout(config.tau0, config.tau1, config.alpha, config.t_silent, config.silent_push)
+    assert readout_of(dataclasses.replace(config, readout="voltage")) == VoltageReadout(config.window, config.voltage_scale)
 
 
 @pytest.mark.parametrize(

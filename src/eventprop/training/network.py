@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from torch import Tensor, nn
 
 from ..layers import LIFLayer
@@ -12,8 +14,9 @@ __all__ = ["build_model", "readout_of", "forward_layers"]
 
 
 def readout_of(config: TrainConfig) -> Readout:
-    """The readout object of the configuration."""
-    return READOUTS[config.readout].from_config(config)
+    """The readout named by ``config.readout``, its fields taken from the configuration fields of the same names."""
+    cls = READOUTS[config.readout]
+    return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})
 
 
 def build_model(config: TrainConfig, n_inputs: int, n_classes: int) -> nn.Sequential:
@@ -23,8 +26,8 @@ def build_model(config: TrainConfig, n_inputs: int, n_classes: int) -> nn.Sequen
     configured per layer); the last module is the readout's output layer. Weights are
     drawn in network order (input weights, then recurrent weights, layer by layer).
     """
-    factory = {"dtype": config.torch_dtype, "device": config.device}
-    common = {"tau_mem": config.tau_mem, "tau_syn": config.tau_syn, "threshold": config.threshold, "engine": config.engine}
+    factory = {"dtype": config.torch_dtype, "device": config.device, "engine": config.engine}
+    neuron = {"tau_mem": config.tau_mem, "tau_syn": config.tau_syn, "threshold": config.threshold}
     layers: list[nn.Module] = []
     n_in = n_inputs
     for plan in config.hidden_layers():
@@ -32,11 +35,11 @@ def build_model(config: TrainConfig, n_inputs: int, n_classes: int) -> nn.Sequen
         layers.append(
             LIFLayer(
                 n_in, plan.size, recurrent=plan.recurrent, init_mean=plan.init[0], init_std=plan.init[1],
-                **rec, **common, **factory,
+                **rec, **neuron, **factory,
             )  # fmt: skip
         )
         n_in = plan.size
-    layers.append(readout_of(config).build(n_in, n_classes, config))
+    layers.append(readout_of(config).build(n_in, n_classes, neuron, config.output_init, **factory))
     return nn.Sequential(*layers)
 
 

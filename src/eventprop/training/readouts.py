@@ -1,6 +1,7 @@
-r"""Readouts: the output layer of a classifier, its loss, its accuracy and its prediction.
+r"""Readouts: the output layer of a classifier, its loss and its accuracy.
 
-A readout is an object built from the configuration (:meth:`Readout.from_config`); the
+A readout is a small frozen dataclass whose fields are named like the configuration
+fields they take (:func:`~eventprop.training.network.readout_of` fills them); the
 trainer asks it for the output layer and, per minibatch, for the loss and the correct
 samples of that layer's output. Registered in :data:`READOUTS` by name:
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -34,9 +35,6 @@ from ..losses import (
     voltage_cross_entropy,
 )
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .config import TrainConfig
-
 __all__ = ["Readout", "FirstSpikeReadout", "VoltageReadout", "READOUTS"]
 
 
@@ -47,14 +45,16 @@ class Readout(ABC):
     #: whether the output layer emits spikes (counted in the activity, subject to bumping)
     spiking: ClassVar[bool]
 
-    @classmethod
     @abstractmethod
-    def from_config(cls, config: TrainConfig) -> Readout:
-        """The readout with the configuration's parameters."""
+    def build(self, n_in: int, n_classes: int, neuron: dict[str, float], init: tuple[float, float], **factory: object) -> nn.Module:
+        """The output layer.
 
-    @abstractmethod
-    def build(self, n_in: int, n_classes: int, config: TrainConfig) -> nn.Module:
-        """The output layer (weights drawn from ``config.output_init``)."""
+        Args:
+            n_in, n_classes: its input and output sizes.
+            neuron: ``tau_mem``, ``tau_syn``, ``threshold`` of the network.
+            init: ``(mean, std)`` of its weights.
+            factory: ``engine``, ``dtype``, ``device`` of its parameters and calls.
+        """
 
     @abstractmethod
     def output(self, layer: nn.Module, x: Tensor) -> Tensor:
@@ -91,16 +91,8 @@ class FirstSpikeReadout(Readout):
     name: ClassVar[str] = "first-spike"
     spiking: ClassVar[bool] = True
 
-    @classmethod
-    def from_config(cls, config: TrainConfig) -> FirstSpikeReadout:
-        return cls(config.tau0, config.tau1, config.alpha, config.t_silent, config.silent_push)
-
-    def build(self, n_in: int, n_classes: int, config: TrainConfig) -> nn.Module:
-        mean, std = config.output_init
-        return LIFLayer(
-            n_in, n_classes, tau_mem=config.tau_mem, tau_syn=config.tau_syn, threshold=config.threshold,
-            engine=config.engine, init_mean=mean, init_std=std, dtype=config.torch_dtype, device=config.device,
-        )  # fmt: skip
+    def build(self, n_in: int, n_classes: int, neuron: dict[str, float], init: tuple[float, float], **factory: object) -> nn.Module:
+        return LIFLayer(n_in, n_classes, **neuron, init_mean=init[0], init_std=init[1], **factory)
 
     def output(self, layer: nn.Module, x: Tensor) -> Tensor:
         return layer(x)
@@ -138,31 +130,24 @@ class VoltageReadout(Readout):
 
     Attributes:
         window: ``T`` of the maximum over ``[0, T]`` (time unit).
-        scale: softmax scale on ``max V`` (1 / voltage unit).
+        voltage_scale: softmax scale on ``max V`` (1 / voltage unit).
     """
 
     window: float
-    scale: float
+    voltage_scale: float
 
     name: ClassVar[str] = "voltage"
     spiking: ClassVar[bool] = False
 
-    @classmethod
-    def from_config(cls, config: TrainConfig) -> VoltageReadout:
-        return cls(config.window, config.voltage_scale)
-
-    def build(self, n_in: int, n_classes: int, config: TrainConfig) -> nn.Module:
-        mean, std = config.output_init
-        return LIReadout(
-            n_in, n_classes, tau_mem=config.tau_mem, tau_syn=config.tau_syn, window=self.window, engine=config.engine,
-            init_mean=mean, init_std=std, dtype=config.torch_dtype, device=config.device,
-        )  # fmt: skip
+    def build(self, n_in: int, n_classes: int, neuron: dict[str, float], init: tuple[float, float], **factory: object) -> nn.Module:
+        taus = {"tau_mem": neuron["tau_mem"], "tau_syn": neuron["tau_syn"]}  # no threshold: it never fires
+        return LIReadout(n_in, n_classes, **taus, window=self.window, init_mean=init[0], init_std=init[1], **factory)
 
     def output(self, layer: nn.Module, x: Tensor) -> Tensor:
         return layer(x).max()[0]
 
     def loss(self, out: Tensor, labels: Tensor) -> Tensor:
-        return voltage_cross_entropy(out, labels, scale=self.scale)
+        return voltage_cross_entropy(out, labels, scale=self.voltage_scale)
 
     def correct(self, out: Tensor, labels: Tensor) -> Tensor:
         return voltage_correct(out, labels)
