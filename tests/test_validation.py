@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from eventprop import LIFLayer, NeuronParams, lif_layer
+from eventprop import LIFLayer, NeuronParams, lif_layer, validate_spike_times
 
 F64 = torch.float64
 
@@ -39,6 +39,9 @@ def test_bad_times(times: object, match: str) -> None:
     layer = LIFLayer(2, 3, tau_mem=20.0, tau_syn=5.0, dtype=F64)
     with pytest.raises(ValueError, match=match):
         layer(times)
+    if isinstance(times, torch.Tensor) and times.dim() == 3 and times.shape[1] == 2:  # the public check says the same
+        with pytest.raises(ValueError, match=match):
+            validate_spike_times(times, n_neurons=2)
 
 
 @pytest.mark.parametrize("name", ["tau_mem", "tau_syn", "threshold"])

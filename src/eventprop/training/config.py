@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ..engines import check_engine_name
+from ..engines import LayerKind, check_engine_name, select_engine
 from ..validation import fraction, non_negative, non_negative_int, positive, positive_int, real
 from .readouts import READOUTS
 from .tasks import TASKS
@@ -194,13 +194,29 @@ class TrainConfig:
             raise ValueError(f"task must be one of {sorted(TASKS)}, got {self.task!r}")
         if self.readout not in READOUTS:
             raise ValueError(f"readout must be one of {list(READOUTS)}, got {self.readout!r}")
-        check_engine_name(self.engine)
+        self._check_engine()
         for name in ("train_size", "val_size"):
             if getattr(self, name) is not None:
                 positive_int(name, getattr(self, name))
         non_negative_int("seed", self.seed)
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {self.device!r} requested but CUDA is not available")
+
+    def _check_engine(self) -> None:
+        """An explicit engine must serve every layer kind the network needs (raises before any training)."""
+        check_engine_name(self.engine)
+        if self.engine == "auto":
+            return
+        kinds = {LayerKind.RECURRENT if r else LayerKind.FEEDFORWARD for r in self.recurrent}
+        if self.readout == "first-spike":
+            kinds.add(LayerKind.FEEDFORWARD)
+        if self.readout == "voltage" or self.silent_push > 0:
+            kinds.add(LayerKind.TRAJECTORY)
+        for kind in sorted(kinds, key=lambda k: k.value):
+            try:
+                select_engine(self.engine, kind, torch.device(self.device), self.torch_dtype)
+            except ValueError as exc:
+                raise ValueError(f"engine: {exc}") from None
 
     @property
     def torch_dtype(self) -> torch.dtype:
