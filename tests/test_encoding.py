@@ -104,3 +104,9 @@ def test_deprecated_time_names_still_work_and_warn() -> None:
     assert torch.equal(old, latency_encode(v, t_first=2.0, t_last=12.0))
     with pytest.raises(ValueError, match="pass t_first= only"):
         latency_encode(v, t_min=2.0, t_first=2.0, t_last=12.0)
+
+
+def test_deprecation_warnings_are_attributed_to_the_caller() -> None:
+    with pytest.warns(DeprecationWarning) as caught:
+        latency_encode(torch.tensor([[0.5]]), t_min=0.0, t_max=1.0)
+    assert {w.filename for w in caught} == {__file__}

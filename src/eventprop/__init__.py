@@ -10,12 +10,12 @@ The package, bottom up (imports flow one way, downwards in this list):
 - :mod:`eventprop.layers`: the functional API and ``nn.Module`` layers over it;
 - :mod:`eventprop.losses`: spike-time and voltage losses and metrics;
 - :mod:`eventprop.datasets`: built-in data and encoders;
+- :mod:`eventprop.inspection`: traces, gradient checks, plots, the paper's Figure 1;
 - :mod:`eventprop.training`: configuration, tasks, readouts, the training loop,
-  checkpoints, multi-seed runs; :mod:`eventprop.cli`: the ``eventprop`` command;
-- :mod:`eventprop.inspection`: traces, gradient checks, plots, the paper's Figure 1.
+  checkpoints, multi-seed runs; :mod:`eventprop.cli`: the ``eventprop`` command.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib import metadata as _metadata
 
 from .errors import SpikeLimitError
 from .inspection.gradcheck import GradcheckReport, gradcheck
@@ -36,8 +36,8 @@ from .losses import (
 from .model import NeuronParams, VoltageTrajectory, validate_spike_times
 
 try:
-    __version__ = version("eventprop")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree that was never installed
+    __version__ = _metadata.version("eventprop")
+except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree that was never installed
     __version__ = "0+unknown"
 
 __all__ = [

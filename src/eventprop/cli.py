@@ -24,8 +24,6 @@ if TYPE_CHECKING:
 
 __all__ = ["main", "build_parser"]
 
-#: Deprecated flags -> current ones (they still work, with a notice).
-_RENAMED_FLAGS = {"--t-min": "--t-first", "--t-max": "--t-last", "--silent-hidden": "--max-silent-hidden", "--silent-output": "--max-silent-output"}
 
 
 def _flag(name: str) -> str:
@@ -55,8 +53,7 @@ def _preset_values(task_name: str, name: str) -> str:
 
 
 def _add_task_parser(sub: argparse._SubParsersAction, task_name: str, task: Task) -> None:
-    from .training import READOUTS
-    from .training.config import cli_fields
+    from .training.config import RENAMED_FIELDS, cli_fields
 
     presets = list(task.presets)
     p = sub.add_parser(
@@ -77,35 +74,30 @@ def _add_task_parser(sub: argparse._SubParsersAction, task_name: str, task: Task
         group = groups.get(meta["group"]) or groups.setdefault(meta["group"], p.add_argument_group(meta["group"]))
         shown = "" if f.name == "readout" else f" [{_preset_values(task_name, f.name)}]"
         kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": meta["help"] + shown}
-        for key in ("type", "nargs", "metavar"):
+        for key in ("type", "nargs", "metavar", "choices"):
             if meta[key] is not None:
                 kwargs[key] = meta[key]
-        if f.name == "readout":
-            kwargs["choices"] = list(READOUTS)
-        if f.name == "dtype":
-            kwargs["choices"] = ["float32", "float64"]
         group.add_argument(_flag(f.name), **kwargs)
     deprecated = p.add_argument_group("deprecated spellings")
-    for old, new in _RENAMED_FLAGS.items():
-        field = new[2:].replace("-", "_")
-        meta = next(f.metadata for f in cli_fields() if f.name == field)
-        kwargs = {"dest": f"deprecated_{field}", "default": None, "help": f"use {new}", "type": meta["type"]}
+    for old, new in RENAMED_FIELDS.items():
+        meta = next(f.metadata for f in cli_fields() if f.name == new)
+        kwargs = {"dest": f"deprecated_{new}", "default": None, "help": f"use {_flag(new)}", "type": meta["type"]}
         for key in ("nargs", "metavar"):
             if meta[key] is not None:
                 kwargs[key] = meta[key]
-        deprecated.add_argument(old, **kwargs)
+        deprecated.add_argument(_flag(old), **kwargs)
     p.set_defaults(func=_cmd_train, task=task_name)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    from .training.config import cli_fields, parse_bool
+    from .training.config import RENAMED_FIELDS, cli_fields, parse_bool
 
     overrides: dict[str, Any] = {}
     for f in cli_fields():
         value = getattr(args, f.name)
         old = getattr(args, f"deprecated_{f.name}", None)
         if old is not None:
-            old_flag = next(k for k, v in _RENAMED_FLAGS.items() if v == _flag(f.name))
+            old_flag = next(_flag(k) for k, v in RENAMED_FIELDS.items() if v == f.name)
             if value is not None:
                 raise ValueError(f"pass {_flag(f.name)} only ({old_flag} is its deprecated spelling)")
             print(f"eventprop: note: {old_flag} is deprecated, use {_flag(f.name)}", file=sys.stderr)

@@ -24,10 +24,13 @@ __all__ = [
     "positive",
     "non_negative",
     "fraction",
+    "integer",
     "positive_int",
     "non_negative_int",
     "optional_positive_int",
     "check_weight",
+    "check_matrix",
+    "check_float_dtype",
     "all_finite",
     "renamed",
 ]
@@ -91,6 +94,13 @@ def _integer(name: str, value: Any, low: int, what: str) -> int:
     return int(value)
 
 
+def integer(name: str, value: Any) -> int:
+    """Any integer (Python or numpy integer, not ``bool``)."""
+    if type(value) is not int and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+        raise ValueError(f"{name} must be an int, got {value!r}")
+    return int(value)
+
+
 def positive_int(name: str, value: Any) -> int:
     """An integer ``>= 1`` (Python or numpy integer, not ``bool``)."""
     return _integer(name, value, 1, "positive")
@@ -114,6 +124,19 @@ def all_finite(x: Tensor) -> bool:
     return bool(torch.isfinite(x).all())
 
 
+def check_matrix(name: str, weight: Any) -> Tensor:
+    """``weight`` if it is a 2-d tensor ``(out_features, in_features)``, else ``ValueError``."""
+    if not isinstance(weight, Tensor) or weight.dim() != 2:
+        raise ValueError(f"{name} must be a 2-d tensor of shape (out_features, in_features)")
+    return weight
+
+
+def check_float_dtype(name: str, dtype: torch.dtype | None) -> None:
+    """``ValueError`` unless ``dtype`` is ``None`` (the default dtype) or a floating dtype."""
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"{name} must be a floating dtype, got {dtype}")
+
+
 def check_weight(weight: Any, name: str, shape: tuple[int, ...], like: Tensor) -> None:
     """``ValueError`` unless ``weight`` is a finite tensor of ``shape`` with ``like``'s dtype and device."""
     if not isinstance(weight, Tensor):
@@ -128,15 +151,17 @@ def check_weight(weight: Any, name: str, shape: tuple[int, ...], like: Tensor) -
         raise ValueError(f"{name} contains NaN or inf")
 
 
-def renamed(where: str, old: str, old_value: Any, new: str, new_value: Any, default: Any) -> Any:
+def renamed(where: str, old: str, old_value: Any, new: str, new_value: Any, default: Any, stacklevel: int = 3) -> Any:
     """The value of an argument that was renamed from ``old`` to ``new``.
 
     ``old_value`` is ``None`` unless the caller used the deprecated spelling; then it
-    wins, with a ``DeprecationWarning``. Both spellings given is a ``ValueError``.
+    wins, with a ``DeprecationWarning`` attributed ``stacklevel`` frames up (the user's
+    call: 3 when the public function calls this directly). Both spellings given is a
+    ``ValueError``.
     """
     if old_value is None:
         return new_value
     if new_value is not default and new_value != default:
         raise ValueError(f"{where}: pass {new}= only ({old}= is its deprecated spelling)")
-    warnings.warn(f"{where}: {old}= is deprecated, use {new}=", DeprecationWarning, stacklevel=3)
+    warnings.warn(f"{where}: {old}= is deprecated, use {new}=", DeprecationWarning, stacklevel=stacklevel)
     return old_value

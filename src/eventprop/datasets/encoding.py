@@ -19,8 +19,8 @@ __all__ = ["latency_encode", "intensity_encode"]
 
 def _times(where: str, t_first: float | None, t_last: float | None, t_min: float | None, t_max: float | None) -> tuple[float, float]:
     """``(t_first, t_last)`` validated, accepting the deprecated spellings ``t_min`` / ``t_max``."""
-    t_first = renamed(where, "t_min", t_min, "t_first", t_first, None)
-    t_last = renamed(where, "t_max", t_max, "t_last", t_last, None)
+    t_first = renamed(where, "t_min", t_min, "t_first", t_first, None, stacklevel=4)
+    t_last = renamed(where, "t_max", t_max, "t_last", t_last, None, stacklevel=4)
     if t_first is None or t_last is None:
         raise ValueError(f"{where}: t_first and t_last are required")
     t_first = non_negative("t_first", t_first)

@@ -29,7 +29,7 @@ and lower neuron (upper spikes marked by arrows); D, E ``lambda_I`` of both neur
 ``w (lambda_V - lambda_I)``); F, G the gradient of one input weight and of ``w``
 accumulated from ``t = T`` backwards, with the finite-difference value at ``t = 0``.
 
-Run it with ``eventprop figure1 --out DIR`` or ``python -m eventprop.figure1``.
+Run it with ``eventprop figure1 --out DIR`` or ``python -m eventprop.inspection.figure1``.
 """
 
 from __future__ import annotations

@@ -111,7 +111,7 @@ def plot_voltage(
     color: str | None = None,
     label: str | None = None,
 ) -> Axes:
-    """Membrane potential traces ``V(t)`` (e.g. from :func:`eventprop.traces.voltage_traces`).
+    """Membrane potential traces ``V(t)`` (e.g. from :func:`eventprop.inspection.traces.voltage_traces`).
 
     Args:
         V: ``(batch, neurons, G)`` values on ``grid`` (or ``(neurons, G)``, ``(G,)``).

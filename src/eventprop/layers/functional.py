@@ -25,7 +25,7 @@ from ..engines import Engine, LayerKind, LayerSpec, check_engine_name, select_en
 from ..model.neuron import NeuronParams
 from ..model.spikes import check_spike_layout, check_spike_values, validate_spike_times
 from ..model.trajectory import VoltageTrajectory
-from ..validation import check_weight, optional_positive_int, positive, renamed
+from ..validation import check_matrix, check_weight, optional_positive_int, positive, renamed
 
 __all__ = ["lif_layer", "readout_trajectory", "lif_trajectory", "without_self_connections", "check_horizon"]
 
@@ -126,9 +126,7 @@ def lif_layer(
     horizon = check_horizon(renamed("lif_layer", "t_max", t_max, "horizon", horizon, math.inf))
     spec = LayerSpec(NeuronParams(tau_mem, tau_syn, threshold), horizon, optional_positive_int("max_spikes", max_spikes))
     check_engine_name(engine)
-    if not isinstance(weight, Tensor) or weight.dim() != 2:
-        raise ValueError("weight must be a 2-d tensor of shape (out_features, in_features)")
-    check_spike_layout(times, weight.shape[1])
+    check_spike_layout(times, check_matrix("weight", weight).shape[1])
     n_out = weight.shape[0]
     check_weight(weight, "weight", tuple(weight.shape), times)
     kind = LayerKind.FEEDFORWARD if recurrent_weight is None else LayerKind.RECURRENT
@@ -139,10 +137,6 @@ def lif_layer(
         check_weight(recurrent_weight, "recurrent_weight", (n_out, n_out), times)
         recurrent_weight = without_self_connections(recurrent_weight)
     return _LIFFunction.apply(times, weight, recurrent_weight, chosen, kind, spec)
-
-
-def _check_window(window: Any) -> float:
-    return positive("window", window)
 
 
 def readout_trajectory(
@@ -165,11 +159,9 @@ def readout_trajectory(
         - output: a trajectory of ``(batch, out_features)`` neurons
     """
     p = NeuronParams(tau_mem, tau_syn)
-    window = _check_window(window)
+    window = positive("window", window)
     validate_spike_times(times, name="times")
-    if not isinstance(weight, Tensor) or weight.dim() != 2:
-        raise ValueError("weight must be a 2-d tensor of shape (out_features, in_features)")
-    if weight.shape[1] != times.shape[1]:
+    if check_matrix("weight", weight).shape[1] != times.shape[1]:
         raise ValueError(f"weight has {weight.shape[1]} inputs, times has {times.shape[1]} neurons")
     check_weight(weight, "weight", tuple(weight.shape), times)
     chosen = select_engine(check_engine_name(engine), LayerKind.TRAJECTORY, times.device, times.dtype)
@@ -212,11 +204,9 @@ def lif_trajectory(
         - output: a trajectory of ``(batch, out_features)`` neurons
     """
     p = NeuronParams(tau_mem, tau_syn, threshold)
-    window = _check_window(window)
+    window = positive("window", window)
     validate_spike_times(times, name="times")
-    if not isinstance(weight, Tensor) or weight.dim() != 2:
-        raise ValueError("weight must be a 2-d tensor of shape (out_features, in_features)")
-    check_weight(weight, "weight", tuple(weight.shape), times)
+    check_weight(check_matrix("weight", weight), "weight", tuple(weight.shape), times)
     n_out, n_in = weight.shape
     validate_spike_times(spikes, n_neurons=n_out, name="spikes")
     if times.shape[1] != n_in or spikes.shape[0] != times.shape[0]:

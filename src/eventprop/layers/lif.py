@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ..engines import check_engine_name
 from ..model.neuron import NeuronParams
-from ..validation import optional_positive_int, positive_int, real, renamed
+from ..validation import check_float_dtype, optional_positive_int, positive_int, real, renamed
 from .functional import check_horizon, lif_layer
 
 __all__ = ["LIFLayer", "check_features", "normal_init"]
@@ -35,7 +35,7 @@ class LIFLayer(nn.Module):
     ``layer(times) -> times``: input spike times ``(batch, in_features, max_in)`` to
     output spike times ``(batch, out_features, max_out)``, both ascending along the last
     axis and padded with ``+inf``. Gradients (weights and input times) are exact,
-    computed by EventProp. See :func:`eventprop.functional.lif_layer` for the model.
+    computed by EventProp. See :func:`eventprop.lif_layer` for the model.
 
     Args:
         in_features, out_features: layer sizes.
@@ -89,8 +89,7 @@ class LIFLayer(nn.Module):
         self.horizon = check_horizon(renamed("LIFLayer", "t_max", t_max, "horizon", horizon, math.inf))
         self.max_spikes = optional_positive_int("max_spikes", max_spikes)
         self.engine = check_engine_name(engine)
-        if dtype is not None and not dtype.is_floating_point:
-            raise ValueError(f"dtype must be a floating dtype, got {dtype}")
+        check_float_dtype("dtype", dtype)
         factory = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(out_features, in_features, **factory))
         self.recurrent_weight = (
@@ -108,6 +107,11 @@ class LIFLayer(nn.Module):
         """Deprecated name of :attr:`horizon`."""
         warnings.warn("LIFLayer.t_max is deprecated, use LIFLayer.horizon", DeprecationWarning, stacklevel=2)
         return self.horizon
+
+    @t_max.setter
+    def t_max(self, value: float) -> None:
+        warnings.warn("LIFLayer.t_max is deprecated, use LIFLayer.horizon", DeprecationWarning, stacklevel=2)
+        self.horizon = check_horizon(value)
 
     def reset_parameters(
         self,

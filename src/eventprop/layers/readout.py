@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from ..engines import check_engine_name
 from ..model.neuron import NeuronParams
 from ..model.trajectory import VoltageTrajectory
-from ..validation import positive
+from ..validation import check_float_dtype, positive
 from .functional import readout_trajectory
 from .lif import check_features, normal_init
 
@@ -73,8 +73,7 @@ class LIReadout(nn.Module):
         self.params = NeuronParams(tau_mem, tau_syn)
         self.window = positive("window", window)
         self.engine = check_engine_name(engine)
-        if dtype is not None and not dtype.is_floating_point:
-            raise ValueError(f"dtype must be a floating dtype, got {dtype}")
+        check_float_dtype("dtype", dtype)
         self.weight = nn.Parameter(torch.empty(out_features, in_features, device=device, dtype=dtype))
         normal_init(self.weight, init_mean, 1 / math.sqrt(in_features) if init_std is None else init_std, "init")
 

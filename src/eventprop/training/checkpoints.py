@@ -3,8 +3,10 @@
 ``checkpoint.pt`` holds everything needed to continue a run to the same numbers as an
 uninterrupted one (model, averaged model, optimiser, scheduler, random-number states,
 epoch, best validation accuracy, metrics so far); ``best.pt`` the model of the best
-validation accuracy. Both carry the configuration and the network's input and class
-counts, and are written atomically. They contain tensors, numbers, strings and
+validation accuracy. Both carry the configuration, the network's input and class
+counts and the format number :data:`FORMAT`, and are written atomically. A run is
+resumed only from a checkpoint of the current format (format 1, before per-layer
+metrics, is refused with a one-line error); a model loads from any format. They contain tensors, numbers, strings and
 containers only, and are read with ``torch.load(weights_only=True)``.
 """
 
@@ -20,7 +22,10 @@ from torch import nn
 from .config import TrainConfig, config_from_dict
 from .network import build_model
 
-__all__ = ["save_atomic", "load_checkpoint", "load_model"]
+__all__ = ["FORMAT", "save_atomic", "load_checkpoint", "check_resumable", "load_model"]
+
+#: Checkpoint format written by this version: 2 = per-layer metrics (``hidden1_spikes``, ...).
+FORMAT = 2
 
 
 def save_atomic(obj: dict[str, Any], path: Path) -> None:
@@ -41,6 +46,17 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Train
     except Exception as exc:  # a file that is not one of our checkpoints
         raise ValueError(f"checkpoint {str(path)!r} is not an eventprop checkpoint ({exc})") from None
     return state, config
+
+
+def check_resumable(state: dict[str, Any], path: Path) -> None:
+    """``ValueError`` unless a run can continue from ``state`` (a checkpoint of the current format)."""
+    found = state.get("format", 1)
+    if found != FORMAT or "optimizer" not in state:
+        what = f"format {found}" if found != FORMAT else "a model only (best.pt)"
+        raise ValueError(
+            f"--resume: {path} holds {what}, this version resumes format {FORMAT} checkpoints only; "
+            "continue it with the eventprop version that wrote it, or start a new run (its models still load for evaluation)"
+        )
 
 
 def load_model(path: str | os.PathLike[str], device: str | None = None) -> tuple[nn.Sequential, TrainConfig]:

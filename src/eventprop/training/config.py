@@ -13,15 +13,16 @@ hidden layer (``hidden_init`` and ``recurrent_init`` count in ``MEAN STD`` pairs
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from ..engines import LayerKind, check_engine_name, select_engine
-from ..validation import fraction, non_negative, non_negative_int, positive, positive_int, real
+from ..validation import fraction, integer, non_negative, positive, positive_int, real
 from .readouts import READOUTS
 from .tasks import TASKS
 
@@ -53,6 +54,7 @@ def option(
     type: Callable[[str], Any] | None = None,
     nargs: str | int | None = None,
     metavar: str | tuple[str, ...] | None = None,
+    choices: Sequence[str] | None = None,
     group: str = "hyperparameters",
     flag: bool = True,
 ) -> Any:
@@ -61,11 +63,11 @@ def option(
     Args:
         default: the field's default.
         help: help text (the CLI appends the task's preset values).
-        type, nargs, metavar: as in ``argparse.ArgumentParser.add_argument``.
+        type, nargs, metavar, choices: as in ``argparse.ArgumentParser.add_argument``.
         group: the ``--help`` section the flag appears in.
         flag: ``False`` for fields that are not a flag (set otherwise).
     """
-    meta = {"help": help, "type": type, "nargs": nargs, "metavar": metavar, "group": group, "flag": flag}
+    meta = {"help": help, "type": type, "nargs": nargs, "metavar": metavar, "choices": choices, "group": group, "flag": flag}
     return field(default=default, metadata=meta)
 
 
@@ -91,8 +93,8 @@ class TrainConfig:
         "first-spike",
         "output layer: first-spike (LIF neurons, first-spike cross-entropy) or voltage (leaky integrators, "
         "max-over-time voltage cross-entropy)",
-        group=NET,
-    )
+        choices=tuple(READOUTS), group=NET,
+    )  # fmt: skip
     epochs: int = option(100, "training epochs", type=int, group=OPT)
     batch_size: int = option(32, "minibatch size", type=int, group=OPT)
     lr: float = option(5e-3, "Adam learning rate", type=float, group=OPT)
@@ -106,7 +108,10 @@ class TrainConfig:
     tau_mem: float = option(20.0, "membrane time constant (ms)", type=float, group=NET)
     tau_syn: float = option(5.0, "synaptic time constant (ms)", type=float, group=NET)
     threshold: float = option(1.0, "firing threshold", type=float, group=NET)
-    engine: str = option("auto", "engine of every layer (auto: the best registered for the device)", group=NET)
+    engine: str = option(
+        "auto", "engine of every LIF layer (auto: the best registered for the device and layer kind; voltage "
+        "trajectories always use auto)", group=NET,
+    )  # fmt: skip
     hidden_init: tuple[float, ...] = option(
         (1.5, 0.78), "hidden weights ~ N(MEAN, STD^2): one pair for all hidden layers or one per layer",
         type=float, nargs="+", metavar="MEAN STD", group=NET,
@@ -144,7 +149,7 @@ class TrainConfig:
     val_size: int | None = option(None, "use only the first N validation points (quick runs)", type=int, group=RUN)
     seed: int = option(0, "random seed", type=int, group=RUN)
     device: str = option("cpu", "cpu or cuda[:N]", group=RUN)
-    dtype: str = option("float64", "float32 or float64", group=RUN)
+    dtype: str = option("float64", "float32 or float64", choices=("float32", "float64"), group=RUN)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # lists (JSON, argparse) and scalars of tuple fields become tuples
@@ -177,13 +182,15 @@ class TrainConfig:
         _per_layer("hidden_init", self.hidden_init, n_layers, 2)
         if self.recurrent_init:
             _per_layer("recurrent_init", self.recurrent_init, n_layers, 2)
+            if not any(self.recurrent):
+                raise ValueError("recurrent_init is set but no hidden layer is recurrent (see recurrent)")
         for name in ("hidden_init", "recurrent_init", "output_init"):
             values = getattr(self, name)
             if name == "output_init" and len(values) != 2:
                 raise ValueError(f"output_init must be (MEAN, STD), got {values!r}")
             for k in range(0, len(values), 2):
-                real(f"{name} mean", values[k])
-                non_negative(f"{name} std", values[k + 1])
+                real(f"{name}[{k}] (a mean)", values[k])
+                non_negative(f"{name}[{k + 1}] (a std)", values[k + 1])
         _per_layer("max_silent_hidden", self.max_silent_hidden, n_layers, 1)
         for k, f in enumerate(self.max_silent_hidden):
             fraction(f"max_silent_hidden[{k}]", f)
@@ -198,20 +205,18 @@ class TrainConfig:
         for name in ("train_size", "val_size"):
             if getattr(self, name) is not None:
                 positive_int(name, getattr(self, name))
-        non_negative_int("seed", self.seed)
+        integer("seed", self.seed)
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {self.device!r} requested but CUDA is not available")
 
     def _check_engine(self) -> None:
-        """An explicit engine must serve every layer kind the network needs (raises before any training)."""
+        """An explicit engine must serve every kind of LIF layer the network has (raises before any training)."""
         check_engine_name(self.engine)
         if self.engine == "auto":
             return
         kinds = {LayerKind.RECURRENT if r else LayerKind.FEEDFORWARD for r in self.recurrent}
         if self.readout == "first-spike":
             kinds.add(LayerKind.FEEDFORWARD)
-        if self.readout == "voltage" or self.silent_push > 0:
-            kinds.add(LayerKind.TRAJECTORY)
         for kind in sorted(kinds, key=lambda k: k.value):
             try:
                 select_engine(self.engine, kind, torch.device(self.device), self.torch_dtype)
@@ -244,6 +249,28 @@ class TrainConfig:
         ]
 
 
+def _deprecated_alias(old: str, new: str) -> property:
+    def get(self: TrainConfig) -> Any:
+        warnings.warn(f"TrainConfig.{old} is deprecated, use TrainConfig.{new}", DeprecationWarning, stacklevel=2)
+        return getattr(self, new)
+
+    return property(get, doc=f"Deprecated name of :attr:`{new}`.")
+
+
+def _accept_renamed(init: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(init)
+    def __init__(self: TrainConfig, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **_renamed_fields(kwargs, "TrainConfig", stacklevel=3))
+
+    return __init__
+
+
+# The deprecated names (RENAMED_FIELDS): accepted by the constructor and readable, with a warning.
+TrainConfig.__init__ = _accept_renamed(TrainConfig.__init__)  # type: ignore[method-assign]
+for _old, _new in RENAMED_FIELDS.items():
+    setattr(TrainConfig, _old, _deprecated_alias(_old, _new))
+
+
 @dataclass(frozen=True)
 class HiddenLayerPlan:
     """One hidden layer of a run: size, recurrence, initialisation ``(mean, std)`` and bumping limit."""
@@ -259,19 +286,20 @@ def _per_layer(name: str, values: tuple[Any, ...], n_layers: int, width: int) ->
     if len(values) not in (width, width * n_layers):
         unit = "value" if width == 1 else "MEAN STD pair"
         raise ValueError(
-            f"{name} needs one {unit} for all {n_layers} hidden layers or one per layer, got {len(values) // width or len(values)} "
-            f"({values!r})"
+            f"{name} needs one {unit} for all {n_layers} hidden layers or one per layer "
+            f"({width} or {width * n_layers} values), got {len(values)} values {values!r}"
         )
 
 
-def _renamed_fields(values: dict[str, Any], where: str) -> dict[str, Any]:
-    """``values`` with deprecated field names replaced by the current ones (with a warning)."""
+def _renamed_fields(values: dict[str, Any], where: str, warn: bool = True, stacklevel: int = 3) -> dict[str, Any]:
+    """``values`` with deprecated field names replaced by the current ones (with a warning if ``warn``)."""
     out = dict(values)
     for old, new in RENAMED_FIELDS.items():
         if old in out:
             if new in out:
                 raise ValueError(f"{where}: pass {new} only ({old} is its deprecated spelling)")
-            warnings.warn(f"{where}: {old} is deprecated, use {new}", DeprecationWarning, stacklevel=3)
+            if warn:
+                warnings.warn(f"{where}: {old} is deprecated, use {new}", DeprecationWarning, stacklevel=stacklevel)
             out[new] = out.pop(old)
     return out
 
@@ -302,8 +330,12 @@ def preset_config(name: str, **overrides: Any) -> TrainConfig:
 
 
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:
-    """The configuration saved as ``dataclasses.asdict`` (checkpoints, ``summary.json``)."""
-    values = _renamed_fields(values, "saved configuration")
+    """The configuration saved as ``dataclasses.asdict`` (checkpoints, ``summary.json``).
+
+    Files written before a field was renamed (:data:`RENAMED_FIELDS`) load silently: the
+    user cannot edit them.
+    """
+    values = _renamed_fields(values, "saved configuration", warn=False)
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - names)
     if unknown:

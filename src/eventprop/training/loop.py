@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .activity import Activity, bump_first_silent, layer_names
-from .checkpoints import load_checkpoint, load_model, save_atomic
+from .checkpoints import FORMAT, check_resumable, load_checkpoint, load_model, save_atomic
 from .config import TrainConfig
 from .network import build_model, forward_layers, readout_of
 from .outputs import plot_runs, write_json, write_metrics
@@ -126,6 +126,7 @@ def train(
     best_acc, best_epoch, start_epoch = -1.0, -1, 0
     if resume and ckpt_path.is_file():
         state, saved = load_checkpoint(ckpt_path)
+        check_resumable(state, ckpt_path)
         differ = [f.name for f in dataclasses.fields(config) if f.name != "epochs" and getattr(saved, f.name) != getattr(config, f.name)]
         if differ:
             raise ValueError(
@@ -143,7 +144,7 @@ def train(
         rows, best_acc, best_epoch, start_epoch = state["metrics"], state["best_accuracy"], state["best_epoch"], state["epoch"] + 1
         log(f"resuming {out} after epoch {state['epoch'] + 1}")
 
-    meta = {"config": asdict(config), "n_inputs": n_inputs, "n_classes": n_classes}
+    meta = {"format": FORMAT, "config": asdict(config), "n_inputs": n_inputs, "n_classes": n_classes}
     n_train = x_train.shape[0]
     for epoch in range(start_epoch, config.epochs):
         t0 = time.perf_counter()

@@ -26,7 +26,7 @@ def build_model(config: TrainConfig, n_inputs: int, n_classes: int) -> nn.Sequen
     configured per layer); the last module is the readout's output layer. Weights are
     drawn in network order (input weights, then recurrent weights, layer by layer).
     """
-    factory = {"dtype": config.torch_dtype, "device": config.device, "engine": config.engine}
+    factory = {"dtype": config.torch_dtype, "device": config.device}
     neuron = {"tau_mem": config.tau_mem, "tau_syn": config.tau_syn, "threshold": config.threshold}
     layers: list[nn.Module] = []
     n_in = n_inputs
@@ -35,11 +35,11 @@ def build_model(config: TrainConfig, n_inputs: int, n_classes: int) -> nn.Sequen
         layers.append(
             LIFLayer(
                 n_in, plan.size, recurrent=plan.recurrent, init_mean=plan.init[0], init_std=plan.init[1],
-                **rec, **neuron, **factory,
+                engine=config.engine, **rec, **neuron, **factory,
             )  # fmt: skip
         )
         n_in = plan.size
-    layers.append(readout_of(config).build(n_in, n_classes, neuron, config.output_init, **factory))
+    layers.append(readout_of(config).build(n_in, n_classes, neuron, config.output_init, engine=config.engine, **factory))
     return nn.Sequential(*layers)
 
 

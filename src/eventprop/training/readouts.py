@@ -46,14 +46,17 @@ class Readout(ABC):
     spiking: ClassVar[bool]
 
     @abstractmethod
-    def build(self, n_in: int, n_classes: int, neuron: dict[str, float], init: tuple[float, float], **factory: object) -> nn.Module:
+    def build(
+        self, n_in: int, n_classes: int, neuron: dict[str, float], init: tuple[float, float], *, engine: str, **factory: object
+    ) -> nn.Module:
         """The output layer.
 
         Args:
             n_in, n_classes: its input and output sizes.
             neuron: ``tau_mem``, ``tau_syn``, ``threshold`` of the network.
             init: ``(mean, std)`` of its weights.
-            factory: ``engine``, ``dtype``, ``device`` of its parameters and calls.
+            engine: the engine of the network's LIF layers.
+            factory: ``dtype`` and ``device`` of its parameters.
         """
 
     @abstractmethod
@@ -91,8 +94,10 @@ class FirstSpikeReadout(Readout):
     name: ClassVar[str] = "first-spike"
     spiking: ClassVar[bool] = True
 
-    def build(self, n_in: int, n_classes: int, neuron: dict[str, float], init: tuple[float, float], **factory: object) -> nn.Module:
-        return LIFLayer(n_in, n_classes, **neuron, init_mean=init[0], init_std=init[1], **factory)
+    def build(
+        self, n_in: int, n_classes: int, neuron: dict[str, float], init: tuple[float, float], *, engine: str, **factory: object
+    ) -> nn.Module:
+        return LIFLayer(n_in, n_classes, **neuron, init_mean=init[0], init_std=init[1], engine=engine, **factory)
 
     def output(self, layer: nn.Module, x: Tensor) -> Tensor:
         return layer(x)
@@ -118,9 +123,8 @@ class FirstSpikeReadout(Readout):
         idx = silent.nonzero().squeeze(1)
         p = layer.params
         trajectory = lif_trajectory(
-            x[idx], out[idx], layer.weight, tau_mem=p.tau_mem, tau_syn=p.tau_syn, threshold=p.threshold,
-            window=self.t_silent, engine=layer.engine,
-        )  # fmt: skip
+            x[idx], out[idx], layer.weight, tau_mem=p.tau_mem, tau_syn=p.tau_syn, threshold=p.threshold, window=self.t_silent
+        )
         return self.silent_push * label_voltage_gap(trajectory, labels[idx], reduction="sum") / labels.shape[0]
 
 
@@ -139,8 +143,11 @@ class VoltageReadout(Readout):
     name: ClassVar[str] = "voltage"
     spiking: ClassVar[bool] = False
 
-    def build(self, n_in: int, n_classes: int, neuron: dict[str, float], init: tuple[float, float], **factory: object) -> nn.Module:
-        taus = {"tau_mem": neuron["tau_mem"], "tau_syn": neuron["tau_syn"]}  # no threshold: it never fires
+    def build(
+        self, n_in: int, n_classes: int, neuron: dict[str, float], init: tuple[float, float], *, engine: str, **factory: object
+    ) -> nn.Module:
+        # no threshold: it never fires; its trajectory engine is "auto" (engine names a LIF-layer engine)
+        taus = {"tau_mem": neuron["tau_mem"], "tau_syn": neuron["tau_syn"]}
         return LIReadout(n_in, n_classes, **taus, window=self.window, init_mean=init[0], init_std=init[1], **factory)
 
     def output(self, layer: nn.Module, x: Tensor) -> Tensor:

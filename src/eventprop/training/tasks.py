@@ -29,8 +29,8 @@ class Task:
         encoder: ``(values in [0, 1], t_first=, t_last=, bias_times=) -> spike times``.
         scale: divides the raw features into ``[0, 1]``.
         features: what a row of ``X`` is (for messages).
-        encoding: how the encoder places the spikes (for the CLI's help).
         presets: name -> field overrides (module docstring); the first is the default.
+        encoding: how the encoder places the spikes (for the CLI's help).
     """
 
     split: Callable[[str], tuple[np.ndarray, np.ndarray]]
@@ -39,8 +39,8 @@ class Task:
     encoder: Callable[..., Tensor]
     scale: float
     features: str
-    encoding: str
     presets: dict[str, dict[str, Any]]
+    encoding: str = ""
 
 
 # Readout fields that suit any task with inputs in [0, 30] ms and tau = 20 / 5 ms.
