@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 __all__ = ["main", "build_parser"]
 
 
-
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -35,7 +34,7 @@ def _show(value: Any) -> str:
         return " ".join(_show(v) for v in value) if value else "(none)"
     if isinstance(value, bool):
         return "on" if value else "off"
-    return str(value)
+    return "unset" if value is None else str(value)
 
 
 def _preset_values(task_name: str, name: str) -> str:
@@ -71,7 +70,9 @@ def _add_task_parser(sub: argparse._SubParsersAction, task_name: str, task: Task
     groups: dict[str, argparse._ArgumentGroup] = {}
     for f in cli_fields():
         meta = f.metadata
-        group = groups.get(meta["group"]) or groups.setdefault(meta["group"], p.add_argument_group(meta["group"]))
+        if meta["group"] not in groups:
+            groups[meta["group"]] = p.add_argument_group(meta["group"])
+        group = groups[meta["group"]]
         shown = "" if f.name == "readout" else f" [{_preset_values(task_name, f.name)}]"
         kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": meta["help"] + shown}
         for key in ("type", "nargs", "metavar", "choices"):
@@ -85,6 +86,7 @@ def _add_task_parser(sub: argparse._SubParsersAction, task_name: str, task: Task
         for key in ("nargs", "metavar"):
             if meta[key] is not None:
                 kwargs[key] = meta[key]
+        kwargs.setdefault("metavar", new.upper())
         deprecated.add_argument(_flag(old), **kwargs)
     p.set_defaults(func=_cmd_train, task=task_name)
 

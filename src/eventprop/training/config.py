@@ -71,6 +71,8 @@ def option(
     return field(default=default, metadata=meta)
 
 
+DTYPES = ("float32", "float64")
+
 RUN = "run"
 NET = "network"
 ENC = "encoding"
@@ -149,7 +151,7 @@ class TrainConfig:
     val_size: int | None = option(None, "use only the first N validation points (quick runs)", type=int, group=RUN)
     seed: int = option(0, "random seed", type=int, group=RUN)
     device: str = option("cpu", "cpu or cuda[:N]", group=RUN)
-    dtype: str = option("float64", "float32 or float64", choices=("float32", "float64"), group=RUN)
+    dtype: str = option("float64", "float32 or float64", choices=DTYPES, group=RUN)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # lists (JSON, argparse) and scalars of tuple fields become tuples
@@ -195,12 +197,9 @@ class TrainConfig:
         for k, f in enumerate(self.max_silent_hidden):
             fraction(f"max_silent_hidden[{k}]", f)
         fraction("max_silent_output", self.max_silent_output)
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {sorted(TASKS)}, got {self.task!r}")
-        if self.readout not in READOUTS:
-            raise ValueError(f"readout must be one of {list(READOUTS)}, got {self.readout!r}")
+        _check_choice("dtype", self.dtype, DTYPES)
+        _check_choice("task", self.task, TASKS)
+        _check_choice("readout", self.readout, READOUTS)
         self._check_engine()
         for name in ("train_size", "val_size"):
             if getattr(self, name) is not None:
@@ -282,6 +281,11 @@ class HiddenLayerPlan:
     max_silent: float
 
 
+def _check_choice(name: str, value: Any, options: Sequence[str] | dict[str, Any]) -> None:
+    if value not in options:
+        raise ValueError(f"{name} must be one of {list(options)}, got {value!r}")
+
+
 def _per_layer(name: str, values: tuple[Any, ...], n_layers: int, width: int) -> None:
     if len(values) not in (width, width * n_layers):
         unit = "value" if width == 1 else "MEAN STD pair"
@@ -313,14 +317,11 @@ def preset_config(name: str, **overrides: Any) -> TrainConfig:
     """
     explicit = _renamed_fields({k: v for k, v in overrides.items() if v is not None}, "preset_config")
     task = explicit.get("task", "yinyang")
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")
+    _check_choice("task", task, TASKS)
     presets = TASKS[task].presets
-    if name not in presets:
-        raise ValueError(f"preset must be one of {sorted(presets)}, got {name!r}")
+    _check_choice("preset", name, presets)
     readout = explicit.get("readout", "first-spike")
-    if readout not in READOUTS:
-        raise ValueError(f"readout must be one of {list(READOUTS)}, got {readout!r}")
+    _check_choice("readout", readout, READOUTS)
     base = {k: v for k, v in presets[name].items() if k != "readouts"}
     fields = {**base, **presets[name].get("readouts", {}).get(readout, {}), **explicit}
     unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(TrainConfig)})

@@ -37,6 +37,11 @@ receive all constants as a tuple of numpy scalars of that dtype, so float32
 arithmetic stays float32. Results agree with the PyTorch engine to rounding
 (float64: ~1e-13 relative on spike times, ~1e-12 on gradients in practice).
 
+The kernels and the scalar functions they call (crossing solver, flows) stay in this one
+module on purpose: numba's on-disk cache (``cache=True``) does not notice edits to a
+compiled function imported from another module, so a split would let stale machine code
+survive a change.
+
 Spike counts are unknown in advance: the kernel stores up to a capacity per neuron
 (remembered per layer shape) and keeps counting beyond it; if any neuron exceeded the
 capacity, the layer is simulated again with the exact capacity. Spikes are never
