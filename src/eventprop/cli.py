@@ -205,12 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``eventprop`` console script."""
+    from .errors import SpikeLimitError
+
     args = build_parser().parse_args(argv)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # the CLI prints its own notes
             return int(args.func(args))
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, SpikeLimitError) as exc:
         print(f"eventprop: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -22,6 +22,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ..engines import Engine, LayerKind, LayerSpec, check_engine_name, select_engine
+from ..errors import DEFAULT_MAX_SPIKES
 from ..model.neuron import NeuronParams
 from ..model.spikes import check_spike_layout, check_spike_values, validate_spike_times
 from ..model.trajectory import VoltageTrajectory
@@ -85,7 +86,7 @@ def lif_layer(
     tau_syn: float,
     threshold: float = 1.0,
     horizon: float = math.inf,
-    max_spikes: int | None = None,
+    max_spikes: int | None = DEFAULT_MAX_SPIKES,
     engine: str = "auto",
     t_max: float | None = None,
 ) -> Tensor:
@@ -105,8 +106,10 @@ def lif_layer(
         tau_mem, tau_syn: time constants (> 0; any ratio, equal included).
         threshold: firing threshold (> 0).
         horizon: no spike is emitted after it (default: none).
-        max_spikes: optional cap on spikes per neuron; exceeding it raises
-            :class:`~eventprop.SpikeLimitError`, nothing is truncated.
+        max_spikes: spike budget per neuron and sample (default
+            :data:`~eventprop.errors.DEFAULT_MAX_SPIKES` = 1000; ``None``: no limit);
+            exceeding it raises :class:`~eventprop.SpikeLimitError` naming the sample,
+            the neuron and the time reached, nothing is truncated.
         engine: ``"auto"`` (the best registered engine for the device, dtype and
             layer kind: the compiled ``"numba"`` engine for feed-forward CPU layers,
             else ``"torch"``) or a registered name (:func:`eventprop.engines.engine_names`);

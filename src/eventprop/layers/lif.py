@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ..engines import check_engine_name
+from ..errors import DEFAULT_MAX_SPIKES
 from ..model.neuron import NeuronParams
 from ..validation import check_float_dtype, optional_positive_int, positive_int, real, renamed
 from .functional import check_horizon, lif_layer
@@ -44,7 +45,8 @@ class LIFLayer(nn.Module):
         recurrent: add ``recurrent_weight`` ``(out_features, out_features)``; its
             diagonal is zero and stays zero (it is masked out, so it gets no gradient).
         horizon: no spike is emitted after it (default: none).
-        max_spikes: optional per-neuron cap that raises when exceeded.
+        max_spikes: spike budget per neuron and sample (default 1000, ``None``: no
+            limit); exceeding it raises :class:`~eventprop.SpikeLimitError`.
         engine: ``"auto"`` or a registered engine name (see :func:`eventprop.lif_layer`).
         init_mean, init_std: the weights are drawn from ``N(init_mean, init_std^2)``;
             default ``init_std`` is ``threshold / sqrt(in_features)``.
@@ -73,7 +75,7 @@ class LIFLayer(nn.Module):
         threshold: float = 1.0,
         recurrent: bool = False,
         horizon: float = math.inf,
-        max_spikes: int | None = None,
+        max_spikes: int | None = DEFAULT_MAX_SPIKES,
         engine: str = "auto",
         init_mean: float = 0.0,
         init_std: float | None = None,

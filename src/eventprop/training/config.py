@@ -22,7 +22,8 @@ from typing import Any
 import torch
 
 from ..engines import LayerKind, check_engine_name, select_engine
-from ..validation import fraction, integer, non_negative, positive, positive_int, real
+from ..errors import DEFAULT_MAX_SPIKES
+from ..validation import fraction, integer, non_negative, non_negative_int, positive, positive_int, real
 from .readouts import READOUTS
 from .tasks import TASKS
 
@@ -110,6 +111,10 @@ class TrainConfig:
     tau_mem: float = option(20.0, "membrane time constant (ms)", type=float, group=NET)
     tau_syn: float = option(5.0, "synaptic time constant (ms)", type=float, group=NET)
     threshold: float = option(1.0, "firing threshold", type=float, group=NET)
+    max_spikes: int = option(
+        DEFAULT_MAX_SPIKES, "spike budget per neuron and sample of every LIF layer: more stops the run with an error "
+        "(0 = no limit)", type=int, group=NET,
+    )  # fmt: skip
     engine: str = option(
         "auto", "engine of every LIF layer (auto: the best registered for the device and layer kind; voltage "
         "trajectories always use auto)", group=NET,
@@ -163,6 +168,7 @@ class TrainConfig:
         """Raise ``ValueError`` naming the first bad field."""
         for name in ("epochs", "batch_size"):
             positive_int(name, getattr(self, name))
+        non_negative_int("max_spikes", self.max_spikes)
         for name in ("lr", "tau_mem", "tau_syn", "threshold", "tau0", "tau1", "t_silent", "window", "voltage_scale"):
             positive(name, getattr(self, name))
         real("lr_decay", self.lr_decay, low=0.0, low_open=True, high=1.0)

@@ -28,6 +28,7 @@ def build_model(config: TrainConfig, n_inputs: int, n_classes: int) -> nn.Sequen
     """
     factory = {"dtype": config.torch_dtype, "device": config.device}
     neuron = {"tau_mem": config.tau_mem, "tau_syn": config.tau_syn, "threshold": config.threshold}
+    budget = config.max_spikes or None  # 0: no limit
     layers: list[nn.Module] = []
     n_in = n_inputs
     for plan in config.hidden_layers():
@@ -35,11 +36,12 @@ def build_model(config: TrainConfig, n_inputs: int, n_classes: int) -> nn.Sequen
         layers.append(
             LIFLayer(
                 n_in, plan.size, recurrent=plan.recurrent, init_mean=plan.init[0], init_std=plan.init[1],
-                engine=config.engine, **rec, **neuron, **factory,
+                engine=config.engine, max_spikes=budget, **rec, **neuron, **factory,
             )  # fmt: skip
         )
         n_in = plan.size
-    layers.append(readout_of(config).build(n_in, n_classes, neuron, config.output_init, engine=config.engine, **factory))
+    readout = readout_of(config).build(n_in, n_classes, neuron, config.output_init, engine=config.engine, max_spikes=budget, **factory)
+    layers.append(readout)
     return nn.Sequential(*layers)
 
 

@@ -47,7 +47,15 @@ class Readout(ABC):
 
     @abstractmethod
     def build(
-        self, n_in: int, n_classes: int, neuron: dict[str, float], init: tuple[float, float], *, engine: str, **factory: object
+        self,
+        n_in: int,
+        n_classes: int,
+        neuron: dict[str, float],
+        init: tuple[float, float],
+        *,
+        engine: str,
+        max_spikes: int | None,
+        **factory: object,
     ) -> nn.Module:
         """The output layer.
 
@@ -55,7 +63,7 @@ class Readout(ABC):
             n_in, n_classes: its input and output sizes.
             neuron: ``tau_mem``, ``tau_syn``, ``threshold`` of the network.
             init: ``(mean, std)`` of its weights.
-            engine: the engine of the network's LIF layers.
+            engine, max_spikes: engine and spike budget of the network's LIF layers.
             factory: ``dtype`` and ``device`` of its parameters.
         """
 
@@ -95,9 +103,17 @@ class FirstSpikeReadout(Readout):
     spiking: ClassVar[bool] = True
 
     def build(
-        self, n_in: int, n_classes: int, neuron: dict[str, float], init: tuple[float, float], *, engine: str, **factory: object
+        self,
+        n_in: int,
+        n_classes: int,
+        neuron: dict[str, float],
+        init: tuple[float, float],
+        *,
+        engine: str,
+        max_spikes: int | None,
+        **factory: object,
     ) -> nn.Module:
-        return LIFLayer(n_in, n_classes, **neuron, init_mean=init[0], init_std=init[1], engine=engine, **factory)
+        return LIFLayer(n_in, n_classes, **neuron, init_mean=init[0], init_std=init[1], engine=engine, max_spikes=max_spikes, **factory)
 
     def output(self, layer: nn.Module, x: Tensor) -> Tensor:
         return layer(x)
@@ -144,7 +160,15 @@ class VoltageReadout(Readout):
     spiking: ClassVar[bool] = False
 
     def build(
-        self, n_in: int, n_classes: int, neuron: dict[str, float], init: tuple[float, float], *, engine: str, **factory: object
+        self,
+        n_in: int,
+        n_classes: int,
+        neuron: dict[str, float],
+        init: tuple[float, float],
+        *,
+        engine: str,
+        max_spikes: int | None,
+        **factory: object,
     ) -> nn.Module:
         # no threshold: it never fires; its trajectory engine is "auto" (engine names a LIF-layer engine)
         taus = {"tau_mem": neuron["tau_mem"], "tau_syn": neuron["tau_syn"]}

@@ -633,7 +633,10 @@ def feedforward_forward_numba(
         kernel(ev_t, ev_src, w, c, limit, out_t, out_i, counts, flows, n_blocks)
         most = int(counts.max())
         if max_spikes is not None and most > max_spikes:
-            raise SpikeLimitError.exceeded(max_spikes)
+            b, j = np.unravel_index(int(np.argmax(counts)), counts.shape)
+            stored = min(max_spikes, cap)
+            time = float(out_t[b, j, stored - 1]) if stored == max_spikes else None
+            raise SpikeLimitError.exceeded(max_spikes, int(b), int(j), time)
         if most <= cap:
             break
         cap = most  # some spikes were not stored: simulate again with room for all

@@ -118,7 +118,8 @@ def feedforward_forward(
         if not bool(fired.any()):
             break
         if max_spikes is not None and len(time_cols) + 1 > max_spikes:
-            raise SpikeLimitError.exceeded(max_spikes)
+            b, j = (int(x) for x in fired.nonzero()[0])
+            raise SpikeLimitError.exceeded(max_spikes, b, j, float(time_cols[-1][b, j]) if time_cols else None)
         first = crosses.to(torch.uint8).argmax(dim=-1)[..., None]  # first crossing interval
 
         def pick(x: Tensor) -> Tensor:

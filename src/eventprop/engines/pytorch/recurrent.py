@@ -127,7 +127,8 @@ def recurrent_forward(
         pointer = pointer + take_input.long()
         now = torch.where(step, t_step, now)
         if max_spikes is not None and int(counts.max()) > max_spikes:
-            raise SpikeLimitError.exceeded(max_spikes)
+            b, n = (int(x) for x in (counts > max_spikes).nonzero()[0])
+            raise SpikeLimitError.exceeded(max_spikes, b, n, float(t_step[b]))
 
     n_slots = max(int(counts.max()) if counts.numel() else 0, 1)
     out = torch.full((batch, n, n_slots), math.inf, dtype=dtype, device=device)
