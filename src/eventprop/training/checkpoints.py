@@ -1,50 +1,109 @@
-"""Checkpoints: what a run saves every epoch, and loading models back.
+"""Checkpoints: what a run saves every epoch, loading it back, and the run lock.
 
 ``checkpoint.pt`` holds everything needed to continue a run to the same numbers as an
 uninterrupted one (model, averaged model, optimiser, scheduler, random-number states,
 epoch, best validation accuracy, metrics so far); ``best.pt`` the model of the best
 validation accuracy. Both carry the configuration, the network's input and class
-counts and the format number :data:`FORMAT`, and are written atomically. A run is
-resumed only from a checkpoint of the current format (format 1, before per-layer
-metrics, is refused with a one-line error); a model loads from any format. They contain tensors, numbers, strings and
-containers only, and are read with ``torch.load(weights_only=True)``.
+counts, the format number :data:`FORMAT` and a SHA-256 content hash
+(:func:`content_hash`: every tensor's dtype, shape and bytes and every other value, in
+a fixed order), and are written atomically. Loading checks the hash, so a flipped bit
+in a weight is an error, not a silently different model. They contain tensors,
+numbers, strings and containers only and are read with ``torch.load(weights_only=True)``
+(a crafted file cannot run code). A run is resumed only from a checkpoint of the
+current format (format 1, before per-layer metrics and hashes, is refused with a
+one-line error); a model loads from any format.
+
+A run holds ``run.lock`` in its output folder (an advisory ``flock``, released when
+the process ends, however it ends): a second run on the same folder refuses to start.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from .config import TrainConfig, config_from_dict
 from .network import build_model
 
-__all__ = ["FORMAT", "save_atomic", "load_checkpoint", "check_resumable", "load_model"]
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on POSIX: no lock
+    fcntl = None
 
-#: Checkpoint format written by this version: 2 = per-layer metrics (``hidden1_spikes``, ...).
+__all__ = ["FORMAT", "content_hash", "save_atomic", "load_checkpoint", "check_resumable", "load_model", "RunLock"]
+
+#: Checkpoint format written by this version: 2 = per-layer metrics (``hidden1_spikes``, ...) and a content hash.
 FORMAT = 2
 
 
+def _feed(h: Any, obj: Any) -> None:
+    if isinstance(obj, Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(obj, dict):
+        h.update(f"D{len(obj)}".encode())
+        for key in sorted(obj, key=repr):
+            _feed(h, key)
+            _feed(h, obj[key])
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"L{len(obj)}".encode())
+        for item in obj:
+            _feed(h, item)
+    elif isinstance(obj, np.ndarray):  # pragma: no cover - not written by the trainer
+        _feed(h, torch.from_numpy(obj))
+    else:
+        h.update(f"V{obj!r}".encode())
+
+
+def content_hash(state: dict[str, Any]) -> str:
+    """SHA-256 of everything in ``state`` except its ``"sha256"`` entry (module docstring)."""
+    h = hashlib.sha256()
+    _feed(h, {k: v for k, v in state.items() if k != "sha256"})
+    return h.hexdigest()
+
+
 def save_atomic(obj: dict[str, Any], path: Path) -> None:
-    """``torch.save`` to a temporary name, then move it into place."""
+    """``torch.save`` of ``obj`` with its content hash, to a temporary name, then moved into place."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
+    torch.save({**obj, "sha256": content_hash(obj)}, tmp)
     os.replace(tmp, path)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], TrainConfig]:
-    """The saved state and its configuration; ``ValueError`` for a missing or foreign file."""
+    """The saved state and its configuration.
+
+    Raises:
+        ValueError: (one line) the file is missing or not a file, cannot be read (empty,
+            truncated, not a checkpoint), is not one of ours, or fails its content hash.
+    """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ValueError(f"checkpoint {str(path)!r} does not exist")
+    if not path.is_file():
+        raise ValueError(f"checkpoint {str(path)!r} is not a file")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on foreign pickles: the error below says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # empty, truncated, random bytes, a pickle with code in it, ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"checkpoint {str(path)!r} cannot be read: {first[:200]}") from None
+    if not isinstance(state, dict) or not {"config", "model", "n_inputs", "n_classes"} <= set(state):
+        raise ValueError(f"checkpoint {str(path)!r} is not an eventprop checkpoint (no configuration and model in it)")
+    if "sha256" in state and state["sha256"] != content_hash(state):
+        raise ValueError(f"checkpoint {str(path)!r} is corrupt: its content does not match its SHA-256 hash")
+    try:
         config = config_from_dict(state["config"])
-    except Exception as exc:  # a file that is not one of our checkpoints
-        raise ValueError(f"checkpoint {str(path)!r} is not an eventprop checkpoint ({exc})") from None
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"checkpoint {str(path)!r} holds a configuration this version cannot read ({exc})") from None
     return state, config
 
 
@@ -65,5 +124,38 @@ def load_model(path: str | os.PathLike[str], device: str | None = None) -> tuple
     if device is not None:
         config.device = device
     model = build_model(config, state["n_inputs"], state["n_classes"])
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise ValueError(f"checkpoint {str(path)!r}: its weights do not fit its configuration ({str(exc).splitlines()[0]})") from None
     return model, config
+
+
+class RunLock:
+    """``with RunLock(folder):`` holds ``folder/run.lock``; ``ValueError`` if another process holds it."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = Path(folder) / "run.lock"
+        self._file: IO[str] | None = None
+
+    def __enter__(self) -> RunLock:
+        self._file = open(self.path, "a+")
+        if fcntl is not None:
+            try:
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._file.seek(0)
+                holder = self._file.read().strip() or "another process"
+                self._file.close()
+                self._file = None
+                raise ValueError(f"{self.path.parent} is in use by another run ({holder}); wait for it or choose another --out") from None
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(f"pid {os.getpid()}")
+        self._file.flush()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()  # releases the lock
+            self._file = None

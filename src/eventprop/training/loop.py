@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .activity import Activity, bump_first_silent, layer_names
-from .checkpoints import FORMAT, check_resumable, load_checkpoint, load_model, save_atomic
+from .checkpoints import FORMAT, RunLock, check_resumable, load_checkpoint, load_model, save_atomic
 from .config import TrainConfig
 from .network import build_model, forward_layers, readout_of
 from .outputs import plot_runs, write_json, write_metrics
@@ -98,11 +98,25 @@ def train(
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Train one seed; returns the summary also written to ``out_dir/summary.json``."""
+    """Train one seed; returns the summary also written to ``out_dir/summary.json``.
+
+    ``resume=True`` continues the run in ``out_dir`` from its ``checkpoint.pt`` (which
+    must exist and hold the same configuration, up to ``epochs``). The run holds
+    ``out_dir/run.lock`` while it trains (:class:`~eventprop.training.checkpoints.RunLock`).
+    """
     config.validate()
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output folder {str(out)!r} is a file")
     out.mkdir(parents=True, exist_ok=True)
+    with RunLock(out):
+        return _train(config, out, resume, progress, log)
+
+
+def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
     ckpt_path = out / "checkpoint.pt"
+    if resume and not ckpt_path.exists():
+        raise ValueError(f"--resume: {out} holds no checkpoint.pt to continue from")
     x_train, y_train = load_split(config, "train")
     x_val, y_val = load_split(config, "validation")
     n_inputs, n_classes = x_train.shape[1], TASKS[config.task].n_classes
@@ -124,7 +138,7 @@ def train(
     noise = torch.Generator().manual_seed(config.seed + 1_000_003)
     rows: list[dict[str, float]] = []
     best_acc, best_epoch, start_epoch = -1.0, -1, 0
-    if resume and ckpt_path.is_file():
+    if resume:
         state, saved = load_checkpoint(ckpt_path)
         check_resumable(state, ckpt_path)
         differ = [f.name for f in dataclasses.fields(config) if f.name != "epochs" and getattr(saved, f.name) != getattr(config, f.name)]

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .checkpoints import RunLock
 from .config import TrainConfig
 from .loop import train
 from .outputs import plot_runs, read_metrics, write_json
@@ -37,17 +38,30 @@ def train_seeds(config: TrainConfig, n_seeds: int, out_dir: str | os.PathLike[st
     Each seed writes to ``out_dir/seed_<k>``; the aggregate (mean and standard
     deviation of test and best validation accuracy) goes to ``out_dir/summary.json``
     and the curves of all seeds (mean bold, each seed grey) to ``out_dir/training.png``.
+    With ``resume=True`` each seed that has a checkpoint continues from it and the
+    others start. The whole run holds ``out_dir/run.lock``.
     """
+    config.validate()
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output folder {str(out)!r} is a file")
+    out.mkdir(parents=True, exist_ok=True)
+    with RunLock(out):
+        return _train_seeds(config, n_seeds, out, resume, workers)
+
+
+def _train_seeds(config: TrainConfig, n_seeds: int, out: Path, resume: bool, workers: int | None) -> dict[str, Any]:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    config.validate()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     cores = os.cpu_count() or 1
     workers = max(1, min(n_seeds, workers or cores))
     threads = max(1, cores // workers)
-    jobs = [(dataclasses.replace(config, seed=config.seed + k), str(out / f"seed_{config.seed + k}"), resume, threads) for k in range(n_seeds)]
+    dirs = [out / f"seed_{config.seed + k}" for k in range(n_seeds)]
+    jobs = [
+        (dataclasses.replace(config, seed=config.seed + k), str(d), resume and (d / "checkpoint.pt").exists(), threads)
+        for k, d in enumerate(dirs)
+    ]
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
         summaries = list(tqdm(pool.map(_train_worker, jobs), total=n_seeds, desc="seeds"))
     test = np.array([s["test_accuracy"] for s in summaries])
