@@ -85,6 +85,15 @@ def test_evaluate_split_and_files(tmp_path: Path, capsys: pytest.CaptureFixture[
         (["train", "yinyang", "--preset", "nope"], "preset must be one of"),
         (["train", "yinyang", "--epochs", "0"], "epochs must be a positive int"),
         (["train", "yinyang", "--device", "cuda"], "CUDA is not available"),
+        (["train", "yinyang", "--device", "foo"], "device must be 'cpu' or 'cuda[:N]', got 'foo'"),
+        (["train", "yinyang", "--device", "meta"], "device must be 'cpu' or 'cuda[:N]', got 'meta'"),
+        (["train", "yinyang", "--workers", "-1"], "--workers must be a positive int"),
+        (["train", "yinyang", "--hidden-init", "1", "nan"], "hidden_init[1] (a std) must be finite and non-negative"),
+        (["train", "yinyang", "--hidden-init", "0", "-1"], "hidden_init[1] (a std) must be finite and non-negative"),
+        (["train", "yinyang", "--output-init", "nan", "1"], "output_init[0] (a mean) must be finite"),
+        (["train", "yinyang", "--grad-clip", "nan"], "grad_clip must be finite and non-negative"),
+        (["train", "yinyang", "--bump", "inf"], "bump must be finite and non-negative"),
+        (["train", "yinyang", "--tau-syn", "0"], "tau_syn must be finite and positive"),
     ],
 )
 def test_bad_input_is_one_line_error(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

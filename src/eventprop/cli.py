@@ -117,6 +117,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config.validate()
     if args.seeds < 1:
         raise ValueError(f"--seeds must be a positive int, got {args.seeds}")
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be a positive int, got {args.workers}")
     suffix = "-voltage" if config.readout == "voltage" else ""
     out = Path(args.out or f"runs/{args.task}-{args.preset}{suffix}")
     if (out / "checkpoint.pt").exists() and not args.resume and args.seeds == 1:

@@ -211,7 +211,16 @@ class TrainConfig:
             if getattr(self, name) is not None:
                 positive_int(name, getattr(self, name))
         integer("seed", self.seed)
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
+        self._check_device()
+
+    def _check_device(self) -> None:
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}") from None
+        if device.type not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+        if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {self.device!r} requested but CUDA is not available")
 
     def _check_engine(self) -> None:

@@ -106,7 +106,12 @@ def _constants(p: NeuronParams, np_dtype: type, horizon: float = math.inf) -> tu
     # (shrunk a little) and a relative rounding margin: on [0, L],
     # V <= max(v0, 0) + max(i0, 0) K(min(L, s_peak)) rules out most intervals cheaply.
     ext = values[_EXT]
-    s_peak = p.tau_syn * (math.log1p(ext) / ext if ext != 0 else 1.0)
+    if ext == 0:
+        s_peak = p.tau_syn
+    elif 1 + ext > 0:
+        s_peak = p.tau_syn * (math.log1p(ext) / ext)
+    else:  # tau_syn / tau_mem below rounding (ext rounds to -1): the same peak, as a ratio of logs
+        s_peak = math.log(p.tau_mem / p.tau_syn) / (1 / p.tau_syn - 1 / p.tau_mem)
     k_peak = (s_peak / p.tau_mem) * math.exp(-s_peak / p.tau_slow) * (
         math.expm1(-s_peak * p.rate_gap) / (-s_peak * p.rate_gap) if p.rate_gap * s_peak != 0 else 1.0
     )
