@@ -200,3 +200,18 @@ def test_trajectory_bad_input_raises(engine: str) -> None:
         readout_trajectory(times, torch.full((2, 2), math.nan, dtype=F64), tau_mem=5.0, tau_syn=5.0, window=9.0, engine=engine)
     with pytest.raises(ValueError, match="cannot serve a trajectory"):
         readout_trajectory(times, torch.ones(2, 2, dtype=F64), tau_mem=5.0, tau_syn=5.0, window=9.0, engine="numba")
+
+
+@pytest.mark.parametrize("recurrent,engine", SPIKING)
+def test_a_nan_gradient_at_a_real_spike_is_reported(recurrent: bool, engine: str) -> None:
+    times, weight, rec = _layer_args(recurrent, torch.Generator().manual_seed(7))
+    weight.requires_grad_(True)
+    out = lif_layer(times, weight, rec, tau_mem=20.0, tau_syn=5.0, engine=engine)
+    spiked = torch.isfinite(out)
+    assert spiked.any() and (~spiked).any()
+    nan_at_padding = torch.where(spiked, torch.ones_like(out), torch.full_like(out, math.nan))
+    (g,) = torch.autograd.grad(out, weight, grad_outputs=nan_at_padding, retain_graph=True)  # padding is ignored
+    assert torch.isfinite(g).all()
+    nan_at_spike = torch.where(spiked, torch.full_like(out, math.nan), torch.zeros_like(out))
+    with pytest.raises(ValueError, match=r"dL/d\(spike time\) is NaN at \d+ output spike\(s\)"):
+        torch.autograd.grad(out, weight, grad_outputs=nan_at_spike)

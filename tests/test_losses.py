@@ -114,3 +114,22 @@ def test_numpy_scalars_are_real_numbers_and_labels_must_be_integers() -> None:
         first_spike_correct(first, torch.tensor([0.0, 1.0]))
     with pytest.raises(ValueError, match="labels must be an integer tensor, got list"):
         first_spike_correct(first, [0, 1])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("dtype,late", [(torch.float32, 600.0), (torch.float64, 4600.0)])
+def test_an_overflowing_regulariser_raises_with_the_numbers_instead_of_returning_inf(dtype: torch.dtype, late: float) -> None:
+    labels = torch.tensor([0, 1])
+    early = torch.tensor([[late - 100.0 * (dtype == torch.float32) - 400.0, 20.0], [3.0, 500.0]], dtype=dtype)
+    loss = first_spike_cross_entropy(early, labels, tau0=0.5, tau1=6.4, alpha=3e-3, t_silent=60.0)
+    assert torch.isfinite(loss)
+    first = torch.tensor([[late, 20.0], [3.0, 5.0]], dtype=dtype)
+    with pytest.raises(ValueError, match=f"overflows {dtype} for a label spike at t = {late:g}"):
+        first_spike_cross_entropy(first, labels, tau0=0.5, tau1=6.4, alpha=3e-3, t_silent=60.0)
+    ok = first_spike_cross_entropy(first, labels, tau0=0.5, tau1=6.4, alpha=0.0, t_silent=60.0)  # no regulariser
+    assert torch.isfinite(ok)
+
+
+@pytest.mark.parametrize("bad", [-1.0, -math.inf])
+def test_negative_first_spike_times_are_refused(bad: float) -> None:
+    with pytest.raises(ValueError, match="first contains negative spike times"):
+        first_spike_cross_entropy(torch.tensor([[bad, 2.0]]), torch.tensor([0]), tau0=0.5, tau1=6.4, alpha=3e-3, t_silent=60.0)

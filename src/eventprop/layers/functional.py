@@ -47,11 +47,18 @@ class _LIFFunction(torch.autograd.Function):
         out_times, saved = engine.simulate(kind, spec, times, weight, recurrent_weight)
         ctx.save_for_backward(*saved)
         ctx.engine, ctx.kind, ctx.spec, ctx.input_shape = engine, kind, spec, times.shape
+        ctx.spiked = torch.isfinite(out_times)  # where dL/dt must be a number (padding is ignored)
         return out_times
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        if bool(torch.isnan(grad_out).logical_and_(ctx.spiked).any()):
+            n = int(torch.isnan(grad_out).logical_and_(ctx.spiked).sum())
+            raise ValueError(
+                f"dL/d(spike time) is NaN at {n} output spike(s) of a LIF layer: the loss or a later layer made it "
+                "(EventProp cannot propagate it; nothing is set to zero)"
+            )
         grad_times, grad_weight, grad_rec = ctx.engine.adjoint(
             ctx.kind, ctx.spec, grad_out, ctx.saved_tensors, ctx.input_shape
         )

@@ -13,7 +13,11 @@ Silent neurons (``t = +inf``) are handled as in the authors' code: a silent wron
 neuron drops out of the softmax sum (``exp(-inf) = 0``); a sample whose label neuron
 is silent carries no gradient (no spike time can be moved to make it fire; weight
 bumping is the remedy) and reports the finite loss it would have with the label
-spiking at ``t_silent``. The loss is therefore always finite and NaN-free.
+spiking at ``t_silent``. The softmax term is evaluated as a log-softmax and stays
+finite for any finite spike times; the regulariser ``exp(t_l / tau1)`` grows without
+bound and exceeds the dtype's range for ``t_l > tau1 log(max)`` (``88.7 tau1`` in
+float32, ``709.8 tau1`` in float64): there the loss raises ``ValueError`` with the
+numbers instead of returning ``inf``. The loss is never NaN.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ def _check(first: Tensor, labels: Tensor) -> None:
         raise ValueError(f"first must have shape (batch, classes), got {tuple(first.shape)}")
     if bool(torch.isnan(first).any()):
         raise ValueError("first contains NaN")
+    if bool((first < 0).any()):
+        raise ValueError(f"first contains negative spike times (min {float(first.min())})")
     check_labels(labels, first.shape[0], first.shape[1])
 
 
@@ -90,7 +96,14 @@ class _FirstSpikeCrossEntropy(torch.autograd.Function):
         is_label = torch.zeros_like(finite).scatter_(1, label, True)
         t = torch.where(finite, first, t_silent)
         log_p = torch.log_softmax(torch.where(finite | is_label, t * (-1.0 / tau0), -math.inf), dim=1)
-        growth = torch.expm1(t.gather(1, label) / tau1)
+        growth = torch.expm1(t.gather(1, label) / tau1) if alpha > 0 else torch.zeros_like(t[:, :1])
+        if not bool(torch.isfinite(growth).all()):
+            late = float(t.gather(1, label).max())
+            raise ValueError(
+                f"first_spike_cross_entropy: the regulariser exp(t / tau1) overflows {first.dtype} for a label spike at "
+                f"t = {late:g} (tau1 = {tau1:g}: finite up to t = {tau1 * math.log(torch.finfo(first.dtype).max):g}); "
+                "raise tau1, compute in float64, or set alpha = 0"
+            )
         loss = (alpha * growth - log_p.gather(1, label)).squeeze(1)
         if ctx.needs_input_grad[0]:
             grad = (is_label.to(first.dtype) - log_p.exp()) / tau0
