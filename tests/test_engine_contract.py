@@ -215,3 +215,20 @@ def test_a_nan_gradient_at_a_real_spike_is_reported(recurrent: bool, engine: str
     nan_at_spike = torch.where(spiked, torch.full_like(out, math.nan), torch.zeros_like(out))
     with pytest.raises(ValueError, match=r"dL/d\(spike time\) is NaN at \d+ output spike\(s\)"):
         torch.autograd.grad(out, weight, grad_outputs=nan_at_spike)
+
+
+@pytest.mark.parametrize("engine", FEEDFORWARD_ENGINES)
+def test_memory_is_linear_in_the_input_events(engine: str) -> None:
+    """100,000 input events of one sample: an events x events tensor (80 GB) would not fit."""
+    gen = torch.Generator().manual_seed(8)
+    times = (torch.rand(1, 1000, 100, generator=gen, dtype=F64) * 1000.0).sort(dim=-1).values
+    weight = (torch.rand(3, 1000, generator=gen, dtype=F64) * 0.02).requires_grad_(True)
+    out = lif_layer(times, weight, tau_mem=20.0, tau_syn=5.0, engine=engine)
+    assert torch.isfinite(out).sum() > 50
+    (g,) = torch.autograd.grad(torch.where(torch.isfinite(out), out, 0.0).sum(), weight)
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
+    reference_engine = FEEDFORWARD_ENGINES[-1]  # every engine agrees with the last (lowest priority) one
+    if engine != reference_engine:
+        ref = lif_layer(times, weight.detach(), tau_mem=20.0, tau_syn=5.0, engine=reference_engine)
+        finite = torch.isfinite(ref)
+        assert torch.equal(finite, torch.isfinite(out)) and (out[finite] - ref[finite]).abs().max() < 1e-9

@@ -7,9 +7,10 @@ jumps ``I_j += W[j, src_e]``. Without its own spikes, its state right after even
     I_j(t_e) = sum_{e' <= e} W[j, src_e'] exp(-(t_e - t_e') / tau_syn)
     V_j(t_e) = sum_{e' <= e} W[j, src_e'] K(t_e - t_e') - theta sum_{k: t_k <= t_e} exp(-(t_e - t_k) / tau_mem)
 
-(the last sum: reset by subtraction at the neuron's own spikes ``t_k``). All these
-are computed at once for every batch element, neuron and event, with decaying
-exponentials only (no overflow for long trials). The engine then iterates over
+(the last sum: reset by subtraction at the neuron's own spikes ``t_k``). The first
+two are computed at once for every batch element, neuron and event by the prefix scan
+of :func:`~eventprop.engines.pytorch.trajectory.flow_scan` (decaying exponentials of
+time differences only: no overflow for long trials; memory linear in the events). The engine then iterates over
 *spike rounds*: each round finds, for every neuron at once, the first threshold
 crossing after its previous spike (bracketed analytically per inter-event interval,
 refined by Newton), so Python loops run over spikes per neuron, never over events.
@@ -40,6 +41,7 @@ from torch import Tensor
 from ...errors import SpikeLimitError
 from ...model.neuron import NeuronParams, adjoint_jump, crossing_bracket, psp_kernel, solve_crossing
 from ...model.spikes import EventList, sorted_events, stack_spikes
+from .trajectory import flow_scan
 
 __all__ = ["feedforward_forward", "feedforward_backward"]
 
@@ -80,13 +82,13 @@ def feedforward_forward(
     t = torch.where(finite, events.times, torch.zeros_like(events.times))  # (B, E)
     w_ev = torch.where(finite[..., None], weight.t()[events.source], torch.zeros((), dtype=weight.dtype, device=weight.device))
 
-    # State right after each event, without resets: causal (lower-triangular) kernels.
-    causal = torch.ones(n_events, n_events, dtype=torch.bool, device=t.device).tril()
-    causal = causal & finite[:, :, None] & finite[:, None, :]
-    lag = torch.where(causal, t[:, :, None] - t[:, None, :], torch.zeros((), dtype=t.dtype, device=t.device))
+    # State right after each event, without resets, by the prefix scan. Padding events (no
+    # jump) sit at the last real event's time, so that every gap is finite and >= 0.
+    last_real = torch.where(finite, events.times, torch.zeros_like(events.times)).max(dim=1, keepdim=True).values
+    t_scan = torch.where(finite, events.times, last_real)[:, None, :]  # (B, 1, E)
+    jumps = w_ev.transpose(1, 2)  # (B, N, E)
+    voltage_at, current_at = flow_scan(t_scan, jumps, torch.zeros_like(jumps), p)
     zero = torch.zeros((), dtype=t.dtype, device=t.device)
-    current_at = (torch.where(causal, torch.exp(-lag / p.tau_syn), zero) @ w_ev).transpose(1, 2)  # (B, N, E)
-    voltage_at = (torch.where(causal, psp_kernel(lag, p), zero) @ w_ev).transpose(1, 2)
 
     t_next = torch.cat([events.times[:, 1:], torch.full_like(events.times[:, :1], math.inf)], dim=1)
     end = torch.clamp(t_next, max=horizon)[:, None, :]  # (B, 1, E)
@@ -169,6 +171,10 @@ def _jumps(grad_out: Tensor, out_times: Tensor, out_current: Tensor, p: NeuronPa
     return jumps
 
 
+#: Largest block of (batch, neurons, events, spikes) entries :func:`adjoint_at` builds at once.
+_BLOCK_ELEMENTS = 1 << 19
+
+
 def adjoint_at(times: Tensor, finite: Tensor, out_times: Tensor, jumps: Tensor, p: NeuronParams) -> tuple[Tensor, Tensor]:
     """``lambda_V`` and ``lambda_I`` of every neuron at the given event times.
 
@@ -178,15 +184,24 @@ def adjoint_at(times: Tensor, finite: Tensor, out_times: Tensor, jumps: Tensor, 
 
     Returns:
         two ``(batch, neurons, events)`` tensors (0 at padded events).
+
+    The kernel sums run over blocks of events of at most ``_BLOCK_ELEMENTS`` entries of
+    ``(batch, neurons, events, max_out)``, so that memory stays linear in the events.
     """
     zero = torch.zeros((), dtype=times.dtype, device=times.device)
-    lag = out_times[:, :, None, :] - torch.where(finite, times, zero)[:, None, :, None]  # (B, N, E, K)
-    live = torch.isfinite(out_times)[:, :, None, :] & finite[:, None, :, None] & (lag > 0)
-    lag = torch.where(live, lag, zero)
-    j = torch.where(live, jumps[:, :, None, :], zero)
-    lam_v = (j * torch.exp(-lag / p.tau_mem)).sum(-1)
-    lam_i = (j * (p.tau_mem / p.tau_syn) * psp_kernel(lag, p)).sum(-1)
-    return lam_v, lam_i
+    spiked = torch.isfinite(out_times)[:, :, None, :]
+    batch, neurons, slots = out_times.shape
+    block = max(1, _BLOCK_ELEMENTS // max(1, batch * neurons * slots))
+    parts_v, parts_i = [], []
+    for start in range(0, times.shape[1], block):
+        q, ok = times[:, start : start + block], finite[:, start : start + block]
+        lag = out_times[:, :, None, :] - torch.where(ok, q, zero)[:, None, :, None]  # (B, N, Eb, K)
+        live = spiked & ok[:, None, :, None] & (lag > 0)
+        lag = torch.where(live, lag, zero)
+        j = torch.where(live, jumps[:, :, None, :], zero)
+        parts_v.append((j * torch.exp(-lag / p.tau_mem)).sum(-1))
+        parts_i.append((j * (p.tau_mem / p.tau_syn) * psp_kernel(lag, p)).sum(-1))
+    return torch.cat(parts_v, dim=2), torch.cat(parts_i, dim=2)
 
 
 def feedforward_backward(

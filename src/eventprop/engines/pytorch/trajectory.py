@@ -23,11 +23,19 @@ from torch import Tensor
 from ...model.neuron import NeuronParams, free_voltage
 from ...model.trajectory import VoltageTrajectory
 
-__all__ = ["trajectory"]
+__all__ = ["trajectory", "flow_scan"]
 
 
-def _scan(times: Tensor, jump_i: Tensor, jump_v: Tensor, p: NeuronParams) -> tuple[Tensor, Tensor]:
-    """States just after each event by the prefix scan of the module docstring."""
+def flow_scan(times: Tensor, jump_i: Tensor, jump_v: Tensor, p: NeuronParams) -> tuple[Tensor, Tensor]:
+    """States ``(V_k, I_k)`` just after each event by the prefix scan of the module docstring.
+
+    Args:
+        times: ``(..., 1, M)`` ascending event times (finite).
+        jump_i, jump_v: ``(..., N, M)`` current and voltage jumps of each event.
+
+    Returns:
+        ``(V, I)``, each ``(..., N, M)``; memory ``O(N M)`` per step, ``ceil(log2 M)`` steps.
+    """
     v, i = jump_v, jump_i
     n = times.shape[-1]
     shift = 1
@@ -53,7 +61,7 @@ def _build(times: Tensor, jump_i: Tensor, jump_v: Tensor, p: NeuronParams, windo
     t = torch.cat([torch.zeros_like(t[..., :1]), t], dim=-1)
     jump_i = torch.cat([torch.zeros_like(jump_i[..., :1]), jump_i], dim=-1)
     jump_v = torch.cat([torch.zeros_like(jump_v[..., :1]), jump_v], dim=-1)
-    v, i = _scan(t, jump_i, jump_v, p)
+    v, i = flow_scan(t, jump_i, jump_v, p)
     return VoltageTrajectory(t, jump_i, jump_v, v, i, p, window)
 
 
