@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -232,3 +233,29 @@ def test_memory_is_linear_in_the_input_events(engine: str) -> None:
         ref = lif_layer(times, weight.detach(), tau_mem=20.0, tau_syn=5.0, engine=reference_engine)
         finite = torch.isfinite(ref)
         assert torch.equal(finite, torch.isfinite(out)) and (out[finite] - ref[finite]).abs().max() < 1e-9
+
+
+@pytest.mark.parametrize("recurrent,engine", SPIKING)
+@pytest.mark.parametrize("t_start", [1e4, 1e6])
+def test_float32_long_trials_terminate_with_every_spike_to_the_float32_step(recurrent: bool, engine: str, t_start: float) -> None:
+    """Spikes near t = 1e6 ms lie one float32 step (0.0625 ms) apart at best: no stall, the float64 count."""
+    gen = torch.Generator().manual_seed(9)
+    times = (t_start + 30.0 * torch.rand(4, 6, 2, generator=gen, dtype=F64)).sort(dim=-1).values.float()
+    weight = (1.0 + 0.4 * torch.randn(5, 6, generator=gen, dtype=F64)).float()
+    rec = (0.3 * torch.randn(5, 5, generator=gen, dtype=F64)).float() if recurrent else None
+    out32 = lif_layer(times, weight, rec, tau_mem=20.0, tau_syn=5.0, engine=engine)
+    out64 = lif_layer(times.double(), weight.double(), None if rec is None else rec.double(), tau_mem=20.0, tau_syn=5.0, engine=engine)
+    finite = torch.isfinite(out64)
+    assert finite.sum() > 10 and out32.shape == out64.shape and torch.equal(torch.isfinite(out32), finite)
+    ulp = float(np.spacing(np.float32(t_start)))  # the float32 step at t_start (and up to t_start + 100 here)
+    assert (out32.double() - out64)[finite].abs().max() <= ulp
+
+
+@pytest.mark.parametrize("recurrent,engine", SPIKING)
+def test_the_float32_stall_of_the_issue_terminates(recurrent: bool, engine: str) -> None:
+    """One input at 1e6 ms with weight 1e3: 248 spikes, some closer than a float32 step would allow to stall."""
+    weight = torch.tensor([[1e3]])
+    rec = torch.zeros(1, 1) if recurrent else None
+    out = lif_layer(torch.tensor([[[1e6]]]), weight, rec, tau_mem=20.0, tau_syn=5.0, engine=engine)
+    ref = lif_layer(torch.tensor([[[1e6]]], dtype=F64), weight.double(), None if rec is None else rec.double(), tau_mem=20.0, tau_syn=5.0, engine=engine)
+    assert int(torch.isfinite(out).sum()) == int(torch.isfinite(ref).sum()) == 248
