@@ -56,6 +56,7 @@ __all__ = [
     "voltage_extremum",
     "crossing_bracket",
     "solve_crossing",
+    "FLAT_FACTOR",
     "first_crossing",
 ]
 
@@ -186,6 +187,13 @@ def crossing_bracket(
     return crosses, lo, hi
 
 
+#: A root estimate with ``|V - theta|`` at rounding level is accepted only if the time
+#: error it implies, ``|V - theta| / V'``, is below ``FLAT_FACTOR`` time tolerances; where
+#: ``V`` is flatter (a near-tangential crossing, ``I - theta`` below about 1e-6 of
+#: ``theta``) the root is bracketed down to the time tolerance instead.
+FLAT_FACTOR = 1e6
+
+
 def solve_crossing(
     v0: Tensor, i0: Tensor, lo: Tensor, hi: Tensor, p: NeuronParams, max_iter: int = 100
 ) -> Tensor:
@@ -209,11 +217,11 @@ def solve_crossing(
     for _ in range(max_iter):
         v = free_voltage(v0, i0, x, p)
         f = v - theta
-        done = done | (f.abs() <= f_tol)
+        slope = (free_current(i0, x, p) - v) / p.tau_mem
+        done = done | ((f.abs() <= f_tol) & (f.abs() <= slope * (FLAT_FACTOR * t_tol)))
         below = f < 0
         lo = torch.where(below, x, lo)
         hi = torch.where(below, hi, x)
-        slope = (free_current(i0, x, p) - v) / p.tau_mem
         newton = x - f / torch.where(slope > 0, slope, torch.ones_like(slope))
         ok = (slope > 0) & (newton >= lo) & (newton <= hi)
         x_new = torch.where(ok, newton, 0.5 * (lo + hi))

@@ -58,7 +58,7 @@ import torch
 from torch import Tensor
 
 from ...errors import SpikeLimitError
-from ...model.neuron import NeuronParams
+from ...model.neuron import FLAT_FACTOR, NeuronParams
 from ...model.spikes import EventList, check_spike_values
 
 try:  # pragma: no cover - exercised only where numba is missing
@@ -73,7 +73,7 @@ _DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 # Indices into the constants tuple ``c`` passed to the kernels (all of the data dtype).
 (_TM, _TS, _THETA, _TSLOW, _GAP, _EXT, _RATIO, _FTOL, _TTOL, _MINTAU, _HALF, _ONE, _ZERO, _HORIZON, _INF, _KMAX,
- _MARGIN, _SPEAK, _PEAK_TIME, _PEAK_K) = range(20)
+ _MARGIN, _SPEAK, _PEAK_TIME, _PEAK_K, _FLAT) = range(21)
 
 
 def numba_available() -> bool:
@@ -86,7 +86,7 @@ def _constants(p: NeuronParams, np_dtype: type, horizon: float = math.inf) -> tu
     # A tuple of numpy scalars of the data dtype: passed by value (no reference counting
     # in the inner calls), and float32 arithmetic with them stays float32.
     eps = float(np.finfo(np_dtype).eps)
-    values = [0.0] * 20
+    values = [0.0] * 21
     values[_TM] = p.tau_mem
     values[_TS] = p.tau_syn
     values[_THETA] = p.threshold
@@ -96,6 +96,7 @@ def _constants(p: NeuronParams, np_dtype: type, horizon: float = math.inf) -> tu
     values[_RATIO] = p.tau_mem / p.tau_syn
     values[_FTOL] = 8 * eps
     values[_TTOL] = 16 * eps
+    values[_FLAT] = FLAT_FACTOR
     values[_MINTAU] = min(p.tau_mem, p.tau_syn)
     values[_HALF] = 0.5
     values[_ONE] = 1.0
@@ -147,10 +148,17 @@ if numba is not None:
     @njit(cache=True)
     def _extremum_voltage(v0, i0, s, c):
         # V at its extremum s (from _extremum): there V' = (I - V) / tau_mem = 0, so
-        # V(s) = I(s) = i0 exp(-s / tau_syn): one exponential instead of three
+        # V(s) = I(s) = i0 exp(-s / tau_syn): one exponential instead of three. Within
+        # rounding of the threshold (a near-tangential crossing) the value is recomputed
+        # as _solve computes V, so that the crossing decision and the root agree.
         if v0 == 0 and s == c[_PEAK_TIME]:
-            return i0 * c[_PEAK_K]
-        return i0 * math.exp(-s / c[_TS])
+            v = i0 * c[_PEAK_K]
+        else:
+            v = i0 * math.exp(-s / c[_TS])
+        if abs(v - c[_THETA]) <= c[_MARGIN] * c[_THETA]:
+            e_mem, e_syn, k = _flow(s, c)
+            v = v0 * e_mem + i0 * k
+        return v
 
     @njit(cache=True)
     def _extremum(v0, i0, c):
@@ -259,14 +267,16 @@ if numba is not None:
             e_mem, e_syn, k = _flow(x, c)
             v = v0 * e_mem + i0 * k
             f = v - theta
-            if abs(f) <= f_tol:
+            i = i0 * e_syn
+            slope = (i - v) / c[_TM]
+            # |f| at rounding level is enough only where V is not flat: near a tangential
+            # crossing (slope -> 0) the root is bracketed down to t_tol instead
+            if abs(f) <= f_tol and abs(f) <= slope * (c[_FLAT] * t_tol):
                 return x
             if f < 0:
                 lo = x
             else:
                 hi = x
-            i = i0 * e_syn
-            slope = (i - v) / c[_TM]
             x_new = c[_HALF] * (lo + hi)
             if slope > 0:
                 curvature = (-i / c[_TS] - slope) / c[_TM]
