@@ -36,7 +36,7 @@ def test_two_hidden_layers_one_recurrent_train_and_resume_exactly(tmp_path: Path
     assert len(resumed_rows) == 2
     assert all(ra[k] == rb[k] for ra, rb in zip(rows, resumed_rows) for k in ra if k != "seconds")
     spiking = {"hidden1", "hidden2"} | ({"output"} if readout == "first-spike" else set())
-    assert {k.rsplit("_", 1)[0] for k in rows[0] if k.endswith(("_spikes", "_silent"))} == spiking
+    assert {k.rsplit("_", 1)[0] for k in rows[0] if k.endswith(("_spikes", "_silent")) and k != "tangential_spikes"} == spiking
     assert rows[-1]["hidden2_spikes"] > 0
 
 

@@ -6,12 +6,36 @@ What remains is a run that is valid but exceeds a limit the caller set.
 
 from __future__ import annotations
 
-__all__ = ["SpikeLimitError", "DEFAULT_MAX_SPIKES"]
+__all__ = ["SpikeLimitError", "DEFAULT_MAX_SPIKES", "TangentialCrossingWarning"]
 
 #: The default spike budget of every layer: spikes per neuron and sample. A layer whose
 #: neuron would exceed it raises :class:`SpikeLimitError` (a runaway network stops with
 #: the numbers instead of running for ever); ``max_spikes=None`` lifts the budget.
 DEFAULT_MAX_SPIKES = 1000
+
+
+class TangentialCrossingWarning(UserWarning):
+    """Spikes whose threshold crossing was (near) tangential had their gradient computed.
+
+    At a spike ``dV/dt = (I - theta) / tau_mem``, and the exact gradient carries the factor
+    ``1 / (I - theta)`` (paper eq. 30a): it diverges where the voltage only touches the
+    threshold. A spike with ``|I - theta| <= tolerance * theta``
+    (:func:`eventprop.model.neuron.tangent_tolerance`: ``8 sqrt(eps)`` of the computing
+    dtype, 1.2e-7 in float64) is *tangential*: floating point cannot resolve its time
+    well enough for that factor, so its gradient is unreliable and can be huge. The
+    layer warns with their number; with ``tangent_safeguard=True`` it clips
+    ``|I - theta|`` to the tolerance (a bounded jump) and says so. An exact double root
+    (``I = theta``) is always given the tolerance (its exact gradient is infinite).
+    """
+
+    def __init__(self, count: int, total: int, clipped: bool) -> None:
+        what = (
+            "clipped to the tolerance (tangent_safeguard=True)"
+            if clipped
+            else "the exact formula's, hence unreliable and possibly huge (tangent_safeguard=True clips them)"
+        )
+        super().__init__(f"{count} of {total} spikes crossed the threshold tangentially (|I - theta| at rounding level); their gradients are {what}")
+        self.count, self.total, self.clipped = count, total, clipped
 
 
 class SpikeLimitError(RuntimeError):

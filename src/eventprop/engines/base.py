@@ -29,10 +29,13 @@ Entry points, for a layer with ``N = weight.shape[0]`` neurons and input
   to ``save_for_backward`` and back to ``adjoint`` unchanged. It holds per-event and
   per-spike data only (memory grows with spikes, never with simulated time).
 - ``adjoint(kind, spec, grad_out, saved, input_shape) -> (grad_times, grad_weight,
-  grad_recurrent_weight)``: the exact EventProp gradient (paper Table 2,
+  grad_recurrent_weight, n_tangential)``: the exact EventProp gradient (paper Table 2,
   :mod:`eventprop.model.neuron`) for ``grad_out = dL/d out_times`` (entries at padding
   are ignored); shapes of ``times``, ``weight`` and ``recurrent_weight`` (``None`` for a
-  feed-forward layer; zero diagonal for a recurrent one).
+  feed-forward layer; zero diagonal for a recurrent one); ``n_tangential`` counts the
+  spikes with ``|I - theta| <= tangent_tolerance * theta``, whose jump denominator is
+  clipped to that bound when ``spec.tangent_safeguard`` is set (see
+  :func:`~eventprop.model.neuron.adjoint_jump`; never a division error).
 - ``trajectory(times, spikes, weight, recurrent_weight, params, window) ->
   VoltageTrajectory``: states just after every event on ``[0, window]``
   (:class:`~eventprop.model.trajectory.VoltageTrajectory`), differentiable by autograd
@@ -51,7 +54,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from ..model.neuron import NeuronParams
+from ..model.neuron import NeuronParams, tangent_tolerance
 from ..model.trajectory import VoltageTrajectory
 
 __all__ = ["LayerKind", "LayerSpec", "Engine"]
@@ -73,11 +76,17 @@ class LayerSpec:
         params: time constants and threshold.
         horizon: no spike is emitted after it (``inf``: none).
         max_spikes: cap on spikes per neuron (``None``: none); exceeding it raises.
+        tangent_safeguard: clip the gradient's ``1 / (I - theta)`` at tangential spikes.
     """
 
     params: NeuronParams
     horizon: float
     max_spikes: int | None
+    tangent_safeguard: bool = False
+
+    def clip(self, dtype: torch.dtype) -> float:
+        """The jump denominator's bound for ``dtype``: ``tangent_tolerance * theta``, or 0 without the safeguard."""
+        return tangent_tolerance(dtype) * self.params.threshold if self.tangent_safeguard else 0.0
 
 
 class Engine(ABC):
@@ -126,7 +135,7 @@ class Engine(ABC):
         grad_out: Tensor,
         saved: tuple[Tensor, ...],
         input_shape: torch.Size,
-    ) -> tuple[Tensor, Tensor, Tensor | None]:
+    ) -> tuple[Tensor, Tensor, Tensor | None, int]:
         """EventProp backward of :meth:`simulate` (module docstring)."""
         raise NotImplementedError(f"engine {self.name!r} has no adjoint for {kind.value} layers")
 

@@ -15,6 +15,7 @@ readout or of a LIF layer (given its spikes) as a
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -22,7 +23,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ..engines import Engine, LayerKind, LayerSpec, check_engine_name, select_engine
-from ..errors import DEFAULT_MAX_SPIKES
+from ..errors import DEFAULT_MAX_SPIKES, TangentialCrossingWarning
 from ..model.neuron import NeuronParams
 from ..model.spikes import check_spike_layout, check_spike_values, validate_spike_times
 from ..model.trajectory import VoltageTrajectory
@@ -59,9 +60,11 @@ class _LIFFunction(torch.autograd.Function):
                 f"dL/d(spike time) is NaN at {n} output spike(s) of a LIF layer: the loss or a later layer made it "
                 "(EventProp cannot propagate it; nothing is set to zero)"
             )
-        grad_times, grad_weight, grad_rec = ctx.engine.adjoint(
+        grad_times, grad_weight, grad_rec, n_tangential = ctx.engine.adjoint(
             ctx.kind, ctx.spec, grad_out, ctx.saved_tensors, ctx.input_shape
         )
+        if n_tangential:
+            warnings.warn(TangentialCrossingWarning(n_tangential, int(ctx.spiked.sum()), ctx.spec.tangent_safeguard), stacklevel=2)
         needs = ctx.needs_input_grad
         return (
             grad_times if needs[0] else None,
@@ -95,6 +98,7 @@ def lif_layer(
     horizon: float = math.inf,
     max_spikes: int | None = DEFAULT_MAX_SPIKES,
     engine: str = "auto",
+    tangent_safeguard: bool = False,
     t_max: float | None = None,
 ) -> Tensor:
     r"""Output spike times of a layer of LIF neurons, differentiable by EventProp.
@@ -121,6 +125,11 @@ def lif_layer(
             layer kind: the compiled ``"numba"`` engine for feed-forward CPU layers,
             else ``"torch"``) or a registered name (:func:`eventprop.engines.engine_names`);
             a name that cannot serve the call raises ``ValueError`` saying why.
+        tangent_safeguard: at tangential spikes (``|I - theta|`` at rounding level,
+            where the exact gradient's ``1 / (I - theta)`` diverges) clip that factor to
+            ``1 / (tangent_tolerance * theta)``. Off by default: the gradient is then the
+            exact formula's value. Either way the backward warns with
+            :class:`~eventprop.errors.TangentialCrossingWarning` and their number.
         t_max: deprecated spelling of ``horizon``.
 
     Shape:
@@ -134,7 +143,11 @@ def lif_layer(
         torch.Size([1, 1, 1])
     """
     horizon = check_horizon(renamed("lif_layer", "t_max", t_max, "horizon", horizon, math.inf))
-    spec = LayerSpec(NeuronParams(tau_mem, tau_syn, threshold), horizon, optional_positive_int("max_spikes", max_spikes))
+    if not isinstance(tangent_safeguard, bool):
+        raise ValueError(f"tangent_safeguard must be True or False, got {tangent_safeguard!r}")
+    spec = LayerSpec(
+        NeuronParams(tau_mem, tau_syn, threshold), horizon, optional_positive_int("max_spikes", max_spikes), tangent_safeguard
+    )
     check_engine_name(engine)
     check_spike_layout(times, check_matrix("weight", weight).shape[1])
     n_out = weight.shape[0]

@@ -48,6 +48,8 @@ class LIFLayer(nn.Module):
         max_spikes: spike budget per neuron and sample (default 1000, ``None``: no
             limit); exceeding it raises :class:`~eventprop.SpikeLimitError`.
         engine: ``"auto"`` or a registered engine name (see :func:`eventprop.lif_layer`).
+        tangent_safeguard: clip the gradient at tangential spikes (see
+            :func:`eventprop.lif_layer`; off by default).
         init_mean, init_std: the weights are drawn from ``N(init_mean, init_std^2)``;
             default ``init_std`` is ``threshold / sqrt(in_features)``.
         recurrent_init_mean, recurrent_init_std: the same for ``recurrent_weight``
@@ -77,6 +79,7 @@ class LIFLayer(nn.Module):
         horizon: float = math.inf,
         max_spikes: int | None = DEFAULT_MAX_SPIKES,
         engine: str = "auto",
+        tangent_safeguard: bool = False,
         init_mean: float = 0.0,
         init_std: float | None = None,
         recurrent_init_mean: float = 0.0,
@@ -91,6 +94,9 @@ class LIFLayer(nn.Module):
         self.horizon = check_horizon(renamed("LIFLayer", "t_max", t_max, "horizon", horizon, math.inf))
         self.max_spikes = optional_positive_int("max_spikes", max_spikes)
         self.engine = check_engine_name(engine)
+        if not isinstance(tangent_safeguard, bool):
+            raise ValueError(f"tangent_safeguard must be True or False, got {tangent_safeguard!r}")
+        self.tangent_safeguard = tangent_safeguard
         check_float_dtype("dtype", dtype)
         factory = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(out_features, in_features, **factory))
@@ -143,6 +149,7 @@ class LIFLayer(nn.Module):
             horizon=self.horizon,
             max_spikes=self.max_spikes,
             engine=self.engine,
+            tangent_safeguard=self.tangent_safeguard,
         )
 
     def extra_repr(self) -> str:

@@ -53,6 +53,7 @@ __all__ = [
     "free_current",
     "adjoint_flow",
     "adjoint_jump",
+    "tangent_tolerance",
     "voltage_extremum",
     "crossing_bracket",
     "solve_crossing",
@@ -123,7 +124,21 @@ def adjoint_flow(lv0: Tensor, li0: Tensor, u: Tensor, p: NeuronParams) -> tuple[
     return lv, li
 
 
-def adjoint_jump(lambda_v: Tensor, sent_back: Tensor | float, g: Tensor, current: Tensor, p: NeuronParams) -> Tensor:
+def tangent_tolerance(dtype: torch.dtype) -> float:
+    """Relative size of ``|I - theta|`` below which a spike is tangential: ``8 sqrt(eps)``.
+
+    Near a tangential crossing ``V`` is flat, and a relative rounding error ``eps`` in
+    ``V`` moves the root by about ``sqrt(eps)`` of the time constants; ``I - theta`` at
+    the computed root is then of that order, and so is the relative error of the
+    ``1 / (I - theta)`` factor of the gradient (see
+    :class:`~eventprop.errors.TangentialCrossingWarning`).
+    """
+    return 8 * math.sqrt(torch.finfo(dtype).eps)
+
+
+def adjoint_jump(
+    lambda_v: Tensor, sent_back: Tensor | float, g: Tensor, current: Tensor, p: NeuronParams, clip: float = 0.0
+) -> Tensor:
     r"""Jump of ``lambda_V`` of a neuron at its own spike (paper eq. 30a, reverse time).
 
     With values just after the spike in forward time, ``g = dL/dt_k`` the direct loss
@@ -133,9 +148,29 @@ def adjoint_jump(lambda_v: Tensor, sent_back: Tensor | float, g: Tensor, current
 
         Delta lambda_V = (theta lambda_V + sent_back + g) / (I_n - theta)
 
-    The compiled engines evaluate the same expression in scalar code.
+    ``clip > 0`` (the tangent safeguard) bounds the denominator away from zero:
+    ``|I_n - theta|`` below ``clip`` counts as ``clip`` (sign kept). Without it the
+    exact expression is used, except at an exactly zero denominator (a double root,
+    where the exact value is infinite): there it counts as
+    ``tangent_tolerance * theta``, so the gradient stays finite, never a division error
+    or NaN (the layer's :class:`~eventprop.errors.TangentialCrossingWarning` reports
+    these spikes either way). The compiled engines evaluate the same expression in
+    scalar code.
     """
-    return (p.threshold * lambda_v + sent_back + g) / (current - p.threshold)
+    numerator = p.threshold * lambda_v + sent_back + g
+    denominator = current - p.threshold
+    if clip > 0:
+        small = denominator.abs() < clip
+        denominator = torch.where(small, torch.where(denominator < 0, -clip, clip), denominator)
+    else:
+        denominator = torch.where(denominator == 0, tangent_tolerance(denominator.dtype) * p.threshold, denominator)
+    return numerator / denominator
+
+
+def count_tangential(current: Tensor, spiked: Tensor, p: NeuronParams) -> int:
+    """Number of spikes (``spiked``) with ``|I - theta| <= tangent_tolerance * theta``."""
+    tol = tangent_tolerance(current.dtype) * p.threshold
+    return int(((current - p.threshold).abs() <= tol).logical_and_(spiked).sum())
 
 
 def voltage_extremum(v0: Tensor, i0: Tensor, p: NeuronParams) -> Tensor:

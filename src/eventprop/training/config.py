@@ -111,6 +111,10 @@ class TrainConfig:
     tau_mem: float = option(20.0, "membrane time constant (ms)", type=float, group=NET)
     tau_syn: float = option(5.0, "synaptic time constant (ms)", type=float, group=NET)
     threshold: float = option(1.0, "firing threshold", type=float, group=NET)
+    tangent_safeguard: bool = option(
+        False, "clip the gradient at tangential spikes (|I - theta| at rounding level; counted in metrics.csv either way)",
+        type=parse_bool, metavar="ON", group=OPT,
+    )  # fmt: skip
     max_spikes: int = option(
         DEFAULT_MAX_SPIKES, "spike budget per neuron and sample of every LIF layer: more stops the run with an error "
         "(0 = no limit)", type=int, group=NET,
@@ -212,6 +216,8 @@ class TrainConfig:
                 positive_int(name, getattr(self, name))
         integer("seed", self.seed)
         self._check_device()
+        if not isinstance(self.tangent_safeguard, bool):
+            raise ValueError(f"tangent_safeguard must be True or False, got {self.tangent_safeguard!r}")
 
     def _check_device(self) -> None:
         try:

@@ -6,7 +6,9 @@ exponential learning-rate decay, optional weight bumping (:mod:`.activity`), gra
 clipping, input jitter and a weight EMA, and leaves in its output folder:
 
 - ``metrics.csv``: one row per epoch (train/validation loss and accuracy, spikes per
-  sample and silent fraction of every spiking layer, learning rate, seconds);
+  sample and silent fraction of every spiking layer, the number of tangential spikes
+  met in the backward passes (:class:`~eventprop.errors.TangentialCrossingWarning`),
+  learning rate, seconds);
 - ``checkpoint.pt`` (every epoch, atomic; ``resume=True`` continues from it and ends
   with the same numbers as an uninterrupted run) and ``best.pt`` (the model of the best
   validation accuracy, used for the test score and by ``eventprop evaluate``), see
@@ -20,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -30,6 +33,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..errors import TangentialCrossingWarning
 from .activity import Activity, bump_first_silent, layer_names
 from .checkpoints import FORMAT, RunLock, check_resumable, load_checkpoint, load_model, save_atomic
 from .config import TrainConfig
@@ -88,6 +92,21 @@ def _jitter(times: Tensor, sigma: float, gen: torch.Generator) -> Tensor:
         return times
     shift = torch.randn(times.shape, generator=gen, dtype=times.dtype).to(times.device) * sigma
     return (times + shift).clamp(min=0).sort(dim=-1).values
+
+
+def _backward(loss: Tensor) -> int:
+    """``loss.backward()``; returns the number of tangential spikes the layers reported
+    (:class:`~eventprop.errors.TangentialCrossingWarning`), other warnings pass through."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TangentialCrossingWarning)
+        loss.backward()
+    count = 0
+    for w in caught:
+        if isinstance(w.message, TangentialCrossingWarning):
+            count += w.message.count
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return count
 
 
 def train(
@@ -163,7 +182,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, log: Ca
     for epoch in range(start_epoch, config.epochs):
         t0 = time.perf_counter()
         perm = torch.randperm(n_train, generator=shuffle).to(config.device)
-        loss_sum, correct = 0.0, 0
+        loss_sum, correct, tangential = 0.0, 0, 0
         activity = Activity(names)
         batches = range(0, n_train, config.batch_size)
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not progress)
@@ -176,7 +195,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, log: Ca
                 raise FloatingPointError(f"non-finite loss {float(loss)} at epoch {epoch + 1}")
             push = readout.auxiliary_loss(model[-1], outs[-2], outs[-1], labels)
             optimizer.zero_grad()
-            (loss if push is None else loss + push).backward()
+            tangential += _backward(loss if push is None else loss + push)
             if config.grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
@@ -199,6 +218,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, log: Ca
             "val_loss": val["loss"],
             "val_accuracy": val["accuracy"],
             **activity.summary(),
+            "tangential_spikes": tangential,
             "lr": lr,
             "seconds": time.perf_counter() - t0,
         }

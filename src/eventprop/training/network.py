@@ -36,11 +36,14 @@ def build_model(config: TrainConfig, n_inputs: int, n_classes: int) -> nn.Sequen
         layers.append(
             LIFLayer(
                 n_in, plan.size, recurrent=plan.recurrent, init_mean=plan.init[0], init_std=plan.init[1],
-                engine=config.engine, max_spikes=budget, **rec, **neuron, **factory,
+                engine=config.engine, max_spikes=budget, tangent_safeguard=config.tangent_safeguard, **rec, **neuron, **factory,
             )  # fmt: skip
         )
         n_in = plan.size
-    readout = readout_of(config).build(n_in, n_classes, neuron, config.output_init, engine=config.engine, max_spikes=budget, **factory)
+    readout = readout_of(config).build(
+        n_in, n_classes, neuron, config.output_init, engine=config.engine, max_spikes=budget,
+        tangent_safeguard=config.tangent_safeguard, **factory,
+    )  # fmt: skip
     layers.append(readout)
     return nn.Sequential(*layers)
 

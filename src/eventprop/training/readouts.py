@@ -55,6 +55,7 @@ class Readout(ABC):
         *,
         engine: str,
         max_spikes: int | None,
+        tangent_safeguard: bool,
         **factory: object,
     ) -> nn.Module:
         """The output layer.
@@ -63,7 +64,7 @@ class Readout(ABC):
             n_in, n_classes: its input and output sizes.
             neuron: ``tau_mem``, ``tau_syn``, ``threshold`` of the network.
             init: ``(mean, std)`` of its weights.
-            engine, max_spikes: engine and spike budget of the network's LIF layers.
+            engine, max_spikes, tangent_safeguard: of the network's LIF layers.
             factory: ``dtype`` and ``device`` of its parameters.
         """
 
@@ -111,9 +112,13 @@ class FirstSpikeReadout(Readout):
         *,
         engine: str,
         max_spikes: int | None,
+        tangent_safeguard: bool,
         **factory: object,
     ) -> nn.Module:
-        return LIFLayer(n_in, n_classes, **neuron, init_mean=init[0], init_std=init[1], engine=engine, max_spikes=max_spikes, **factory)
+        return LIFLayer(
+            n_in, n_classes, **neuron, init_mean=init[0], init_std=init[1], engine=engine, max_spikes=max_spikes,
+            tangent_safeguard=tangent_safeguard, **factory,
+        )  # fmt: skip
 
     def output(self, layer: nn.Module, x: Tensor) -> Tensor:
         return layer(x)
@@ -168,6 +173,7 @@ class VoltageReadout(Readout):
         *,
         engine: str,
         max_spikes: int | None,
+        tangent_safeguard: bool,
         **factory: object,
     ) -> nn.Module:
         # no threshold: it never fires; its trajectory engine is "auto" (engine names a LIF-layer engine)

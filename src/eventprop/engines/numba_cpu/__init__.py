@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ...model.neuron import count_tangential
 from ...model.spikes import EventList
 from ..base import Engine, LayerKind, LayerSpec
 from .feedforward import feedforward_backward_numba, feedforward_forward_numba, numba_available
@@ -38,8 +39,9 @@ class NumbaEngine(Engine):
 
     def adjoint(
         self, kind: LayerKind, spec: LayerSpec, grad_out: Tensor, saved: tuple[Tensor, ...], input_shape: torch.Size
-    ) -> tuple[Tensor, Tensor, Tensor | None]:
+    ) -> tuple[Tensor, Tensor, Tensor | None, int]:
         weight, ev_times, ev_source, ev_position, out, current = saved
         events = EventList(ev_times, ev_source, ev_position)
-        grad_times, grad_weight = feedforward_backward_numba(grad_out, weight, events, out, current, spec.params, input_shape)
-        return grad_times, grad_weight, None
+        clip = spec.clip(grad_out.dtype)
+        grad_times, grad_weight = feedforward_backward_numba(grad_out, weight, events, out, current, spec.params, input_shape, clip)
+        return grad_times, grad_weight, None, count_tangential(current, torch.isfinite(out), spec.params)

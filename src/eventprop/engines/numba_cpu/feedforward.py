@@ -73,7 +73,7 @@ _DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 # Indices into the constants tuple ``c`` passed to the kernels (all of the data dtype).
 (_TM, _TS, _THETA, _TSLOW, _GAP, _EXT, _RATIO, _FTOL, _TTOL, _MINTAU, _HALF, _ONE, _ZERO, _HORIZON, _INF, _KMAX,
- _MARGIN, _SPEAK, _PEAK_TIME, _PEAK_K, _FLAT) = range(21)
+ _MARGIN, _SPEAK, _PEAK_TIME, _PEAK_K, _FLAT, _CLIP, _DOUBLE_ROOT) = range(23)
 
 
 def numba_available() -> bool:
@@ -82,11 +82,11 @@ def numba_available() -> bool:
 
 
 @functools.lru_cache(maxsize=64)
-def _constants(p: NeuronParams, np_dtype: type, horizon: float = math.inf) -> tuple:
+def _constants(p: NeuronParams, np_dtype: type, horizon: float = math.inf, clip: float = 0.0) -> tuple:
     # A tuple of numpy scalars of the data dtype: passed by value (no reference counting
     # in the inner calls), and float32 arithmetic with them stays float32.
     eps = float(np.finfo(np_dtype).eps)
-    values = [0.0] * 21
+    values = [0.0] * 23
     values[_TM] = p.tau_mem
     values[_TS] = p.tau_syn
     values[_THETA] = p.threshold
@@ -97,6 +97,8 @@ def _constants(p: NeuronParams, np_dtype: type, horizon: float = math.inf) -> tu
     values[_FTOL] = 8 * eps
     values[_TTOL] = 16 * eps
     values[_FLAT] = FLAT_FACTOR
+    values[_CLIP] = clip
+    values[_DOUBLE_ROOT] = 8 * math.sqrt(eps) * p.threshold  # neuron.tangent_tolerance
     values[_MINTAU] = min(p.tau_mem, p.tau_syn)
     values[_HALF] = 0.5
     values[_ONE] = 1.0
@@ -489,7 +491,13 @@ if numba is not None:
                     if k + 1 < cnt:
                         gap = out_t[b, j, k + 1] - out_t[b, j, k]
                         lv_plus = (lv_plus + jumps[k + 1]) * math.exp(-gap / c[_TM])
-                    jumps[k] = (theta * lv_plus + grad_out[b, j, k]) / (out_i[b, j, k] - theta)
+                    numerator = theta * lv_plus + grad_out[b, j, k]
+                    denominator = out_i[b, j, k] - theta
+                    if abs(denominator) < c[_CLIP]:  # the tangent safeguard (c[_CLIP] = 0: off)
+                        denominator = -c[_CLIP] if denominator < 0 else c[_CLIP]
+                    if denominator == 0:  # a double root: the exact value is infinite (neuron.adjoint_jump)
+                        denominator = c[_DOUBLE_ROOT]
+                    jumps[k] = numerator / denominator
                 # adjoint carried backwards through the events; spikes at t_k > t_e only
                 k = cnt - 1
                 lv = zero
@@ -673,6 +681,7 @@ def feedforward_backward_numba(
     out_current: Tensor,
     p: NeuronParams,
     input_shape: torch.Size,
+    clip: float = 0.0,
 ) -> tuple[Tensor, Tensor]:
     """Compiled equivalent of :func:`eventprop.engines.pytorch.feedforward.feedforward_backward`.
 
@@ -710,7 +719,7 @@ def feedforward_backward_numba(
         ev_t,
         _to_numpy(events.source),
         _to_numpy(events.position),
-        _constants(p, np_dtype),
+        _constants(p, np_dtype, math.inf, clip),
     )
     if parallel:
         _backward_kernel(*arrays, n_chunks, grad_times, gw_part, flows)

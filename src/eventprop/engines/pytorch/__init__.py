@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ...model.neuron import NeuronParams
+from ...model.neuron import NeuronParams, count_tangential
 from ...model.spikes import EventList
 from ...model.trajectory import VoltageTrajectory
 from ..base import Engine, LayerKind, LayerSpec
@@ -53,20 +53,22 @@ class TorchEngine(Engine):
 
     def adjoint(
         self, kind: LayerKind, spec: LayerSpec, grad_out: Tensor, saved: tuple[Tensor, ...], input_shape: torch.Size
-    ) -> tuple[Tensor, Tensor, Tensor | None]:
+    ) -> tuple[Tensor, Tensor, Tensor | None, int]:
         if grad_out.dtype != torch.float64:
-            grads = self.adjoint(kind, spec, grad_out.double(), saved, input_shape)
-            return tuple(g.to(grad_out.dtype) if g is not None else None for g in grads)  # type: ignore[return-value]
+            *grads, n_tangential = self.adjoint(kind, spec, grad_out.double(), saved, input_shape)
+            gt, gw, gr = (g.to(grad_out.dtype) if g is not None else None for g in grads)
+            return gt, gw, gr, n_tangential
+        clip = spec.clip(grad_out.dtype)
         if kind is LayerKind.FEEDFORWARD:
             weight, ev_times, ev_source, ev_position, out, current = saved
             events = EventList(ev_times, ev_source, ev_position)
-            grad_times, grad_weight = feedforward_backward(grad_out, weight, events, out, current, spec.params, input_shape)
-            return grad_times, grad_weight, None
-        weight, recurrent_weight, ev_times, ev_source, ev_position, *tape = saved
+            grad_times, grad_weight = feedforward_backward(grad_out, weight, events, out, current, spec.params, input_shape, clip)
+            return grad_times, grad_weight, None, count_tangential(current, torch.isfinite(out), spec.params)
+        weight, recurrent_weight, ev_times, ev_source, ev_position, *parts = saved
         events = EventList(ev_times, ev_source, ev_position)
-        return recurrent_backward(
-            grad_out, weight, recurrent_weight, events, RecurrentTape(*tape), spec.params, input_shape
-        )
+        tape = RecurrentTape(*parts)
+        grads = recurrent_backward(grad_out, weight, recurrent_weight, events, tape, spec.params, input_shape, clip)
+        return (*grads, count_tangential(tape.current, tape.fired, spec.params))
 
     def trajectory(
         self,

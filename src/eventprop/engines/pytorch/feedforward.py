@@ -150,7 +150,7 @@ def feedforward_forward(
     return out_times, out_current, events
 
 
-def _jumps(grad_out: Tensor, out_times: Tensor, out_current: Tensor, p: NeuronParams) -> Tensor:
+def _jumps(grad_out: Tensor, out_times: Tensor, out_current: Tensor, p: NeuronParams, clip: float = 0.0) -> Tensor:
     """Jumps ``J_k`` of ``lambda_V`` at each output spike, ``(batch, neurons, max_out)``.
 
     Reverse recurrence over each neuron's own spikes:
@@ -167,7 +167,7 @@ def _jumps(grad_out: Tensor, out_times: Tensor, out_current: Tensor, p: NeuronPa
             nxt = spiked[..., k + 1]
             gap = torch.where(nxt, out_times[..., k + 1] - out_times[..., k], zero)
             lv_plus = torch.where(nxt, (lv_plus + jumps[..., k + 1]) * torch.exp(-gap / p.tau_mem), zero)
-        jumps[..., k] = torch.where(spiked[..., k], adjoint_jump(lv_plus, 0.0, g[..., k], current[..., k], p), zero)
+        jumps[..., k] = torch.where(spiked[..., k], adjoint_jump(lv_plus, 0.0, g[..., k], current[..., k], p, clip), zero)
     return jumps
 
 
@@ -212,6 +212,7 @@ def feedforward_backward(
     out_current: Tensor,
     p: NeuronParams,
     input_shape: torch.Size,
+    clip: float = 0.0,
 ) -> tuple[Tensor, Tensor]:
     """EventProp backward of :func:`feedforward_forward`.
 
@@ -219,6 +220,8 @@ def feedforward_backward(
         grad_out: ``dL/d out_times``, ``(batch, out_features, max_out)``; entries at
             padding are ignored (padding does not depend on any parameter).
         input_shape: shape of the forward's ``times``.
+        clip: bound of the jump denominator ``|I - theta|`` (0: none; see
+            :func:`~eventprop.model.neuron.adjoint_jump`).
 
     Returns:
         ``(grad_times, grad_weight)`` of shapes ``input_shape`` and ``weight.shape``.
@@ -228,7 +231,7 @@ def feedforward_backward(
     grad_weight = torch.zeros_like(weight)
     if events.times.shape[1] == 0:
         return grad_times.reshape(input_shape), grad_weight
-    jumps = _jumps(grad_out, out_times, out_current, p)
+    jumps = _jumps(grad_out, out_times, out_current, p, clip)
     finite = events.finite
     lam_v, lam_i = adjoint_at(events.times, finite, out_times, jumps, p)  # (B, N, E)
 

@@ -157,6 +157,7 @@ def recurrent_backward(
     tape: RecurrentTape,
     p: NeuronParams,
     input_shape: torch.Size,
+    clip: float = 0.0,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """EventProp backward of :func:`recurrent_forward`.
 
@@ -199,7 +200,7 @@ def recurrent_backward(
             sent_back = (lam_v - lam_i) @ recurrent_weight
             g = grad_padded.gather(2, tape.ordinal[k][..., None]).squeeze(2)
             current = torch.where(fired, tape.current[k], torch.full_like(lam_v, p.threshold + 1))
-            lam_v = lam_v + torch.where(fired, adjoint_jump(lam_v, sent_back, g, current, p), zero)
+            lam_v = lam_v + torch.where(fired, adjoint_jump(lam_v, sent_back, g, current, p, clip), zero)
 
     grad_rec.fill_diagonal_(0)
     grad_times = torch.zeros(batch, n_in * slots, dtype=dtype, device=device)
