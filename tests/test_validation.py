@@ -99,3 +99,10 @@ def test_numpy_scalars_are_real_numbers() -> None:
 def test_bad_layer_arguments(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         LIFLayer(3, 2, tau_mem=20.0, tau_syn=5.0, **kwargs)
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_a_layer_without_neurons_is_refused(recurrent: bool) -> None:
+    rec = torch.zeros(0, 0, dtype=F64) if recurrent else None
+    with pytest.raises(ValueError, match="weight must have at least one output neuron"):
+        lif_layer(_good(), torch.ones(0, 2, dtype=F64), rec, tau_mem=20.0, tau_syn=5.0)

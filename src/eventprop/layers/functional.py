@@ -151,6 +151,8 @@ def lif_layer(
     check_engine_name(engine)
     check_spike_layout(times, check_matrix("weight", weight).shape[1])
     n_out = weight.shape[0]
+    if n_out == 0:
+        raise ValueError("weight must have at least one output neuron (out_features >= 1), got shape (0, ...)")
     check_weight(weight, "weight", tuple(weight.shape), times)
     kind = LayerKind.FEEDFORWARD if recurrent_weight is None else LayerKind.RECURRENT
     chosen = select_engine(engine, kind, times.device, times.dtype)
