@@ -18,6 +18,7 @@ import math
 import warnings
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
@@ -54,7 +55,7 @@ class _LIFFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        if bool(torch.isnan(grad_out).logical_and_(ctx.spiked).any()):
+        if _any_nan(grad_out) and bool(torch.isnan(grad_out).logical_and_(ctx.spiked).any()):
             n = int(torch.isnan(grad_out).logical_and_(ctx.spiked).sum())
             raise ValueError(
                 f"dL/d(spike time) is NaN at {n} output spike(s) of a LIF layer: the loss or a later layer made it "
@@ -74,6 +75,13 @@ class _LIFFunction(torch.autograd.Function):
             None,
             None,
         )
+
+
+def _any_nan(x: Tensor) -> bool:
+    """``torch.isnan(x).any()``, through numpy for CPU tensors (this runs on every backward)."""
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+        return bool(np.isnan(x.detach().numpy()).any())
+    return bool(torch.isnan(x).any())
 
 
 def check_horizon(horizon: Any) -> float:
