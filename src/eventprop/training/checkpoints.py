@@ -132,13 +132,20 @@ def load_model(path: str | os.PathLike[str], device: str | None = None) -> tuple
 
 
 class RunLock:
-    """``with RunLock(folder):`` holds ``folder/run.lock``; ``ValueError`` if another process holds it."""
+    """``with RunLock(folder):`` creates ``folder`` if needed and holds ``folder/run.lock``.
+
+    ``ValueError`` if ``folder`` is a file or another process holds the lock.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.path = Path(folder) / "run.lock"
         self._file: IO[str] | None = None
 
     def __enter__(self) -> RunLock:
+        folder = self.path.parent
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"output folder {str(folder)!r} is a file")
+        folder.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "a+")
         if fcntl is not None:
             try:

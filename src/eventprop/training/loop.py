@@ -125,9 +125,6 @@ def train(
     """
     config.validate()
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"output folder {str(out)!r} is a file")
-    out.mkdir(parents=True, exist_ok=True)
     with RunLock(out):
         return _train(config, out, resume, progress, log)
 

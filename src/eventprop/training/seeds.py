@@ -43,9 +43,6 @@ def train_seeds(config: TrainConfig, n_seeds: int, out_dir: str | os.PathLike[st
     """
     config.validate()
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"output folder {str(out)!r} is a file")
-    out.mkdir(parents=True, exist_ok=True)
     with RunLock(out):
         return _train_seeds(config, n_seeds, out, resume, workers)
 
