@@ -158,6 +158,7 @@ def test_outputs_follow_the_input_dtype_and_saved_tensors_are_per_event(recurren
 def test_trajectories_match_the_reference(engine: str, recurrent: bool) -> None:
     gen = torch.Generator().manual_seed(5)
     times = random_inputs(2, 4, 2, 20.0, gen)
+    torch.manual_seed(5)  # the layers draw their weights from the global generator
     layer = LIFLayer(4, 5, tau_mem=20.0, tau_syn=5.0, recurrent=recurrent, init_mean=1.2, init_std=0.8, dtype=F64)
     spikes = layer(times).detach()
     rec = layer.recurrent_weight

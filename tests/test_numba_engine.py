@@ -152,7 +152,7 @@ def test_padded_and_empty_inputs() -> None:
     out_t, out_i, ev = feedforward_forward_numba(empty, weight, p)
     assert out_t.shape == (3, 5, 1) and torch.isinf(out_t).all() and (out_i == 0).all()
     assert ev.times.shape == (3, 0)
-    gt, gw = feedforward_backward_numba(torch.ones_like(out_t), weight, ev, out_t, out_i, p, empty.shape)
+    gt, gw, _ = feedforward_backward_numba(torch.ones_like(out_t), weight, ev, out_t, out_i, p, empty.shape)
     assert gt.shape == empty.shape and gw.shape == weight.shape
     assert (gt == 0).all() and (gw == 0).all()
     # no slots at all

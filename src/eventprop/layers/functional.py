@@ -18,7 +18,6 @@ import math
 import warnings
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
@@ -28,7 +27,7 @@ from ..errors import DEFAULT_MAX_SPIKES, TangentialCrossingWarning
 from ..model.neuron import NeuronParams
 from ..model.spikes import check_spike_layout, check_spike_values, validate_spike_times
 from ..model.trajectory import VoltageTrajectory
-from ..validation import check_matrix, check_weight, optional_positive_int, positive, renamed
+from ..validation import any_nan, check_matrix, check_weight, optional_positive_int, positive, renamed
 
 __all__ = ["lif_layer", "readout_trajectory", "lif_trajectory", "without_self_connections", "check_horizon"]
 
@@ -47,25 +46,27 @@ class _LIFFunction(torch.autograd.Function):
         spec: LayerSpec,
     ) -> Tensor:
         out_times, saved = engine.simulate(kind, spec, times, weight, recurrent_weight)
-        ctx.save_for_backward(*saved)
+        ctx.save_for_backward(*saved, out_times)  # the output marks where dL/dt must be a number
         ctx.engine, ctx.kind, ctx.spec, ctx.input_shape = engine, kind, spec, times.shape
-        ctx.spiked = torch.isfinite(out_times)  # where dL/dt must be a number (padding is ignored)
         return out_times
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        if _any_nan(grad_out) and bool(torch.isnan(grad_out).logical_and_(ctx.spiked).any()):
-            n = int(torch.isnan(grad_out).logical_and_(ctx.spiked).sum())
-            raise ValueError(
-                f"dL/d(spike time) is NaN at {n} output spike(s) of a LIF layer: the loss or a later layer made it "
-                "(EventProp cannot propagate it; nothing is set to zero)"
-            )
+        *saved, out_times = ctx.saved_tensors
+        if any_nan(grad_out):
+            n = int(torch.isnan(grad_out).logical_and_(torch.isfinite(out_times)).sum())
+            if n:
+                raise ValueError(
+                    f"dL/d(spike time) is NaN at {n} output spike(s) of a LIF layer: the loss or a later layer made it "
+                    "(EventProp cannot propagate it; nothing is set to zero)"
+                )
         grad_times, grad_weight, grad_rec, n_tangential = ctx.engine.adjoint(
-            ctx.kind, ctx.spec, grad_out, ctx.saved_tensors, ctx.input_shape
+            ctx.kind, ctx.spec, grad_out, tuple(saved), ctx.input_shape
         )
         if n_tangential:
-            warnings.warn(TangentialCrossingWarning(n_tangential, int(ctx.spiked.sum()), ctx.spec.tangent_safeguard), stacklevel=2)
+            n_spikes = int(torch.isfinite(out_times).sum())
+            warnings.warn(TangentialCrossingWarning(n_tangential, n_spikes, ctx.spec.tangent_safeguard), stacklevel=2)
         needs = ctx.needs_input_grad
         return (
             grad_times if needs[0] else None,
@@ -75,13 +76,6 @@ class _LIFFunction(torch.autograd.Function):
             None,
             None,
         )
-
-
-def _any_nan(x: Tensor) -> bool:
-    """``torch.isnan(x).any()``, through numpy for CPU tensors (this runs on every backward)."""
-    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
-        return bool(np.isnan(x.detach().numpy()).any())
-    return bool(torch.isnan(x).any())
 
 
 def check_horizon(horizon: Any) -> float:

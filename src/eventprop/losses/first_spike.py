@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ..validation import non_negative, positive
+from ..validation import all_finite, non_negative, positive, smallest
 from .common import check_labels, reduce_loss
 
 __all__ = ["first_spikes", "first_spike_cross_entropy", "first_spike_correct", "first_spike_predictions"]
@@ -43,10 +43,11 @@ def first_spikes(times: Tensor) -> Tensor:
 def _check(first: Tensor, labels: Tensor) -> None:
     if first.dim() != 2:
         raise ValueError(f"first must have shape (batch, classes), got {tuple(first.shape)}")
-    if bool(torch.isnan(first).any()):
+    low = smallest(first)
+    if math.isnan(low):
         raise ValueError("first contains NaN")
-    if bool((first < 0).any()):
-        raise ValueError(f"first contains negative spike times (min {float(first.min())})")
+    if low < 0:
+        raise ValueError(f"first contains negative spike times (min {low})")
     check_labels(labels, first.shape[0], first.shape[1])
 
 
@@ -97,7 +98,7 @@ class _FirstSpikeCrossEntropy(torch.autograd.Function):
         t = torch.where(finite, first, t_silent)
         log_p = torch.log_softmax(torch.where(finite | is_label, t * (-1.0 / tau0), -math.inf), dim=1)
         growth = torch.expm1(t.gather(1, label) / tau1) if alpha > 0 else torch.zeros_like(t[:, :1])
-        if not bool(torch.isfinite(growth).all()):
+        if not all_finite(growth):
             late = float(t.gather(1, label).max())
             raise ValueError(
                 f"first_spike_cross_entropy: the regulariser exp(t / tau1) overflows {first.dtype} for a label spike at "

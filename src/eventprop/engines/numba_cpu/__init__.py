@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ...model.neuron import count_tangential
 from ...model.spikes import EventList
 from ..base import Engine, LayerKind, LayerSpec
 from .feedforward import feedforward_backward_numba, feedforward_forward_numba, numba_available
@@ -43,5 +42,7 @@ class NumbaEngine(Engine):
         weight, ev_times, ev_source, ev_position, out, current = saved
         events = EventList(ev_times, ev_source, ev_position)
         clip = spec.clip(grad_out.dtype)
-        grad_times, grad_weight = feedforward_backward_numba(grad_out, weight, events, out, current, spec.params, input_shape, clip)
-        return grad_times, grad_weight, None, count_tangential(current, torch.isfinite(out), spec.params)
+        grad_times, grad_weight, n_tangential = feedforward_backward_numba(
+            grad_out, weight, events, out, current, spec.params, input_shape, clip
+        )
+        return grad_times, grad_weight, None, n_tangential

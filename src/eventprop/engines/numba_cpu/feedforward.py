@@ -463,8 +463,11 @@ if numba is not None:
             _forward_task(task, n_blocks, ev_t, ev_src, weight, c, limit, out_t, out_i, counts, flows)
 
     @njit(cache=True)
-    def _backward_chunk(chunk, b0, b1, grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, grad_times, gw_part, flows):
-        # batch elements b0 <= b < b1 (serial); dL/dW goes to the chunk's partial sum
+    def _backward_chunk(
+        chunk, b0, b1, grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, grad_times, gw_part, flows, tangential
+    ):
+        # batch elements b0 <= b < b1 (serial); dL/dW and the count of tangential spikes
+        # (|I - theta| <= tangent_tolerance theta) go to the chunk's partial sums
         n_events = ev_t.shape[1]
         n_out = weight.shape[0]
         slots_out = out_t.shape[2]
@@ -493,6 +496,8 @@ if numba is not None:
                         lv_plus = (lv_plus + jumps[k + 1]) * math.exp(-gap / c[_TM])
                     numerator = theta * lv_plus + grad_out[b, j, k]
                     denominator = out_i[b, j, k] - theta
+                    if abs(denominator) <= c[_DOUBLE_ROOT]:
+                        tangential[chunk] += 1
                     if abs(denominator) < c[_CLIP]:  # the tangent safeguard (c[_CLIP] = 0: off)
                         denominator = -c[_CLIP] if denominator < 0 else c[_CLIP]
                     if denominator == 0:  # a double root: the exact value is infinite (neuron.adjoint_jump)
@@ -534,18 +539,26 @@ if numba is not None:
                 grad_times[b, ev_pos[b, e]] = g_ev[e]
 
     @njit(parallel=True, cache=True)
-    def _backward_kernel(grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, n_chunks, grad_times, gw_part, flows):
+    def _backward_kernel(
+        grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, n_chunks, grad_times, gw_part, flows, tangential
+    ):
         batch = ev_t.shape[0]
         for chunk in prange(n_chunks):
             b0 = chunk * batch // n_chunks
             b1 = (chunk + 1) * batch // n_chunks
             _backward_chunk(
-                chunk, b0, b1, grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, grad_times, gw_part, flows
+                chunk, b0, b1, grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, grad_times, gw_part, flows,
+                tangential,
             )
 
     @njit(cache=True)
-    def _backward_kernel_serial(grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, grad_times, gw_part, flows):
-        _backward_chunk(0, 0, ev_t.shape[0], grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, grad_times, gw_part, flows)
+    def _backward_kernel_serial(
+        grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, grad_times, gw_part, flows, tangential
+    ):
+        _backward_chunk(
+            0, 0, ev_t.shape[0], grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, grad_times, gw_part, flows,
+            tangential,
+        )
 
 
 # Below this much work (batch x neurons x events, or input entries when sorting events)
@@ -682,7 +695,7 @@ def feedforward_backward_numba(
     p: NeuronParams,
     input_shape: torch.Size,
     clip: float = 0.0,
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, int]:
     """Compiled equivalent of :func:`eventprop.engines.pytorch.feedforward.feedforward_backward`.
 
     Args:
@@ -692,8 +705,11 @@ def feedforward_backward_numba(
         input_shape: shape of the forward's ``times``.
 
     Returns:
-        ``(grad_times, grad_weight)`` of shapes ``input_shape`` and ``weight.shape``,
-        in ``out_times``' dtype and device.
+        ``(grad_times, grad_weight, n_tangential)``: the gradients, of shapes
+        ``input_shape`` and ``weight.shape`` in ``out_times``' dtype and device, and the
+        number of tangential spikes (``|I - theta| <= tangent_tolerance theta``, as
+        :func:`eventprop.model.neuron.count_tangential` counts them), counted in the
+        kernel that evaluates their jumps.
     """
     _require()
     dtype = out_times.dtype
@@ -703,7 +719,7 @@ def feedforward_backward_numba(
     device = out_times.device
     if events.times.shape[1] == 0 or batch == 0 or n_out == 0:
         grad_times = torch.zeros(tuple(input_shape), dtype=dtype, device=device)
-        return grad_times, torch.zeros(tuple(weight.shape), dtype=dtype, device=device)
+        return grad_times, torch.zeros(tuple(weight.shape), dtype=dtype, device=device), 0
 
     ev_t = _to_numpy(events.times, dtype)
     parallel = _parallel(batch * n_out * ev_t.shape[1])
@@ -711,6 +727,7 @@ def feedforward_backward_numba(
     grad_times = np.zeros((batch, n_in * slots), dtype=np_dtype)
     gw_part = np.zeros((n_chunks, n_out, n_in), dtype=np_dtype)
     flows = np.empty((n_chunks, ev_t.shape[1], 3), dtype=np_dtype)
+    tangential = np.zeros(n_chunks, dtype=np.int64)
     arrays = (
         _to_numpy(grad_out, dtype),
         _to_numpy(out_times),
@@ -722,11 +739,12 @@ def feedforward_backward_numba(
         _constants(p, np_dtype, math.inf, clip),
     )
     if parallel:
-        _backward_kernel(*arrays, n_chunks, grad_times, gw_part, flows)
+        _backward_kernel(*arrays, n_chunks, grad_times, gw_part, flows, tangential)
     else:
-        _backward_kernel_serial(*arrays, grad_times, gw_part, flows)
+        _backward_kernel_serial(*arrays, grad_times, gw_part, flows, tangential)
     grad_weight = gw_part[0] if n_chunks == 1 else gw_part.sum(axis=0)
     return (
         torch.from_numpy(grad_times).reshape(tuple(input_shape)).to(device),
         torch.from_numpy(np.ascontiguousarray(grad_weight)).to(device),
+        int(tangential.sum()),
     )
