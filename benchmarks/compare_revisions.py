@@ -12,10 +12,10 @@ Reports the best and median over repetitions per tree and the ratio new / old.
 
 Usage::
 
-    python benchmarks/compare_revisions.py OLD_SRC NEW_SRC [--reps 5] [--epochs 4]
+    python benchmarks/compare_revisions.py OLD_SRC NEW_SRC [--reps 5] [--epochs 4] [--out FILE]
 
 (``*_SRC``: the ``src`` folder of each tree, e.g. a ``git worktree`` of the previous
-``main``). Writes ``benchmarks/results/compare_revisions.json``.
+``main``). Writes ``benchmarks/results/compare_revisions.json`` (``--out``: elsewhere).
 """
 
 from __future__ import annotations
@@ -75,6 +75,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--out", default=str(Path(__file__).resolve().parent / "results" / "compare_revisions.json"), help="JSON report"
+    )
     args = parser.parse_args()
     trees = {"old": args.old, "new": args.new}
     samples: dict[str, dict[str, list[float]]] = {k: {"epoch": [], "step_32": [], "step_200": []} for k in trees}
@@ -100,8 +103,7 @@ def main() -> None:
             f"new best {row['new']['best'] * 1e3:9.2f} ms median {row['new']['median'] * 1e3:9.2f} ms | "
             f"new/old {row['ratio_best']:.3f} (best) {row['ratio_median']:.3f} (median)"
         )
-    path = Path(__file__).resolve().parent / "results" / "compare_revisions.json"
-    path.write_text(json.dumps(report, indent=2))
+    Path(args.out).write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
