@@ -40,7 +40,7 @@ def test_registry_names_the_engines_and_auto_prefers_the_compiled_one() -> None:
     assert set(engine_names()) >= {"torch", "numba"}
     assert isinstance(get_engine("torch"), TorchEngine) and isinstance(get_engine("numba"), NumbaEngine)
     assert select_engine("auto", LayerKind.FEEDFORWARD, CPU, F64).name == "numba"
-    assert select_engine("auto", LayerKind.RECURRENT, CPU, F64).name == "torch"
+    assert select_engine("auto", LayerKind.RECURRENT, CPU, F64).name == "numba"
     assert select_engine("auto", LayerKind.TRAJECTORY, CPU, torch.float32).name == "torch"
     assert select_engine("auto", LayerKind.FEEDFORWARD, torch.device("meta"), F64).name == "torch"  # numba: CPU only
 
@@ -48,8 +48,7 @@ def test_registry_names_the_engines_and_auto_prefers_the_compiled_one() -> None:
 @pytest.mark.parametrize(
     "name,kind,device,dtype,message",
     [
-        ("numba", "recurrent", "cpu", F64, "engine='numba' cannot serve a recurrent layer on cpu in torch.float64: it serves feedforward layers only"),
-        ("numba", "trajectory", "cpu", F64, "serves feedforward layers only, not trajectory"),
+        ("numba", "trajectory", "cpu", F64, "engine='numba' cannot serve a trajectory layer on cpu in torch.float64: it serves feedforward, recurrent layers only, not trajectory"),
         ("numba", "feedforward", "meta", F64, "runs on cpu tensors only, not meta"),
         ("torch", "feedforward", "cpu", torch.float16, "computes in float32, float64 only, not float16"),
         ("nope", "feedforward", "cpu", F64, "engine must be 'auto' or one of"),
@@ -60,10 +59,10 @@ def test_an_engine_that_cannot_serve_raises_naming_it_and_why(name: str, kind: s
         select_engine(name, LayerKind(kind), torch.device(device), dtype)
 
 
-def test_explicit_numba_on_a_recurrent_layer_raises_instead_of_being_ignored() -> None:
-    layer = LIFLayer(2, 3, tau_mem=20.0, tau_syn=5.0, recurrent=True, engine="numba", dtype=F64)
-    with pytest.raises(ValueError, match="engine='numba' cannot serve a recurrent layer"):
-        layer(torch.zeros(1, 2, 1, dtype=F64))
+def test_an_explicit_engine_that_cannot_serve_raises_instead_of_being_ignored() -> None:
+    readout = LIReadout(2, 3, tau_mem=20.0, tau_syn=5.0, window=10.0, engine="numba", dtype=F64)
+    with pytest.raises(ValueError, match="engine='numba' cannot serve a trajectory layer"):
+        readout(torch.zeros(1, 2, 1, dtype=F64))
     with pytest.raises(ValueError, match="engine must be 'auto' or one of"):
         LIFLayer(2, 3, tau_mem=20.0, tau_syn=5.0, engine="gpu")
 

@@ -20,19 +20,19 @@ pytest.importorskip("numba")
 from eventprop.engines.numba_cpu.feedforward import (  # noqa: E402
     feedforward_backward_numba,
     feedforward_forward_numba,
-    numba_available,
 )
+from eventprop.engines.numba_cpu.scalar import numba_available  # noqa: E402
 from eventprop import SpikeLimitError
 from eventprop.engines.pytorch.feedforward import feedforward_backward, feedforward_forward  # noqa: E402
 from eventprop.model.neuron import NeuronParams  # noqa: E402
 
-import eventprop.engines.numba_cpu.feedforward as numba_engine  # noqa: E402
+import eventprop.engines.numba_cpu.events as numba_events  # noqa: E402
 
 
 @pytest.fixture(autouse=True, params=["serial", "parallel"])
 def kernel_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Force the serial or the parallel kernels whatever the size of the work."""
-    monkeypatch.setattr(numba_engine, "PARALLEL_MIN_WORK", 10**18 if request.param == "serial" else 0)
+    monkeypatch.setattr(numba_events, "PARALLEL_MIN_WORK", 10**18 if request.param == "serial" else 0)
     return request.param
 
 
@@ -193,3 +193,16 @@ def test_capacity_grows() -> None:
     _compare(times, weight, p, check_grad=False)
     out = _compare(times, weight * 12, p, check_grad=False)
     assert torch.isfinite(out).sum(-1).max() > 4
+
+
+def test_kernel_modules_record_the_scalar_source() -> None:
+    # numba's cache keys a kernel on its own file: a kernel module that records a stale
+    # digest of scalar.py compiles without the cache (correct but slow); update the record
+    import hashlib
+    from pathlib import Path
+
+    from eventprop.engines.numba_cpu import feedforward, recurrent, scalar
+
+    digest = hashlib.sha256(Path(scalar.__file__).read_bytes()).hexdigest()
+    for module in (feedforward, recurrent):
+        assert module.SCALAR_SHA256 == digest, f"set SCALAR_SHA256 = {digest!r} in {module.__name__}"

@@ -61,7 +61,6 @@ def test_build_model_follows_the_configuration() -> None:
         ({"hidden_init": (1.0, -0.5)}, r"hidden_init\[1\] \(a std\) must be finite and non-negative"),
         ({"max_silent_hidden": (1.5,)}, r"max_silent_hidden\[0\] must be finite and lie in \[0, 1\]"),
         ({"engine": "gpu"}, "engine must be 'auto' or one of"),
-        ({"engine": "numba", "recurrent": (True,)}, "engine: engine='numba' cannot serve a recurrent layer"),
         ({"lr": "a"}, "lr must be a real number, got 'a'"),
         ({"seed": 1.5}, "seed must be an int"),
     ],
@@ -69,6 +68,26 @@ def test_build_model_follows_the_configuration() -> None:
 def test_bad_configuration_names_the_field(fields: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         preset_config("best", **fields).validate()
+
+
+def test_an_engine_that_cannot_serve_a_layer_of_the_network_is_refused_before_training(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import eventprop.engines as engines
+    from eventprop.engines.numba_cpu import NumbaEngine
+
+    class FeedForwardOnly(NumbaEngine):
+        name = "ff-only"
+        kinds = frozenset({engines.LayerKind.FEEDFORWARD})
+
+    monkeypatch.setitem(engines._REGISTRY, "ff-only", FeedForwardOnly())
+    engines._select.cache_clear()
+    try:
+        preset_config("best", engine="ff-only").validate()
+        with pytest.raises(ValueError, match="engine: engine='ff-only' cannot serve a recurrent layer"):
+            preset_config("best", engine="ff-only", recurrent=(True,)).validate()
+    finally:
+        engines._select.cache_clear()
 
 
 def test_deprecated_field_names_still_work_and_warn() -> None:

@@ -1,8 +1,8 @@
-"""The Numba engine: compiled CPU kernels (:mod:`.feedforward`), parallel over samples and neurons.
+"""The Numba engine: compiled CPU kernels, parallel over samples (and neurons).
 
-Serves feed-forward layers on CPU tensors in float32 and float64, with the same spike
-times and gradients as the PyTorch engine to rounding; ``engine="auto"`` prefers it
-wherever it can serve. It needs the ``numba`` package (installed by
+Serves feed-forward (:mod:`.feedforward`) and recurrent (:mod:`.recurrent`) layers on
+CPU tensors in float32 and float64, with the same spike times and gradients as the
+PyTorch engine to rounding; ``engine="auto"`` prefers it wherever it can serve. It needs the ``numba`` package (installed by
 ``requirements.txt``); without it the engine reports itself unavailable.
 """
 
@@ -13,16 +13,18 @@ from torch import Tensor
 
 from ...model.spikes import EventList
 from ..base import Engine, LayerKind, LayerSpec
-from .feedforward import feedforward_backward_numba, feedforward_forward_numba, numba_available
+from .feedforward import feedforward_backward_numba, feedforward_forward_numba
+from .recurrent import NumbaRecurrentTape, recurrent_backward_numba, recurrent_forward_numba
+from .scalar import numba_available
 
 __all__ = ["NumbaEngine"]
 
 
 class NumbaEngine(Engine):
-    """Compiled CPU kernels for feed-forward layers."""
+    """Compiled CPU kernels for feed-forward and recurrent layers."""
 
     name = "numba"
-    kinds = frozenset({LayerKind.FEEDFORWARD})
+    kinds = frozenset({LayerKind.FEEDFORWARD, LayerKind.RECURRENT})
     devices = frozenset({"cpu"})
     priority = 10
     checks_spike_values = True
@@ -33,15 +35,27 @@ class NumbaEngine(Engine):
     def simulate(
         self, kind: LayerKind, spec: LayerSpec, times: Tensor, weight: Tensor, recurrent_weight: Tensor | None
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        if kind is LayerKind.RECURRENT:
+            out, events, tape = recurrent_forward_numba(
+                times, weight, recurrent_weight, spec.params, spec.horizon, spec.max_spikes
+            )
+            return out, (weight, recurrent_weight, events.times, events.source, events.position, *tape.tensors())
         out, current, events = feedforward_forward_numba(times, weight, spec.params, spec.horizon, spec.max_spikes)
         return out, (weight, events.times, events.source, events.position, out, current)
 
     def adjoint(
         self, kind: LayerKind, spec: LayerSpec, grad_out: Tensor, saved: tuple[Tensor, ...], input_shape: torch.Size
     ) -> tuple[Tensor, Tensor, Tensor | None, int]:
+        clip = spec.clip(grad_out.dtype)
+        if kind is LayerKind.RECURRENT:
+            weight, recurrent_weight, ev_times, ev_source, ev_position, *parts = saved
+            events = EventList(ev_times, ev_source, ev_position)
+            tape = NumbaRecurrentTape(*parts)
+            return recurrent_backward_numba(
+                grad_out, weight, recurrent_weight, events, tape, spec.params, input_shape, clip
+            )
         weight, ev_times, ev_source, ev_position, out, current = saved
         events = EventList(ev_times, ev_source, ev_position)
-        clip = spec.clip(grad_out.dtype)
         grad_times, grad_weight, n_tangential = feedforward_backward_numba(
             grad_out, weight, events, out, current, spec.params, input_shape, clip
         )

@@ -23,7 +23,7 @@ otherwise:
   the extremum for intervals that cannot reach threshold. Work is
   ``O(events + spikes)`` per pair.
 * input events: validated (NaN, negative, not ascending) and merged into one
-  time-ordered list per sample by a compiled kernel as well.
+  time-ordered list per sample by a compiled kernel as well (:mod:`.events`).
 * backward: the jumps ``J_k`` of ``lambda_V`` come from the reverse recurrence over
   the neuron's own spikes; ``(lambda_V, lambda_I)`` are then carried backwards in
   time through the input events with :func:`eventprop.model.neuron.adjoint_flow`
@@ -37,20 +37,16 @@ receive all constants as a tuple of numpy scalars of that dtype, so float32
 arithmetic stays float32. Results agree with the PyTorch engine to rounding
 (float64: ~1e-13 relative on spike times, ~1e-12 on gradients in practice).
 
-The kernels and the scalar functions they call (crossing solver, flows) stay in this one
-module on purpose: numba's on-disk cache (``cache=True``) does not notice edits to a
-compiled function imported from another module, so a split would let stale machine code
-survive a change.
+The scalar functions the kernels call (flows, crossing test and solver) live in
+:mod:`.scalar`; ``SCALAR_SHA256`` records its source (see there why).
 
 Spike counts are unknown in advance: the kernel stores up to a capacity per neuron
 (remembered per layer shape) and keeps counting beyond it; if any neuron exceeded the
 capacity, the layer is simulated again with the exact capacity. Spikes are never
 dropped; ``max_spikes`` raises :class:`~eventprop.errors.SpikeLimitError`.
 """
-
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -58,8 +54,27 @@ import torch
 from torch import Tensor
 
 from ...errors import SpikeLimitError
-from ...model.neuron import FLAT_FACTOR, NeuronParams
-from ...model.spikes import EventList, check_spike_values
+from ...model.neuron import NeuronParams
+from ...model.spikes import EventList
+from .events import input_events, to_numpy, use_thread_pool
+from .scalar import (
+    _CLIP,
+    _DOUBLE_ROOT,
+    _HORIZON,
+    _INF,
+    _RATIO,
+    _THETA,
+    _TM,
+    _TS,
+    _ZERO,
+    _constants,
+    _crossing,
+    _flow,
+    _may_cross,
+    numpy_scalar_type,
+    require_numba,
+    source_sha256,
+)
 
 try:  # pragma: no cover - exercised only where numba is missing
     import numba
@@ -67,175 +82,17 @@ try:  # pragma: no cover - exercised only where numba is missing
 except ImportError:  # pragma: no cover
     numba = None
 
-__all__ = ["numba_available", "feedforward_forward_numba", "feedforward_backward_numba"]
+__all__ = ["feedforward_forward_numba", "feedforward_backward_numba"]
 
-_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
-
-# Indices into the constants tuple ``c`` passed to the kernels (all of the data dtype).
-(_TM, _TS, _THETA, _TSLOW, _GAP, _EXT, _RATIO, _FTOL, _TTOL, _MINTAU, _HALF, _ONE, _ZERO, _HORIZON, _INF, _KMAX,
- _MARGIN, _SPEAK, _PEAK_TIME, _PEAK_K, _FLAT, _CLIP, _DOUBLE_ROOT) = range(23)
-
-
-def numba_available() -> bool:
-    """Whether the compiled engine can run (``numba`` is importable)."""
-    return numba is not None
-
-
-@functools.lru_cache(maxsize=64)
-def _constants(p: NeuronParams, np_dtype: type, horizon: float = math.inf, clip: float = 0.0) -> tuple:
-    # A tuple of numpy scalars of the data dtype: passed by value (no reference counting
-    # in the inner calls), and float32 arithmetic with them stays float32.
-    eps = float(np.finfo(np_dtype).eps)
-    values = [0.0] * 23
-    values[_TM] = p.tau_mem
-    values[_TS] = p.tau_syn
-    values[_THETA] = p.threshold
-    values[_TSLOW] = p.tau_slow
-    values[_GAP] = p.rate_gap
-    values[_EXT] = (p.tau_syn - p.tau_mem) / p.tau_mem
-    values[_RATIO] = p.tau_mem / p.tau_syn
-    values[_FTOL] = 8 * eps
-    values[_TTOL] = 16 * eps
-    values[_FLAT] = FLAT_FACTOR
-    values[_CLIP] = clip
-    values[_DOUBLE_ROOT] = 8 * math.sqrt(eps) * p.threshold  # neuron.tangent_tolerance
-    values[_MINTAU] = min(p.tau_mem, p.tau_syn)
-    values[_HALF] = 0.5
-    values[_ONE] = 1.0
-    values[_ZERO] = 0.0
-    values[_HORIZON] = float(horizon)
-    values[_INF] = math.inf
-    # Upper bound of K (its maximum, enlarged a little), the time of that maximum
-    # (shrunk a little) and a relative rounding margin: on [0, L],
-    # V <= max(v0, 0) + max(i0, 0) K(min(L, s_peak)) rules out most intervals cheaply.
-    ext = values[_EXT]
-    if ext == 0:
-        s_peak = p.tau_syn
-    elif 1 + ext > 0:
-        s_peak = p.tau_syn * (math.log1p(ext) / ext)
-    else:  # tau_syn / tau_mem below rounding (ext rounds to -1): the same peak, as a ratio of logs
-        s_peak = math.log(p.tau_mem / p.tau_syn) / (1 / p.tau_syn - 1 / p.tau_mem)
-    k_peak = (s_peak / p.tau_mem) * math.exp(-s_peak / p.tau_slow) * (
-        math.expm1(-s_peak * p.rate_gap) / (-s_peak * p.rate_gap) if p.rate_gap * s_peak != 0 else 1.0
-    )
-    values[_KMAX] = k_peak * (1 + 1e-6)
-    values[_MARGIN] = 64 * eps
-    values[_SPEAK] = s_peak * (1 - 1e-6)  # K increases on [0, s_peak]
-    # exact extremum of V when V = 0 (at t = 0 and after every reset): at s_peak,
-    # V = I = i0 exp(-s_peak / tau_syn) (= i0 K(s_peak))
-    values[_PEAK_TIME] = s_peak
-    values[_PEAK_K] = math.exp(-s_peak / p.tau_syn)
-    return tuple(np_dtype(v) for v in values)
+#: SHA-256 of :mod:`.scalar`'s source when these kernels were last checked against it; a
+#: mismatch compiles them without numba's on-disk cache (see :mod:`.scalar`).
+SCALAR_SHA256 = "48c4966f6122fe1c84f730c40af58037c1ba4aac041d2701a396e9e10e2be65f"
+_CACHE = source_sha256() == SCALAR_SHA256
 
 
 if numba is not None:
 
-    @njit(cache=True)
-    def _phi(x, c):
-        # expm1(x) / x with phi(0) = 1, for x <= 0
-        if x == 0:
-            return c[_ONE]
-        return math.expm1(x) / x
-
-    @njit(cache=True)
-    def _flow(s, c):
-        # (exp(-s/tau_mem), exp(-s/tau_syn), K(s)) with
-        # K(s) = (s / tau_mem) exp(-s / tau_slow) phi(-s |1/tau_syn - 1/tau_mem|);
-        # exp(-s/tau_slow) is shared (bitwise the same value) with the other two.
-        e_slow = math.exp(-s / c[_TSLOW])
-        e_mem = e_slow if c[_TM] == c[_TSLOW] else math.exp(-s / c[_TM])
-        e_syn = e_slow if c[_TS] == c[_TSLOW] else math.exp(-s / c[_TS])
-        return e_mem, e_syn, (s / c[_TM]) * e_slow * _phi(-s * c[_GAP], c)
-
-    @njit(cache=True)
-    def _extremum_voltage(v0, i0, s, c):
-        # V at its extremum s (from _extremum): there V' = (I - V) / tau_mem = 0, so
-        # V(s) = I(s) = i0 exp(-s / tau_syn): one exponential instead of three. Within
-        # rounding of the threshold (a near-tangential crossing) the value is recomputed
-        # as _solve computes V, so that the crossing decision and the root agree.
-        if v0 == 0 and s == c[_PEAK_TIME]:
-            v = i0 * c[_PEAK_K]
-        else:
-            v = i0 * math.exp(-s / c[_TS])
-        if abs(v - c[_THETA]) <= c[_MARGIN] * c[_THETA]:
-            e_mem, e_syn, k = _flow(s, c)
-            v = v0 * e_mem + i0 * k
-        return v
-
-    @njit(cache=True)
-    def _extremum(v0, i0, c):
-        # local time of the single extremum of V (+inf if none), as neuron.voltage_extremum
-        if i0 == 0:
-            return c[_INF]
-        if v0 == 0:  # at t = 0 and after a reset: the peak of the PSP kernel
-            return c[_PEAK_TIME]
-        q = (i0 - v0) / i0
-        y = c[_EXT] * q
-        if not (q > 0 and c[_ONE] + y > 0):
-            return c[_INF]
-        psi = c[_ONE]
-        if y != 0:
-            psi = math.log1p(y) / y
-        return c[_TS] * q * psi
-
-    @njit(cache=True)
-    def _event_row(b, flat, slots, ev_t, ev_pos, counts, status):
-        # Validate and merge one sample's spike trains (flat: (batch, neurons * slots))
-        # into a time-ordered event list: ev_t/ev_pos rows get the finite times in
-        # ascending order (stable: ties keep input order; the caller pads); counts[b] =
-        # number of events; status[b] bits: 1 NaN, 2 negative time, 4 not ascending.
-        n = flat.shape[1]
-        bad = 0
-        m = 0
-        for q in range(n):
-            t = flat[b, q]
-            if t != t:
-                bad |= 1
-            elif t < 0:
-                bad |= 2
-            if q % slots != 0 and t < flat[b, q - 1]:
-                bad |= 4
-            if t < math.inf and t == t:
-                ev_t[b, m] = t
-                ev_pos[b, m] = q
-                m += 1
-        order = np.argsort(ev_t[b, :m], kind="mergesort")
-        times = ev_t[b, :m][order]
-        positions = ev_pos[b, :m][order]
-        ev_t[b, :m] = times
-        ev_pos[b, :m] = positions
-        counts[b] = m
-        status[b] = bad
-
-    @njit(parallel=True, cache=True)
-    def _event_kernel_parallel(flat, slots, ev_t, ev_pos, counts, status):
-        for b in prange(flat.shape[0]):
-            _event_row(b, flat, slots, ev_t, ev_pos, counts, status)
-
-    @njit(cache=True)
-    def _event_kernel_serial(flat, slots, ev_t, ev_pos, counts, status):
-        for b in range(flat.shape[0]):
-            _event_row(b, flat, slots, ev_t, ev_pos, counts, status)
-
-    @njit(cache=True)
-    def _event_arrays(ev_t, ev_pos, counts, slots):
-        # The merged rows trimmed to the longest one, contiguous, padded with +inf
-        # events at position 0 (never read), and the source neuron of every event.
-        batch = ev_t.shape[0]
-        n_events = 0
-        for b in range(batch):
-            n_events = max(n_events, counts[b])
-        times = np.full((batch, n_events), np.inf, dtype=ev_t.dtype)
-        positions = np.zeros((batch, n_events), dtype=np.int64)
-        sources = np.zeros((batch, n_events), dtype=np.int64)
-        for b in range(batch):
-            for e in range(counts[b]):
-                times[b, e] = ev_t[b, e]
-                positions[b, e] = ev_pos[b, e]
-                sources[b, e] = ev_pos[b, e] // slots
-        return times, positions, sources
-
-    @njit(cache=True)
+    @njit(cache=_CACHE)
     def _trim(out_t, out_i, width):
         # the first ``width`` spike slots of every neuron, as new contiguous arrays
         # (a compiled loop: numpy's strided copy of a short last axis is several times slower)
@@ -249,53 +106,7 @@ if numba is not None:
                     currents[b, j, k] = out_i[b, j, k]
         return times, currents
 
-    @njit(cache=True)
-    def _solve(v0, i0, lo, hi, v_lo, v_hi, c):
-        # Root of V(s) = theta in [lo, hi] (V(lo) = v_lo < theta <= V(hi) = v_hi; v_lo
-        # may be NaN = unknown) to the tolerances of neuron.solve_crossing: a
-        # regula-falsi first guess, then Halley steps (V'' costs no extra exponential:
-        # tau_mem V' = I - V, tau_mem V'' = -I / tau_syn - V'), falling back to Newton
-        # and then to bisection whenever a step leaves the bracket, which shrinks at
-        # every iteration.
-        theta = c[_THETA]
-        x = c[_HALF] * (lo + hi)
-        if v_hi > v_lo:
-            guess = lo + (hi - lo) * ((theta - v_lo) / (v_hi - v_lo))
-            if guess >= lo and guess <= hi:
-                x = guess
-        f_tol = c[_FTOL] * (theta + abs(v0) + abs(i0))
-        t_tol = c[_TTOL] * (abs(hi) + c[_MINTAU])
-        for _ in range(100):
-            e_mem, e_syn, k = _flow(x, c)
-            v = v0 * e_mem + i0 * k
-            f = v - theta
-            i = i0 * e_syn
-            slope = (i - v) / c[_TM]
-            # |f| at rounding level is enough only where V is not flat: near a tangential
-            # crossing (slope -> 0) the root is bracketed down to t_tol instead
-            if abs(f) <= f_tol and abs(f) <= slope * (c[_FLAT] * t_tol):
-                return x
-            if f < 0:
-                lo = x
-            else:
-                hi = x
-            x_new = c[_HALF] * (lo + hi)
-            if slope > 0:
-                curvature = (-i / c[_TS] - slope) / c[_TM]
-                denominator = 2 * slope * slope - f * curvature
-                halley = x - 2 * f * slope / denominator
-                newton = x - f / slope
-                if denominator > 0 and halley >= lo and halley <= hi:
-                    x_new = halley
-                elif newton >= lo and newton <= hi:
-                    x_new = newton
-            converged = abs(x_new - x) <= t_tol or hi - lo <= t_tol
-            x = x_new
-            if converged:
-                return x
-        return x
-
-    @njit(cache=True)
+    @njit(cache=_CACHE)
     def _interval_flows(b, ev_t, c, flows):
         # flows[e] = flow factors over the inter-event interval [t_e, min(t_{e+1}, horizon)]
         # of batch element b; shared by all neurons (bitwise the values they would compute)
@@ -314,7 +125,7 @@ if numba is not None:
                 flows[e, 1] = e_syn
                 flows[e, 2] = k
 
-    @njit(cache=True)
+    @njit(cache=_CACHE)
     def _forward_pairs(b, j0, j1, ev_t, ev_src, weight, c, limit, out_t, out_i, counts, flows):
         # Simulate neurons j0 <= j < j1 of batch element b serially (the parallel loop is
         # outside; flows: _interval_flows of b). Same decisions as
@@ -323,7 +134,6 @@ if numba is not None:
         # neurons, and its end state is reused as the state at the next event.
         n_events = ev_t.shape[1]
         cap = out_t.shape[2]
-        theta = c[_THETA]
         horizon = c[_HORIZON]
         zero = c[_ZERO]
         for j in range(j0, j1):
@@ -364,12 +174,9 @@ if numba is not None:
                     length = end - t_s
                     if not (length > 0):
                         break
-                    rising = i_s > v_s
-                    lo = zero
-                    hi = length
-                    v_lo = v_s
-                    v_hi = c[_INF]
-                    crosses = False
+                    v_end = c[_INF]
+                    i_end = c[_INF]
+                    k = c[_INF]
                     if math.isfinite(length):
                         if t_s == te:  # no spike yet in this interval: shared flow
                             e_mem = flows[e, 0]
@@ -379,51 +186,16 @@ if numba is not None:
                             e_mem, e_syn, k = _flow(length, c)
                         v_end = v_s * e_mem + i_s * k
                         i_end = i_s * e_syn
-                        v_hi = v_end
-                        k_bound = k if length <= c[_SPEAK] else c[_KMAX]
-                    else:
-                        k_bound = c[_KMAX]
-                    # can V reach theta at all? max V <= max(v0, 0) + max(i0, 0) max K, and
-                    # at an inner maximum V = I <= i0
-                    bound = min(max(v_s, zero) + max(i_s, zero) * k_bound, i_s)
-                    bounded = bound + c[_MARGIN] * (theta + abs(v_s) + abs(i_s) * k_bound) >= theta
-                    if math.isfinite(length):
-                        if v_end >= theta:
-                            s_ext = _extremum(v_s, i_s, c)
-                            crosses = True
-                            if s_ext < length:
-                                if rising:  # maximum inside: crossing before it
-                                    hi = s_ext
-                                    v_hi = _extremum_voltage(v_s, i_s, s_ext, c)
-                                    crosses = v_hi >= theta
-                                else:  # minimum inside: crossing after it
-                                    lo = s_ext
-                                    v_lo = math.nan  # not computed: no regula-falsi guess
-                        elif rising and not (i_end > v_end) and bounded:
-                            # maximum inside the interval (V rises at start, not at the end)
-                            s_ext = _extremum(v_s, i_s, c)
-                            if s_ext < length:
-                                hi = s_ext
-                                v_hi = _extremum_voltage(v_s, i_s, s_ext, c)
-                                crosses = v_hi >= theta
-                        if not crosses:
+                    s = c[_INF]
+                    if _may_cross(v_s, i_s, length, v_end, i_end, k, c):
+                        s = _crossing(v_s, i_s, length, v_end, c)
+                    if not (s < c[_INF]):
+                        if math.isfinite(length):
                             # carry the state to the end of the interval (the next event)
                             v_s = v_end
                             i_s = i_end
                             t_s = end
-                            break
-                    else:
-                        # open-ended: V -> 0, so only a maximum can cross
-                        if not (rising and bounded):
-                            break
-                        s_ext = _extremum(v_s, i_s, c)
-                        if not math.isfinite(s_ext):
-                            break
-                        v_hi = _extremum_voltage(v_s, i_s, s_ext, c)
-                        if not (v_hi >= theta):
-                            break
-                        hi = s_ext
-                    s = _solve(v_s, i_s, lo, hi, v_lo, v_hi, c)
+                        break
                     t_k = t_s + s
                     count += 1
                     if count > limit:
@@ -440,7 +212,7 @@ if numba is not None:
                     break
             counts[b, j] = count
 
-    @njit(cache=True)
+    @njit(cache=_CACHE)
     def _forward_task(task, n_blocks, ev_t, ev_src, weight, c, limit, out_t, out_i, counts, flows):
         # task = (batch element, block of neurons); each task has its own flows row
         n_out = weight.shape[0]
@@ -452,17 +224,17 @@ if numba is not None:
             ev_t, ev_src, weight, c, limit, out_t, out_i, counts, flows[task],
         )
 
-    @njit(parallel=True, cache=True)
+    @njit(parallel=True, cache=_CACHE)
     def _forward_kernel_parallel(ev_t, ev_src, weight, c, limit, out_t, out_i, counts, flows, n_blocks):
         for task in prange(ev_t.shape[0] * n_blocks):
             _forward_task(task, n_blocks, ev_t, ev_src, weight, c, limit, out_t, out_i, counts, flows)
 
-    @njit(cache=True)
+    @njit(cache=_CACHE)
     def _forward_kernel_serial(ev_t, ev_src, weight, c, limit, out_t, out_i, counts, flows, n_blocks):
         for task in range(ev_t.shape[0] * n_blocks):
             _forward_task(task, n_blocks, ev_t, ev_src, weight, c, limit, out_t, out_i, counts, flows)
 
-    @njit(cache=True)
+    @njit(cache=_CACHE)
     def _backward_chunk(
         chunk, b0, b1, grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, grad_times, gw_part, flows, tangential
     ):
@@ -538,7 +310,7 @@ if numba is not None:
             for e in range(n_ev):
                 grad_times[b, ev_pos[b, e]] = g_ev[e]
 
-    @njit(parallel=True, cache=True)
+    @njit(parallel=True, cache=_CACHE)
     def _backward_kernel(
         grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, n_chunks, grad_times, gw_part, flows, tangential
     ):
@@ -551,7 +323,7 @@ if numba is not None:
                 tangential,
             )
 
-    @njit(cache=True)
+    @njit(cache=_CACHE)
     def _backward_kernel_serial(
         grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, grad_times, gw_part, flows, tangential
     ):
@@ -560,67 +332,6 @@ if numba is not None:
             tangential,
         )
 
-
-# Below this much work (batch x neurons x events, or input entries when sorting events)
-# a kernel runs serially: waking the thread pool costs more than it saves.
-PARALLEL_MIN_WORK = 20_000
-
-
-def _parallel(work: int) -> bool:
-    return work >= PARALLEL_MIN_WORK and numba.get_num_threads() > 1
-
-
-def _require() -> None:
-    if numba is None:
-        raise RuntimeError("the numba engine needs the 'numba' package (pip install numba)")
-
-
-def _np_dtype(dtype: torch.dtype) -> type:
-    if dtype not in _DTYPES:
-        raise ValueError(f"the numba engine supports float32 and float64, got {dtype}")
-    return _DTYPES[dtype]
-
-
-def _to_numpy(x: Tensor, dtype: torch.dtype | None = None) -> np.ndarray:
-    """A C-contiguous numpy view (a copy only where needed) of ``x`` on the CPU in ``dtype``."""
-    x = x.detach()
-    if x.device.type != "cpu" or (dtype is not None and x.dtype != dtype):
-        x = x.to("cpu", dtype)
-    a = x.numpy()
-    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
-
-
-def _events(times: Tensor) -> tuple[EventList, np.ndarray, np.ndarray]:
-    """Validated, time-ordered events of ``times`` (see :func:`eventprop.model.spikes.sorted_events`).
-
-    Returns the :class:`~eventprop.model.spikes.EventList` (trimmed to the longest sample)
-    and its times and sources as numpy arrays. NaN, negative or non-ascending input
-    times raise the ``ValueError`` of :func:`eventprop.model.spikes.check_spike_values`.
-    """
-    batch, neurons, slots = times.shape
-    flat = _to_numpy(times.reshape(batch, neurons * slots))
-    n = flat.shape[1]
-    ev_t = np.empty((batch, n), dtype=flat.dtype)
-    ev_pos = np.empty((batch, n), dtype=np.int64)
-    counts = np.zeros(batch, dtype=np.int64)
-    status = np.zeros(batch, dtype=np.int64)
-    if batch and n:
-        kernel = _event_kernel_parallel if _parallel(batch * n) else _event_kernel_serial
-        kernel(flat, slots, ev_t, ev_pos, counts, status)
-        if status.any():
-            check_spike_values(times)  # raises the precise error
-            raise AssertionError("event kernel flagged valid spike times")  # pragma: no cover
-    ev_t, ev_pos, ev_src = _event_arrays(ev_t, ev_pos, counts, slots)
-    device = times.device
-    events = EventList(
-        times=torch.from_numpy(ev_t).to(device),
-        source=torch.from_numpy(ev_src).to(device),
-        position=torch.from_numpy(ev_pos).to(device),
-    )
-    return events, ev_t, ev_src
-
-
-# Spike capacity per neuron remembered per layer shape, so that training usually
 # simulates each layer once (a second pass only when a neuron fires clearly more than
 # in the previous batch).
 _CAPACITY: dict[tuple[int, int], int] = {}
@@ -641,16 +352,16 @@ def feedforward_forward_numba(
     times are validated inside the event-sorting kernel (NaN, negative or
     non-ascending times raise ``ValueError``).
     """
-    _require()
-    np_dtype = _np_dtype(times.dtype)
+    require_numba()
+    np_dtype = numpy_scalar_type(times.dtype)
     batch = times.shape[0]
     n_out = weight.shape[0]
-    events, ev_t, ev_src = _events(times)
+    events, ev_t, ev_src = input_events(times)
     if ev_t.shape[1] == 0 or batch == 0 or n_out == 0:
         out = torch.full((batch, n_out, 1), math.inf, dtype=times.dtype, device=times.device)
         return out, torch.zeros_like(out), events
 
-    w = _to_numpy(weight, times.dtype)
+    w = to_numpy(weight, times.dtype)
     c = _constants(p, np_dtype, horizon)
     limit = np.int64(max_spikes) if max_spikes is not None else _NO_LIMIT
     key = (n_out, weight.shape[1])
@@ -658,7 +369,7 @@ def feedforward_forward_numba(
     if max_spikes is not None:
         cap = min(cap, max_spikes)
     # tasks: (batch element, block of neurons), at least ~4 per thread for load balance
-    parallel = _parallel(batch * n_out * ev_t.shape[1])
+    parallel = use_thread_pool(batch * n_out * ev_t.shape[1])
     n_blocks = max(1, min(n_out, -(-4 * numba.get_num_threads() // batch))) if parallel else 1
     kernel = _forward_kernel_parallel if parallel else _forward_kernel_serial
     flows = np.empty((batch * n_blocks, ev_t.shape[1], 3), dtype=np_dtype)
@@ -711,9 +422,9 @@ def feedforward_backward_numba(
         :func:`eventprop.model.neuron.count_tangential` counts them), counted in the
         kernel that evaluates their jumps.
     """
-    _require()
+    require_numba()
     dtype = out_times.dtype
-    np_dtype = _np_dtype(dtype)
+    np_dtype = numpy_scalar_type(dtype)
     batch, n_in, slots = input_shape
     n_out = weight.shape[0]
     device = out_times.device
@@ -721,21 +432,21 @@ def feedforward_backward_numba(
         grad_times = torch.zeros(tuple(input_shape), dtype=dtype, device=device)
         return grad_times, torch.zeros(tuple(weight.shape), dtype=dtype, device=device), 0
 
-    ev_t = _to_numpy(events.times, dtype)
-    parallel = _parallel(batch * n_out * ev_t.shape[1])
+    ev_t = to_numpy(events.times, dtype)
+    parallel = use_thread_pool(batch * n_out * ev_t.shape[1])
     n_chunks = max(1, min(batch, numba.get_num_threads())) if parallel else 1
     grad_times = np.zeros((batch, n_in * slots), dtype=np_dtype)
     gw_part = np.zeros((n_chunks, n_out, n_in), dtype=np_dtype)
     flows = np.empty((n_chunks, ev_t.shape[1], 3), dtype=np_dtype)
     tangential = np.zeros(n_chunks, dtype=np.int64)
     arrays = (
-        _to_numpy(grad_out, dtype),
-        _to_numpy(out_times),
-        _to_numpy(out_current, dtype),
-        _to_numpy(weight, dtype),
+        to_numpy(grad_out, dtype),
+        to_numpy(out_times),
+        to_numpy(out_current, dtype),
+        to_numpy(weight, dtype),
         ev_t,
-        _to_numpy(events.source),
-        _to_numpy(events.position),
+        to_numpy(events.source),
+        to_numpy(events.position),
         _constants(p, np_dtype, math.inf, clip),
     )
     if parallel:

@@ -1,0 +1,134 @@
+r"""Numba engine: input spike trains to one validated, time-ordered event list per sample.
+
+A compiled kernel checks the data contract (NaN, negative or non-ascending times raise
+the ``ValueError`` of :func:`eventprop.model.spikes.check_spike_values`) while it merges
+a sample's trains into events sorted by time (stable: ties keep input order), in
+parallel over samples when the batch is large enough (:func:`use_thread_pool`). Also the
+numpy plumbing every compiled kernel shares.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ...model.spikes import EventList, check_spike_values
+
+try:  # pragma: no cover - exercised only where numba is missing
+    import numba
+    from numba import njit, prange
+except ImportError:  # pragma: no cover
+    numba = None
+
+__all__ = ["PARALLEL_MIN_WORK", "use_thread_pool", "to_numpy", "input_events"]
+
+# Below this much work (batch x neurons x events, or input entries when sorting events)
+# a kernel runs serially: waking the thread pool costs more than it saves.
+PARALLEL_MIN_WORK = 20_000
+
+
+def use_thread_pool(work: int) -> bool:
+    """Whether a kernel with this much work should run on the thread pool."""
+    return work >= PARALLEL_MIN_WORK and numba.get_num_threads() > 1
+
+
+def to_numpy(x: Tensor, dtype: torch.dtype | None = None) -> np.ndarray:
+    """A C-contiguous numpy view (a copy only where needed) of ``x`` on the CPU in ``dtype``."""
+    x = x.detach()
+    if x.device.type != "cpu" or (dtype is not None and x.dtype != dtype):
+        x = x.to("cpu", dtype)
+    a = x.numpy()
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+
+
+if numba is not None:
+
+    @njit(cache=True)
+    def _event_row(b, flat, slots, ev_t, ev_pos, counts, status):
+        # Validate and merge one sample's spike trains (flat: (batch, neurons * slots))
+        # into a time-ordered event list: ev_t/ev_pos rows get the finite times in
+        # ascending order (stable: ties keep input order; the caller pads); counts[b] =
+        # number of events; status[b] bits: 1 NaN, 2 negative time, 4 not ascending.
+        n = flat.shape[1]
+        bad = 0
+        m = 0
+        for q in range(n):
+            t = flat[b, q]
+            if t != t:
+                bad |= 1
+            elif t < 0:
+                bad |= 2
+            if q % slots != 0 and t < flat[b, q - 1]:
+                bad |= 4
+            if t < math.inf and t == t:
+                ev_t[b, m] = t
+                ev_pos[b, m] = q
+                m += 1
+        order = np.argsort(ev_t[b, :m], kind="mergesort")
+        times = ev_t[b, :m][order]
+        positions = ev_pos[b, :m][order]
+        ev_t[b, :m] = times
+        ev_pos[b, :m] = positions
+        counts[b] = m
+        status[b] = bad
+
+    @njit(parallel=True, cache=True)
+    def _event_kernel_parallel(flat, slots, ev_t, ev_pos, counts, status):
+        for b in prange(flat.shape[0]):
+            _event_row(b, flat, slots, ev_t, ev_pos, counts, status)
+
+    @njit(cache=True)
+    def _event_kernel_serial(flat, slots, ev_t, ev_pos, counts, status):
+        for b in range(flat.shape[0]):
+            _event_row(b, flat, slots, ev_t, ev_pos, counts, status)
+
+    @njit(cache=True)
+    def _event_arrays(ev_t, ev_pos, counts, slots):
+        # The merged rows trimmed to the longest one, contiguous, padded with +inf
+        # events at position 0 (never read), and the source neuron of every event.
+        batch = ev_t.shape[0]
+        n_events = 0
+        for b in range(batch):
+            n_events = max(n_events, counts[b])
+        times = np.full((batch, n_events), np.inf, dtype=ev_t.dtype)
+        positions = np.zeros((batch, n_events), dtype=np.int64)
+        sources = np.zeros((batch, n_events), dtype=np.int64)
+        for b in range(batch):
+            for e in range(counts[b]):
+                times[b, e] = ev_t[b, e]
+                positions[b, e] = ev_pos[b, e]
+                sources[b, e] = ev_pos[b, e] // slots
+        return times, positions, sources
+
+
+def input_events(times: Tensor) -> tuple[EventList, np.ndarray, np.ndarray]:
+    """Validated, time-ordered events of ``times`` (see :func:`eventprop.model.spikes.sorted_events`).
+
+    Returns the :class:`~eventprop.model.spikes.EventList` (trimmed to the longest sample)
+    and its times and sources as numpy arrays. NaN, negative or non-ascending input
+    times raise the ``ValueError`` of :func:`eventprop.model.spikes.check_spike_values`.
+    """
+    batch, neurons, slots = times.shape
+    flat = to_numpy(times.reshape(batch, neurons * slots))
+    n = flat.shape[1]
+    ev_t = np.empty((batch, n), dtype=flat.dtype)
+    ev_pos = np.empty((batch, n), dtype=np.int64)
+    counts = np.zeros(batch, dtype=np.int64)
+    status = np.zeros(batch, dtype=np.int64)
+    if batch and n:
+        kernel = _event_kernel_parallel if use_thread_pool(batch * n) else _event_kernel_serial
+        kernel(flat, slots, ev_t, ev_pos, counts, status)
+        if status.any():
+            check_spike_values(times)  # raises the precise error
+            raise AssertionError("event kernel flagged valid spike times")  # pragma: no cover
+    ev_t, ev_pos, ev_src = _event_arrays(ev_t, ev_pos, counts, slots)
+    device = times.device
+    events = EventList(
+        times=torch.from_numpy(ev_t).to(device),
+        source=torch.from_numpy(ev_src).to(device),
+        position=torch.from_numpy(ev_pos).to(device),
+    )
+    return events, ev_t, ev_src

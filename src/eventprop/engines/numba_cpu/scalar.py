@@ -1,0 +1,268 @@
+r"""Numba engine: the compiled scalar mathematics of one LIF neuron between events.
+
+The counterpart of :mod:`eventprop.model.neuron` for the compiled kernels
+(:mod:`.feedforward`, :mod:`.recurrent`): the closed-form flow
+``exp(-s/tau_mem), exp(-s/tau_syn), K(s)``, the extremum of ``V`` and its value, the
+crossing test and the crossing solver (regula-falsi guess, then safeguarded Halley
+steps, to the tolerances of :func:`eventprop.model.neuron.solve_crossing`). All
+constants reach the kernels as one tuple of numpy scalars of the data dtype
+(:func:`_constants`): passed by value, and float32 arithmetic with them stays float32.
+
+Numba's on-disk cache (``cache=True``) keys a compiled function on its own source file
+only, so an edit here would not reach kernels compiled from another module. Each kernel
+module therefore records this file's SHA-256 (``SCALAR_SHA256``) and compiles without
+the cache when it does not match (``tests/test_numba_engine.py`` fails until the record
+is updated, which also refreshes the kernels' cache).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...model.neuron import FLAT_FACTOR, NeuronParams
+
+try:  # pragma: no cover - exercised only where numba is missing
+    import numba
+    from numba import njit
+except ImportError:  # pragma: no cover
+    numba = None
+
+__all__ = ["numba_available", "require_numba", "numpy_scalar_type", "source_sha256"]
+
+_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
+
+# Indices into the constants tuple ``c`` passed to the kernels (all of the data dtype).
+(_TM, _TS, _THETA, _TSLOW, _GAP, _EXT, _RATIO, _FTOL, _TTOL, _MINTAU, _HALF, _ONE, _ZERO, _HORIZON, _INF, _KMAX,
+ _MARGIN, _SPEAK, _PEAK_TIME, _PEAK_K, _FLAT, _CLIP, _DOUBLE_ROOT) = range(23)
+
+
+def numba_available() -> bool:
+    """Whether the compiled engine can run (``numba`` is importable)."""
+    return numba is not None
+
+
+def require_numba() -> None:
+    """``RuntimeError`` unless numba is importable."""
+    if numba is None:
+        raise RuntimeError("the numba engine needs the 'numba' package (pip install numba)")
+
+
+def numpy_scalar_type(dtype: torch.dtype) -> type:
+    """The numpy scalar type of a torch float32/float64 dtype (``ValueError`` otherwise)."""
+    if dtype not in _DTYPES:
+        raise ValueError(f"the numba engine supports float32 and float64, got {dtype}")
+    return _DTYPES[dtype]
+
+
+def source_sha256() -> str | None:
+    """SHA-256 of this module's source (``None`` where it cannot be read)."""
+    try:
+        return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+    except OSError:  # pragma: no cover - frozen installs
+        return None
+
+
+@functools.lru_cache(maxsize=64)
+def _constants(p: NeuronParams, np_dtype: type, horizon: float = math.inf, clip: float = 0.0) -> tuple:
+    # A tuple of numpy scalars of the data dtype: passed by value (no reference counting
+    # in the inner calls), and float32 arithmetic with them stays float32.
+    eps = float(np.finfo(np_dtype).eps)
+    values = [0.0] * 23
+    values[_TM] = p.tau_mem
+    values[_TS] = p.tau_syn
+    values[_THETA] = p.threshold
+    values[_TSLOW] = p.tau_slow
+    values[_GAP] = p.rate_gap
+    values[_EXT] = (p.tau_syn - p.tau_mem) / p.tau_mem
+    values[_RATIO] = p.tau_mem / p.tau_syn
+    values[_FTOL] = 8 * eps
+    values[_TTOL] = 16 * eps
+    values[_FLAT] = FLAT_FACTOR
+    values[_CLIP] = clip
+    values[_DOUBLE_ROOT] = 8 * math.sqrt(eps) * p.threshold  # neuron.tangent_tolerance
+    values[_MINTAU] = min(p.tau_mem, p.tau_syn)
+    values[_HALF] = 0.5
+    values[_ONE] = 1.0
+    values[_ZERO] = 0.0
+    values[_HORIZON] = float(horizon)
+    values[_INF] = math.inf
+    # Upper bound of K (its maximum, enlarged a little), the time of that maximum
+    # (shrunk a little) and a relative rounding margin: on [0, L],
+    # V <= max(v0, 0) + max(i0, 0) K(min(L, s_peak)) rules out most intervals cheaply.
+    ext = values[_EXT]
+    if ext == 0:
+        s_peak = p.tau_syn
+    elif 1 + ext > 0:
+        s_peak = p.tau_syn * (math.log1p(ext) / ext)
+    else:  # tau_syn / tau_mem below rounding (ext rounds to -1): the same peak, as a ratio of logs
+        s_peak = math.log(p.tau_mem / p.tau_syn) / (1 / p.tau_syn - 1 / p.tau_mem)
+    k_peak = (s_peak / p.tau_mem) * math.exp(-s_peak / p.tau_slow) * (
+        math.expm1(-s_peak * p.rate_gap) / (-s_peak * p.rate_gap) if p.rate_gap * s_peak != 0 else 1.0
+    )
+    values[_KMAX] = k_peak * (1 + 1e-6)
+    values[_MARGIN] = 64 * eps
+    values[_SPEAK] = s_peak * (1 - 1e-6)  # K increases on [0, s_peak]
+    # exact extremum of V when V = 0 (at t = 0 and after every reset): at s_peak,
+    # V = I = i0 exp(-s_peak / tau_syn) (= i0 K(s_peak))
+    values[_PEAK_TIME] = s_peak
+    values[_PEAK_K] = math.exp(-s_peak / p.tau_syn)
+    return tuple(np_dtype(v) for v in values)
+
+
+
+if numba is not None:
+
+    @njit(cache=True)
+    def _phi(x, c):
+        # expm1(x) / x with phi(0) = 1, for x <= 0
+        if x == 0:
+            return c[_ONE]
+        return math.expm1(x) / x
+
+    @njit(cache=True)
+    def _flow(s, c):
+        # (exp(-s/tau_mem), exp(-s/tau_syn), K(s)) with
+        # K(s) = (s / tau_mem) exp(-s / tau_slow) phi(-s |1/tau_syn - 1/tau_mem|);
+        # exp(-s/tau_slow) is shared (bitwise the same value) with the other two.
+        e_slow = math.exp(-s / c[_TSLOW])
+        e_mem = e_slow if c[_TM] == c[_TSLOW] else math.exp(-s / c[_TM])
+        e_syn = e_slow if c[_TS] == c[_TSLOW] else math.exp(-s / c[_TS])
+        return e_mem, e_syn, (s / c[_TM]) * e_slow * _phi(-s * c[_GAP], c)
+
+    @njit(cache=True)
+    def _extremum_voltage(v0, i0, s, c):
+        # V at its extremum s (from _extremum): there V' = (I - V) / tau_mem = 0, so
+        # V(s) = I(s) = i0 exp(-s / tau_syn): one exponential instead of three. Within
+        # rounding of the threshold (a near-tangential crossing) the value is recomputed
+        # as _solve computes V, so that the crossing decision and the root agree.
+        if v0 == 0 and s == c[_PEAK_TIME]:
+            v = i0 * c[_PEAK_K]
+        else:
+            v = i0 * math.exp(-s / c[_TS])
+        if abs(v - c[_THETA]) <= c[_MARGIN] * c[_THETA]:
+            e_mem, e_syn, k = _flow(s, c)
+            v = v0 * e_mem + i0 * k
+        return v
+
+    @njit(cache=True)
+    def _extremum(v0, i0, c):
+        # local time of the single extremum of V (+inf if none), as neuron.voltage_extremum
+        if i0 == 0:
+            return c[_INF]
+        if v0 == 0:  # at t = 0 and after a reset: the peak of the PSP kernel
+            return c[_PEAK_TIME]
+        q = (i0 - v0) / i0
+        y = c[_EXT] * q
+        if not (q > 0 and c[_ONE] + y > 0):
+            return c[_INF]
+        psi = c[_ONE]
+        if y != 0:
+            psi = math.log1p(y) / y
+        return c[_TS] * q * psi
+
+    @njit(cache=True)
+    def _solve(v0, i0, lo, hi, v_lo, v_hi, c):
+        # Root of V(s) = theta in [lo, hi] (V(lo) = v_lo < theta <= V(hi) = v_hi; v_lo
+        # may be NaN = unknown) to the tolerances of neuron.solve_crossing: a
+        # regula-falsi first guess, then Halley steps (V'' costs no extra exponential:
+        # tau_mem V' = I - V, tau_mem V'' = -I / tau_syn - V'), falling back to Newton
+        # and then to bisection whenever a step leaves the bracket, which shrinks at
+        # every iteration.
+        theta = c[_THETA]
+        x = c[_HALF] * (lo + hi)
+        if v_hi > v_lo:
+            guess = lo + (hi - lo) * ((theta - v_lo) / (v_hi - v_lo))
+            if guess >= lo and guess <= hi:
+                x = guess
+        f_tol = c[_FTOL] * (theta + abs(v0) + abs(i0))
+        t_tol = c[_TTOL] * (abs(hi) + c[_MINTAU])
+        for _ in range(100):
+            e_mem, e_syn, k = _flow(x, c)
+            v = v0 * e_mem + i0 * k
+            f = v - theta
+            i = i0 * e_syn
+            slope = (i - v) / c[_TM]
+            # |f| at rounding level is enough only where V is not flat: near a tangential
+            # crossing (slope -> 0) the root is bracketed down to t_tol instead
+            if abs(f) <= f_tol and abs(f) <= slope * (c[_FLAT] * t_tol):
+                return x
+            if f < 0:
+                lo = x
+            else:
+                hi = x
+            x_new = c[_HALF] * (lo + hi)
+            if slope > 0:
+                curvature = (-i / c[_TS] - slope) / c[_TM]
+                denominator = 2 * slope * slope - f * curvature
+                halley = x - 2 * f * slope / denominator
+                newton = x - f / slope
+                if denominator > 0 and halley >= lo and halley <= hi:
+                    x_new = halley
+                elif newton >= lo and newton <= hi:
+                    x_new = newton
+            converged = abs(x_new - x) <= t_tol or hi - lo <= t_tol
+            x = x_new
+            if converged:
+                return x
+        return x
+
+    @njit(cache=True)
+    def _may_cross(v_s, i_s, length, v_end, i_end, k, c):
+        # Whether V can reach theta in [0, length] from the state (v_s, i_s) at s = 0;
+        # (v_end, i_end, k) are V, I and K at s = length when length is finite (ignored
+        # otherwise). A few comparisons, no exponential: V reaching theta at the end, or
+        # an inner maximum (V rises at the start, not at the end) under an upper bound
+        # of V that reaches theta (max V <= max(v0, 0) + max(i0, 0) max K, and at an
+        # inner maximum V = I <= i0). False means no crossing; True is decided by
+        # _crossing.
+        theta = c[_THETA]
+        zero = c[_ZERO]
+        rising = i_s > v_s
+        finite = math.isfinite(length)
+        if finite and v_end >= theta:
+            return True
+        if not rising:
+            return False
+        k_bound = k if finite and length <= c[_SPEAK] else c[_KMAX]
+        bound = min(max(v_s, zero) + max(i_s, zero) * k_bound, i_s)
+        if not (bound + c[_MARGIN] * (theta + abs(v_s) + abs(i_s) * k_bound) >= theta):
+            return False
+        return not (i_end > v_end) if finite else True
+
+    @njit(cache=True)
+    def _crossing(v_s, i_s, length, v_end, c):
+        # Local time of the first threshold crossing in [0, length] from the state
+        # (v_s, i_s) at s = 0, +inf if none, where _may_cross holds; v_end is V at
+        # s = length when length is finite. Same decisions as neuron.crossing_bracket:
+        # at most one extremum, whose voltage (V = I there) costs one exponential.
+        theta = c[_THETA]
+        lo = c[_ZERO]
+        hi = length
+        v_lo = v_s
+        v_hi = v_end
+        s_ext = _extremum(v_s, i_s, c)
+        if math.isfinite(length) and v_end >= theta:
+            if s_ext < length:
+                if i_s > v_s:  # maximum inside: crossing before it
+                    hi = s_ext
+                    v_hi = _extremum_voltage(v_s, i_s, s_ext, c)
+                    if not (v_hi >= theta):
+                        return c[_INF]
+                else:  # minimum inside: crossing after it
+                    lo = s_ext
+                    v_lo = math.nan  # not computed: no regula-falsi guess
+        else:
+            # a maximum inside the interval (open-ended: V -> 0, so only a maximum crosses)
+            if not (s_ext < length):
+                return c[_INF]
+            hi = s_ext
+            v_hi = _extremum_voltage(v_s, i_s, s_ext, c)
+            if not (v_hi >= theta):
+                return c[_INF]
+        return _solve(v_s, i_s, lo, hi, v_lo, v_hi, c)
