@@ -88,13 +88,19 @@ MAX_CHUNKS = 16
 if numba is not None:
 
     @njit(cache=_CACHE)
-    def _simulate(b, ev_t, ev_src, w_t, r_t, c, limit, sp_t, sp_n, sp_i, sp_e, n_sp, counts, status, where, v, i, s, v_end, i_end, cand):
+    def _simulate(b, ev_t, ev_src, w_t, r_t, c, limit, sp_t, sp_n, sp_i, sp_e, n_sp, counts, status, where):
         # One sample b. ev_t/ev_src: its time-ordered input events (+inf padded);
         # w_t[src, m] = W[m, src]; r_t[n, m] = R[m, n]. Writes the spikes in firing
         # order (sp_t time, sp_n neuron, sp_i current just before, sp_e input events
         # applied before it) until the row is full (status _FULL) or a neuron exceeds
-        # the limit (status _LIMIT, where = (neuron, time)). v, i, s, v_end, i_end, cand: scratch (N,).
+        # the limit (status _LIMIT, where = (neuron, time)).
         n = w_t.shape[1]
+        v = np.empty(n)  # the state of every neuron at time ``now``
+        i = np.empty(n)
+        v_end = np.empty(n)  # ... and at the end of the interval
+        i_end = np.empty(n)
+        cand = np.empty(n, dtype=np.int64)  # neurons that may cross in the interval
+        s = np.empty(n)  # their first crossings
         cap = sp_t.shape[1]
         horizon = c[_HORIZON]
         theta = c[_THETA]
@@ -199,30 +205,13 @@ if numba is not None:
 
     @njit(parallel=True, cache=_CACHE)
     def _forward_kernel(ev_t, ev_src, w_t, r_t, c, limit, sp_t, sp_n, sp_i, sp_e, n_sp, counts, status, where):
-        batch = ev_t.shape[0]
-        n = w_t.shape[1]
-        for b in prange(batch):
-            v = np.empty(n)
-            i = np.empty(n)
-            s = np.empty(n)
-            v_end = np.empty(n)
-            i_end = np.empty(n)
-            cand = np.empty(n, dtype=np.int64)
-            _simulate(b, ev_t, ev_src, w_t, r_t, c, limit, sp_t, sp_n, sp_i, sp_e, n_sp, counts, status, where,
-                      v, i, s, v_end, i_end, cand)
+        for b in prange(ev_t.shape[0]):
+            _simulate(b, ev_t, ev_src, w_t, r_t, c, limit, sp_t, sp_n, sp_i, sp_e, n_sp, counts, status, where)
 
     @njit(cache=_CACHE)
     def _forward_kernel_serial(ev_t, ev_src, w_t, r_t, c, limit, sp_t, sp_n, sp_i, sp_e, n_sp, counts, status, where):
-        n = w_t.shape[1]
-        v = np.empty(n)
-        i = np.empty(n)
-        s = np.empty(n)
-        v_end = np.empty(n)
-        i_end = np.empty(n)
-        cand = np.empty(n, dtype=np.int64)
         for b in range(ev_t.shape[0]):
-            _simulate(b, ev_t, ev_src, w_t, r_t, c, limit, sp_t, sp_n, sp_i, sp_e, n_sp, counts, status, where,
-                      v, i, s, v_end, i_end, cand)
+            _simulate(b, ev_t, ev_src, w_t, r_t, c, limit, sp_t, sp_n, sp_i, sp_e, n_sp, counts, status, where)
 
     @njit(cache=_CACHE)
     def _spike_trains(sp_t, sp_n, n_sp, counts, width):
@@ -240,7 +229,7 @@ if numba is not None:
 
     @njit(cache=_CACHE)
     def _adjoint(b, part, grad_out, ev_t, ev_src, ev_pos, w_t, r_t, sp_t, sp_n, sp_i, sp_e, n_sp, counts, c,
-                 grad_times, gw_t, gr_t, tangential, lv, li, sent, left):
+                 grad_times, gw_t, gr_t, tangential, lv, li, sent, left):  # fmt: skip
         # Reverse steps of sample b: dL/dt of its input events into grad_times (at their
         # positions ev_pos); dL/dW^T, dL/dR^T and the tangential count into the partial
         # sums of chunk ``part``. lv, li, left (N,) and sent (N,) are scratch.
@@ -309,35 +298,34 @@ if numba is not None:
                 grad_times[b, ev_pos[b, e]] = acc
                 e -= 1
 
-    @njit(parallel=True, cache=_CACHE)
-    def _backward_kernel(grad_out, ev_t, ev_src, ev_pos, w_t, r_t, sp_t, sp_n, sp_i, sp_e, n_sp, counts, c,
-                         grad_times, gw_t, gr_t, tangential):
-        batch = ev_t.shape[0]
-        n = w_t.shape[1]
-        parts = gw_t.shape[0]
-        for part in prange(parts):
-            lv = np.empty(n)
-            li = np.empty(n)
-            sent = np.empty(n)
-            left = np.empty(n, dtype=np.int64)
-            for b in range(part * batch // parts, (part + 1) * batch // parts):
-                _adjoint(b, part, grad_out, ev_t, ev_src, ev_pos, w_t, r_t, sp_t, sp_n, sp_i, sp_e, n_sp, counts, c,
-                         grad_times, gw_t, gr_t, tangential, lv, li, sent, left)
-
     @njit(cache=_CACHE)
-    def _backward_kernel_serial(grad_out, ev_t, ev_src, ev_pos, w_t, r_t, sp_t, sp_n, sp_i, sp_e, n_sp, counts, c,
-                                grad_times, gw_t, gr_t, tangential):
-        batch = ev_t.shape[0]
+    def _backward_part(part, grad_out, ev_t, ev_src, ev_pos, w_t, r_t, sp_t, sp_n, sp_i, sp_e, n_sp, counts, c,
+                       grad_times, gw_t, gr_t, tangential):  # fmt: skip
+        # the samples of chunk ``part`` (a contiguous range, in order), with their scratch
         n = w_t.shape[1]
         parts = gw_t.shape[0]
+        batch = ev_t.shape[0]
         lv = np.empty(n)
         li = np.empty(n)
         sent = np.empty(n)
         left = np.empty(n, dtype=np.int64)
-        for part in range(parts):
-            for b in range(part * batch // parts, (part + 1) * batch // parts):
-                _adjoint(b, part, grad_out, ev_t, ev_src, ev_pos, w_t, r_t, sp_t, sp_n, sp_i, sp_e, n_sp, counts, c,
-                         grad_times, gw_t, gr_t, tangential, lv, li, sent, left)
+        for b in range(part * batch // parts, (part + 1) * batch // parts):
+            _adjoint(b, part, grad_out, ev_t, ev_src, ev_pos, w_t, r_t, sp_t, sp_n, sp_i, sp_e, n_sp, counts, c,
+                     grad_times, gw_t, gr_t, tangential, lv, li, sent, left)  # fmt: skip
+
+    @njit(parallel=True, cache=_CACHE)
+    def _backward_kernel(grad_out, ev_t, ev_src, ev_pos, w_t, r_t, sp_t, sp_n, sp_i, sp_e, n_sp, counts, c,
+                         grad_times, gw_t, gr_t, tangential):  # fmt: skip
+        for part in prange(gw_t.shape[0]):  # one partial sum per chunk
+            _backward_part(part, grad_out, ev_t, ev_src, ev_pos, w_t, r_t, sp_t, sp_n, sp_i, sp_e, n_sp, counts, c,
+                           grad_times, gw_t, gr_t, tangential)  # fmt: skip
+
+    @njit(cache=_CACHE)
+    def _backward_kernel_serial(grad_out, ev_t, ev_src, ev_pos, w_t, r_t, sp_t, sp_n, sp_i, sp_e, n_sp, counts, c,
+                                grad_times, gw_t, gr_t, tangential):  # fmt: skip
+        for part in range(gw_t.shape[0]):
+            _backward_part(part, grad_out, ev_t, ev_src, ev_pos, w_t, r_t, sp_t, sp_n, sp_i, sp_e, n_sp, counts, c,
+                           grad_times, gw_t, gr_t, tangential)  # fmt: skip
 
 
 @dataclass
@@ -350,7 +338,6 @@ class NumbaRecurrentTape:
         current: ``(batch, S)`` float64 its current ``I`` at the spike (before the
             recurrent input it triggers).
         step: ``(batch, S)`` number of input events applied before the spike.
-        count: ``(batch,)`` spikes of each sample.
         per_neuron: ``(batch, N)`` spikes of each neuron.
     """
 
@@ -358,11 +345,10 @@ class NumbaRecurrentTape:
     neuron: Tensor
     current: Tensor
     step: Tensor
-    count: Tensor
     per_neuron: Tensor
 
     def tensors(self) -> tuple[Tensor, ...]:
-        return (self.time, self.neuron, self.current, self.step, self.count, self.per_neuron)
+        return (self.time, self.neuron, self.current, self.step, self.per_neuron)
 
 
 # Spike-list capacity per sample remembered per layer shape (see the module docstring).
@@ -437,7 +423,6 @@ def recurrent_forward_numba(
         neuron=torch.from_numpy(np.ascontiguousarray(sp_n[:, :s])),
         current=torch.from_numpy(np.ascontiguousarray(sp_i[:, :s])),
         step=torch.from_numpy(np.ascontiguousarray(sp_e[:, :s])),
-        count=torch.from_numpy(n_sp),
         per_neuron=torch.from_numpy(counts),
     )
     return torch.from_numpy(out_t).to(times.dtype), events, tape
@@ -477,6 +462,7 @@ def recurrent_backward_numba(
     gr_t = np.zeros((parts, n, n))
     tangential = np.zeros(parts, dtype=np.int64)
     if batch:
+        per_neuron = to_numpy(tape.per_neuron)
         arrays = (
             to_numpy(grad_out, torch.float64),
             ev_t,
@@ -485,8 +471,8 @@ def recurrent_backward_numba(
             _transposed(weight),
             _transposed(recurrent_weight),
             *(to_numpy(x) for x in tape.tensors()[:4]),
-            to_numpy(tape.count),
-            to_numpy(tape.per_neuron),
+            per_neuron.sum(axis=1),  # spikes of each sample
+            per_neuron,
             _constants(p, np.float64, math.inf, clip),
         )
         work = batch * n * max(ev_t.shape[1], 1)
