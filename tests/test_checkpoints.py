@@ -94,3 +94,53 @@ def test_resume_without_a_checkpoint_says_so(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="is a file"):
         train(preset_config("best", epochs=1, **KW), tmp_path / "file", **QUIET)
+
+
+def _tampered(state: dict, kind: str) -> dict:
+    state = dict(state)
+    if kind == "model not a dict":
+        state["model"] = [1, 2]
+    elif kind == "unknown task":
+        state["config"] = {**state["config"], "task": "nope"}
+    elif kind == "no generator state":
+        del state["shuffle_rng"]
+    elif kind == "negative epoch":
+        state["epoch"] = -1
+    elif kind == "another optimiser":
+        opt = state["optimizer"]
+        state["optimizer"] = {**opt, "param_groups": [{**opt["param_groups"][0], "params": [0]}]}
+    state["sha256"] = content_hash(state)  # consistent: only the checks on the content can catch these
+    return state
+
+
+@pytest.mark.parametrize(
+    "kind,message",
+    [
+        ("model not a dict", "its model is not a dict of tensors"),
+        ("unknown task", "holds a configuration this version cannot read (task must be one of"),
+        ("no generator state", "is not a complete checkpoint (it has no 'shuffle_rng')"),
+        ("negative epoch", "'epoch' must be an epoch index >= 0"),
+        ("another optimiser", "does not fit this run's model, optimiser or generators"),
+        ("no best.pt", "best.pt' does not exist"),
+    ],
+)
+def test_a_well_hashed_checkpoint_with_wrong_content_is_a_one_line_error_before_training(
+    run: Path, tmp_path: Path, kind: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "copy"
+    out.mkdir()
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    if kind != "no best.pt":
+        (out / "best.pt").write_bytes((run / "best.pt").read_bytes())
+        state = _tampered(state, kind)
+    torch.save(state, out / "checkpoint.pt")
+    (out / "metrics.csv").write_text("untouched")
+    with pytest.raises(ValueError) as caught:
+        train(preset_config("best", epochs=2, **KW), out, resume=True, **QUIET)
+    assert message in str(caught.value) and "checkpoint.pt" in str(caught.value).replace("best.pt", "checkpoint.pt")
+    assert "\n" not in str(caught.value) and (out / "metrics.csv").read_text() == "untouched"  # before any training
+    if kind in ("model not a dict", "unknown task"):  # the model itself is unusable: evaluate says so too
+        capsys.readouterr()
+        assert main(["evaluate", str(out / "checkpoint.pt")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err

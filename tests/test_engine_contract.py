@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import reference
-from eventprop import LIFLayer, LIReadout, lif_layer, lif_trajectory, max_voltage_cross_entropy, readout_trajectory
+from eventprop import LIFLayer, LIReadout, SpikeLimitError, lif_layer, lif_trajectory, max_voltage_cross_entropy, readout_trajectory
 from eventprop.engines import Engine, LayerKind, engine_names, get_engine, register_engine, select_engine
 from eventprop.engines.numba_cpu import NumbaEngine
 from eventprop.engines.pytorch import TorchEngine
@@ -204,7 +204,7 @@ def test_trajectory_bad_input_raises(engine: str) -> None:
 
 
 @pytest.mark.parametrize("recurrent,engine", SPIKING)
-def test_a_nan_gradient_at_a_real_spike_is_reported(recurrent: bool, engine: str) -> None:
+def test_a_nan_or_infinite_gradient_at_a_real_spike_is_reported(recurrent: bool, engine: str) -> None:
     times, weight, rec = _layer_args(recurrent, torch.Generator().manual_seed(7))
     weight.requires_grad_(True)
     out = lif_layer(times, weight, rec, tau_mem=20.0, tau_syn=5.0, engine=engine)
@@ -213,9 +213,10 @@ def test_a_nan_gradient_at_a_real_spike_is_reported(recurrent: bool, engine: str
     nan_at_padding = torch.where(spiked, torch.ones_like(out), torch.full_like(out, math.nan))
     (g,) = torch.autograd.grad(out, weight, grad_outputs=nan_at_padding, retain_graph=True)  # padding is ignored
     assert torch.isfinite(g).all()
-    nan_at_spike = torch.where(spiked, torch.full_like(out, math.nan), torch.zeros_like(out))
-    with pytest.raises(ValueError, match=r"dL/d\(spike time\) is NaN at \d+ output spike\(s\)"):
-        torch.autograd.grad(out, weight, grad_outputs=nan_at_spike)
+    for bad, what in ((math.nan, r"\(\d+ NaN, 0 infinite\)"), (math.inf, r"\(0 NaN, \d+ infinite\)"), (-math.inf, r"\(0 NaN, \d+ infinite\)")):
+        bad_at_spike = torch.where(spiked, torch.full_like(out, bad), torch.zeros_like(out))
+        with pytest.raises(ValueError, match=r"dL/d\(spike time\) is not finite at \d+ output spike\(s\) of a LIF layer " + what):
+            torch.autograd.grad(out, weight, grad_outputs=bad_at_spike, retain_graph=True)
 
 
 @pytest.mark.parametrize("engine", FEEDFORWARD_ENGINES)
@@ -259,3 +260,49 @@ def test_the_float32_stall_of_the_issue_terminates(recurrent: bool, engine: str)
     out = lif_layer(torch.tensor([[[1e6]]]), weight, rec, tau_mem=20.0, tau_syn=5.0, engine=engine)
     ref = lif_layer(torch.tensor([[[1e6]]], dtype=F64), weight.double(), None if rec is None else rec.double(), tau_mem=20.0, tau_syn=5.0, engine=engine)
     assert int(torch.isfinite(out).sum()) == int(torch.isfinite(ref).sum()) == 248
+
+
+def test_the_pytorch_feedforward_engine_in_blocks_is_the_same_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large layers are simulated in blocks of samples and neurons (memory linear in the
+    events, whatever the spikes): the blocks give the unblocked spike trains bit for bit,
+    the gradients to rounding, and the spike-limit error its layer-wide indices."""
+    import eventprop.engines.pytorch.feedforward as ff
+
+    gen = torch.Generator().manual_seed(21)
+    times = (torch.rand(5, 30, 3, generator=gen, dtype=F64) * 50).sort(dim=-1).values.requires_grad_(True)
+    weight = (torch.rand(7, 30, generator=gen, dtype=F64) * 0.6).requires_grad_(True)
+
+    def run() -> tuple[torch.Tensor, ...]:
+        out = lif_layer(times, weight, tau_mem=20.0, tau_syn=5.0, engine="torch")
+        grads = torch.autograd.grad(torch.where(torch.isfinite(out), out * out, 0.0).sum(), [times, weight])
+        return (out, *grads)
+
+    whole = run()
+    assert torch.isfinite(whole[0]).sum(-1).max() >= 3
+    for budget in (1, 200, 1000):  # one neuron of one sample at a time, ..., several samples
+        monkeypatch.setattr(ff, "_ROUND_ELEMENTS", budget)
+        out, *grads = run()
+        assert torch.equal(out, whole[0])
+        for g, ref in zip(grads, whole[1:]):
+            torch.testing.assert_close(g, ref, rtol=1e-12, atol=1e-12)
+    monkeypatch.setattr(ff, "_ROUND_ELEMENTS", 1)
+    loud = torch.zeros(7, 30, dtype=F64)
+    loud[6] = 5.0  # only neuron 6 fires, only sample 4 has input
+    quiet = times.detach().clone()
+    quiet[:4] = math.inf
+    with pytest.raises(SpikeLimitError, match=r"neuron 6 of sample 4 emitted more than max_spikes=2 spikes \(by t = "):
+        lif_layer(quiet, loud, tau_mem=20.0, tau_syn=5.0, max_spikes=2, engine="torch")
+
+
+@pytest.mark.parametrize("recurrent,engine", SPIKING)
+@pytest.mark.parametrize("t_input", [1.0, 1e4])
+def test_a_float32_dense_burst_is_the_float64_burst_rounded(recurrent: bool, engine: str, t_input: float) -> None:
+    """w = 200 fires a burst of spikes a fraction of a millisecond apart; the numba engine
+    once computed it in float32, 0.025 ms off and one spike short."""
+    weight = torch.tensor([[200.0]])
+    rec = torch.zeros(1, 1) if recurrent else None
+    out32 = lif_layer(torch.tensor([[[t_input]]]), weight, rec, tau_mem=20.0, tau_syn=5.0, engine=engine)
+    out64 = lif_layer(
+        torch.tensor([[[t_input]]], dtype=F64), weight.double(), None if rec is None else rec.double(), tau_mem=20.0, tau_syn=5.0, engine=engine
+    )
+    assert int(torch.isfinite(out64).sum()) > 40 and torch.equal(out32, out64.float())

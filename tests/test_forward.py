@@ -155,14 +155,14 @@ def test_max_spikes_raises_instead_of_truncating(recurrent: bool, engine: str) -
 
 
 @pytest.mark.parametrize("recurrent,engine", LAYERS)
-def test_float32_agrees_with_float64(recurrent: bool, engine: str) -> None:
+def test_float32_is_float64_rounded(recurrent: bool, engine: str) -> None:
+    """Every engine computes spiking layers in float64 (``compute_dtype``): a float32
+    layer's spike times are the float64 ones rounded, bit for bit."""
     gen = torch.Generator().manual_seed(8)
     times = random_inputs(8, 5, 2, 30.0, gen)
     weight = torch.rand(10, 5, generator=gen, dtype=F64) * 2.0
     rec = (torch.rand(10, 10, generator=gen, dtype=F64) - 0.5) * 0.5 if recurrent else None
-    out64 = lif_layer(times, weight, rec, tau_mem=20.0, tau_syn=5.0, engine=engine)
     out32 = lif_layer(times.float(), weight.float(), None if rec is None else rec.float(), tau_mem=20.0, tau_syn=5.0, engine=engine)
-    assert out32.dtype == torch.float32
-    assert torch.equal(torch.isfinite(out32), torch.isfinite(out64))
-    finite = torch.isfinite(out64)
-    assert (out32.double()[finite] - out64[finite]).abs().max() < 1e-3
+    out64 = lif_layer(times.float().double(), weight.float().double(), None if rec is None else rec.float().double(), tau_mem=20.0, tau_syn=5.0, engine=engine)
+    assert out32.dtype == torch.float32 and torch.isfinite(out64).sum() > 10
+    assert torch.equal(out32, out64.float())

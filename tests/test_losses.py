@@ -133,3 +133,28 @@ def test_an_overflowing_regulariser_raises_with_the_numbers_instead_of_returning
 def test_negative_first_spike_times_are_refused(bad: float) -> None:
     with pytest.raises(ValueError, match="first contains negative spike times"):
         first_spike_cross_entropy(torch.tensor([[bad, 2.0]]), torch.tensor([0]), tau0=0.5, tau1=6.4, alpha=3e-3, t_silent=60.0)
+
+
+def test_a_huge_alpha_raises_instead_of_an_infinite_loss() -> None:
+    first = torch.tensor([[10.0, 20.0]], dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"alpha \(exp\(t / tau1\) - 1\) or its slope overflows torch.float64 .*alpha = 1e\+308"):
+        first_spike_cross_entropy(first, torch.tensor([0]), tau0=0.5, tau1=6.4, alpha=1e308, t_silent=60.0)
+
+
+def test_batch_reductions_stay_finite_or_raise_and_an_empty_mean_is_refused() -> None:
+    from eventprop.losses import voltage_cross_entropy
+
+    first = torch.tensor([[1e38, 0.0], [1e38, 0.0]], dtype=torch.float32)  # each loss 2e38, finite in float32
+    labels = torch.tensor([0, 0])
+    kw = {"tau0": 0.5, "tau1": 6.4, "alpha": 0.0, "t_silent": 60.0}
+    per_sample = first_spike_cross_entropy(first, labels, reduction="none", **kw)
+    assert torch.isfinite(per_sample).all()
+    mean = first_spike_cross_entropy(first, labels, **kw)  # summed as loss / n: finite
+    assert torch.isfinite(mean) and float(mean) == pytest.approx(2e38, rel=1e-6)
+    with pytest.raises(ValueError, match=r"reduction='sum': the sum of 2 finite losses \(largest 2e\+38\) overflows torch.float32"):
+        first_spike_cross_entropy(first, labels, reduction="sum", **kw)
+    empty, no_labels = torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)
+    assert float(first_spike_cross_entropy(empty, no_labels, reduction="sum", **kw)) == 0.0
+    for loss in (lambda r: first_spike_cross_entropy(empty, no_labels, reduction=r, **kw), lambda r: voltage_cross_entropy(empty, no_labels, reduction=r)):
+        with pytest.raises(ValueError, match="reduction='mean' of an empty batch is undefined"):
+            loss("mean")

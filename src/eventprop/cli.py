@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -27,6 +28,16 @@ __all__ = ["main", "build_parser"]
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def _naming_the_flag(message: str) -> str:
+    """A configuration error that starts with a field's name, prefixed with its flag."""
+    from .training.config import cli_fields
+
+    name = re.match(r"[a-z_0-9]+", message)
+    if name and name.group() in {f.name for f in cli_fields()}:
+        return f"{_flag(name.group())}: {message}"
+    return message
 
 
 def _show(value: Any) -> str:
@@ -113,8 +124,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .training import preset_config, train, train_seeds
 
-    config = preset_config(args.preset, task=args.task, **_overrides(args))
-    config.validate()
+    try:
+        config = preset_config(args.preset, task=args.task, **_overrides(args))
+        config.validate()
+    except ValueError as exc:
+        raise ValueError(_naming_the_flag(str(exc))) from None
     if args.seeds < 1:
         raise ValueError(f"--seeds must be a positive int, got {args.seeds}")
     if args.workers is not None and args.workers < 1:

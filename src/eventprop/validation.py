@@ -32,7 +32,6 @@ __all__ = [
     "check_matrix",
     "check_float_dtype",
     "all_finite",
-    "any_nan",
     "smallest",
     "renamed",
 ]
@@ -116,14 +115,6 @@ def non_negative_int(name: str, value: Any) -> int:
 def optional_positive_int(name: str, value: Any) -> int | None:
     """``None`` or an integer ``>= 1``."""
     return None if value is None else _integer(name, value, 1, "positive")
-
-
-def any_nan(x: Tensor) -> bool:
-    """``torch.isnan(x).any()``; through a numpy view for CPU float32/float64 tensors
-    (every backward checks its incoming gradient)."""
-    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
-        return bool(np.isnan(x.detach().numpy()).any())
-    return bool(torch.isnan(x).any())
 
 
 def smallest(x: Tensor) -> float:

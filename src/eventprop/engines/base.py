@@ -12,7 +12,14 @@ Capabilities (:class:`Engine` class attributes):
   exact voltage trajectory of a readout or of a LIF layer given its spikes
   (``trajectory``);
 - ``devices``: device types it runs on (``None``: any);
-- ``dtypes``: floating dtypes it computes in;
+- ``dtypes``: floating dtypes it accepts;
+- ``compute_dtype``: the dtype its spiking layers are simulated and differentiated in
+  (``None``: the input's). The autograd function of :mod:`eventprop.layers.functional`
+  widens the tensors to it and rounds the results back, so an engine sees this dtype
+  only: computed in float64, float32 spike times are correctly rounded at any trial
+  length (in float32 arithmetic, ``t + s == t`` once ``s`` is below half a float32 step
+  of ``t``, and a long trial's spike loop could stall), and the tangent tolerance is
+  float64's;
 - ``priority``: ``engine="auto"`` picks the highest-priority engine that can serve the
   call (:func:`~eventprop.engines.select_engine`);
 - ``checks_spike_values``: whether ``simulate`` itself rejects NaN, negative or
@@ -100,6 +107,7 @@ class Engine(ABC):
     kinds: ClassVar[frozenset[LayerKind]]
     devices: ClassVar[frozenset[str] | None] = None
     dtypes: ClassVar[frozenset[torch.dtype]] = frozenset({torch.float32, torch.float64})
+    compute_dtype: ClassVar[torch.dtype | None] = None
     priority: ClassVar[int] = 0
     checks_spike_values: ClassVar[bool] = False
 

@@ -27,7 +27,7 @@ from ..errors import DEFAULT_MAX_SPIKES, TangentialCrossingWarning
 from ..model.neuron import NeuronParams
 from ..model.spikes import check_spike_layout, check_spike_values, validate_spike_times
 from ..model.trajectory import VoltageTrajectory
-from ..validation import any_nan, check_matrix, check_weight, optional_positive_int, positive, renamed
+from ..validation import all_finite, check_matrix, check_weight, optional_positive_int, positive, renamed
 
 __all__ = ["lif_layer", "readout_trajectory", "lif_trajectory", "without_self_connections", "check_horizon"]
 
@@ -45,25 +45,34 @@ class _LIFFunction(torch.autograd.Function):
         kind: LayerKind,
         spec: LayerSpec,
     ) -> Tensor:
-        out_times, saved = engine.simulate(kind, spec, times, weight, recurrent_weight)
+        wide = engine.compute_dtype or times.dtype  # the engine's dtype (engine contract), results rounded back
+        out_times, saved = engine.simulate(
+            kind, spec, times.to(wide), weight.to(wide), recurrent_weight.to(wide) if recurrent_weight is not None else None
+        )
+        out_times = out_times.to(times.dtype)
         ctx.save_for_backward(*saved, out_times)  # the output marks where dL/dt must be a number
-        ctx.engine, ctx.kind, ctx.spec, ctx.input_shape = engine, kind, spec, times.shape
+        ctx.engine, ctx.kind, ctx.spec, ctx.input_shape, ctx.wide = engine, kind, spec, times.shape, wide
         return out_times
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         *saved, out_times = ctx.saved_tensors
-        if any_nan(grad_out):
-            n = int(torch.isnan(grad_out).logical_and_(torch.isfinite(out_times)).sum())
-            if n:
+        if not all_finite(grad_out):
+            bad = ~torch.isfinite(grad_out) & torch.isfinite(out_times)
+            if bool(bad.any()):
+                n_nan = int((bad & torch.isnan(grad_out)).sum())
                 raise ValueError(
-                    f"dL/d(spike time) is NaN at {n} output spike(s) of a LIF layer: the loss or a later layer made it "
-                    "(EventProp cannot propagate it; nothing is set to zero)"
+                    f"dL/d(spike time) is not finite at {int(bad.sum())} output spike(s) of a LIF layer ({n_nan} NaN, "
+                    f"{int(bad.sum()) - n_nan} infinite): the loss or a later layer made it (EventProp cannot propagate "
+                    "it; nothing is set to zero)"
                 )
+        dtype = grad_out.dtype
         grad_times, grad_weight, grad_rec, n_tangential = ctx.engine.adjoint(
-            ctx.kind, ctx.spec, grad_out, tuple(saved), ctx.input_shape
+            ctx.kind, ctx.spec, grad_out.to(ctx.wide), tuple(saved), ctx.input_shape
         )
+        grad_times, grad_weight = grad_times.to(dtype), grad_weight.to(dtype)
+        grad_rec = grad_rec.to(dtype) if grad_rec is not None else None
         if n_tangential:
             n_spikes = int(torch.isfinite(out_times).sum())
             warnings.warn(TangentialCrossingWarning(n_tangential, n_spikes, ctx.spec.tangent_safeguard), stacklevel=2)

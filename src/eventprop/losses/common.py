@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..validation import all_finite
+
 __all__ = ["check_labels", "reduce_loss"]
 
 
@@ -22,11 +24,26 @@ def check_labels(labels: Tensor, batch: int, n_classes: int) -> None:
 
 
 def reduce_loss(loss: Tensor, reduction: str) -> Tensor:
-    """Per-sample ``loss`` reduced by ``reduction``: ``"mean"``, ``"sum"`` or ``"none"``."""
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
+    """Per-sample ``loss`` reduced by ``reduction``: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    The mean is summed as ``sum(loss / n)``, so it is finite wherever the losses are; a
+    sum that overflows the dtype and the mean of an empty batch (NaN) raise
+    ``ValueError`` with the numbers instead of returning ``inf`` or NaN.
+    """
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     if reduction == "none":
         return loss
-    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    n = loss.numel()
+    if reduction == "mean":
+        if n == 0:
+            raise ValueError("reduction='mean' of an empty batch is undefined (no samples); use reduction='sum' (0) or skip the batch")
+        total = (loss / n).sum()
+    else:
+        total = loss.sum()
+    if not bool(torch.isfinite(total)) and all_finite(loss):
+        raise ValueError(
+            f"reduction={reduction!r}: the sum of {n} finite losses (largest {float(loss.abs().max()):g}) overflows "
+            f"{loss.dtype}; use reduction='mean' or compute in float64"
+        )
+    return total

@@ -16,8 +16,9 @@ bumping is the remedy) and reports the finite loss it would have with the label
 spiking at ``t_silent``. The softmax term is evaluated as a log-softmax and stays
 finite for any finite spike times; the regulariser ``exp(t_l / tau1)`` grows without
 bound and exceeds the dtype's range for ``t_l > tau1 log(max)`` (``88.7 tau1`` in
-float32, ``709.8 tau1`` in float64): there the loss raises ``ValueError`` with the
-numbers instead of returning ``inf``. The loss is never NaN.
+float32, ``709.8 tau1`` in float64), or ``alpha`` times it does: there the loss raises
+``ValueError`` with the numbers instead of returning ``inf``, as does a batch sum that
+overflows (:func:`~eventprop.losses.common.reduce_loss`). The loss is never NaN.
 """
 
 from __future__ import annotations
@@ -105,10 +106,19 @@ class _FirstSpikeCrossEntropy(torch.autograd.Function):
                 f"t = {late:g} (tau1 = {tau1:g}: finite up to t = {tau1 * math.log(torch.finfo(first.dtype).max):g}); "
                 "raise tau1, compute in float64, or set alpha = 0"
             )
-        loss = (alpha * growth - log_p.gather(1, label)).squeeze(1)
+        penalty = alpha * growth
+        slope = (alpha / tau1) * (growth + 1)  # d penalty / dt_l
+        if not (all_finite(penalty) and all_finite(slope)):
+            late = float(t.gather(1, label).max())
+            raise ValueError(
+                f"first_spike_cross_entropy: the regulariser alpha (exp(t / tau1) - 1) or its slope overflows {first.dtype} "
+                f"for a label spike at t = {late:g} (alpha = {alpha:g}, tau1 = {tau1:g}); lower alpha, raise tau1 or "
+                "compute in float64"
+            )
+        loss = (penalty - log_p.gather(1, label)).squeeze(1)
         if ctx.needs_input_grad[0]:
             grad = (is_label.to(first.dtype) - log_p.exp()) / tau0
-            grad.scatter_add_(1, label, (alpha / tau1) * (growth + 1))
+            grad.scatter_add_(1, label, slope)
             grad.mul_(finite.gather(1, label))  # silent label neuron: no gradient
             ctx.save_for_backward(grad)
         return loss

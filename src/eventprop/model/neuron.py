@@ -49,6 +49,7 @@ from ..validation import positive
 
 __all__ = [
     "NeuronParams",
+    "MAX_TAU_RATIO",
     "psp_kernel",
     "free_voltage",
     "free_current",
@@ -58,9 +59,13 @@ __all__ = [
     "voltage_extremum",
     "crossing_bracket",
     "solve_crossing",
-    "FLAT_FACTOR",
+    "GRADIENT_TOLERANCE",
     "first_crossing",
 ]
+
+
+#: The largest ratio of the two time constants (either way round) a layer accepts.
+MAX_TAU_RATIO = 1e307
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,9 @@ class NeuronParams:
         tau_syn: synaptic time constant (> 0, time unit).
         threshold: firing threshold ``theta`` (> 0, voltage unit); reset is by
             subtraction of ``theta``.
+
+    The two time constants must lie within ``MAX_TAU_RATIO`` (1e307) of each other:
+    beyond it ``tau_mem / tau_syn`` overflows float64 (the ``ValueError`` says so).
     """
 
     tau_mem: float
@@ -81,6 +89,12 @@ class NeuronParams:
     def __post_init__(self) -> None:
         for name in ("tau_mem", "tau_syn", "threshold"):
             object.__setattr__(self, name, positive(name, getattr(self, name)))
+        ratio = self.tau_mem / self.tau_syn
+        if not 1 / MAX_TAU_RATIO <= ratio <= MAX_TAU_RATIO:
+            raise ValueError(
+                f"tau_mem / tau_syn = {self.tau_mem:g} / {self.tau_syn:g} is outside [1e-307, 1e307]: the time "
+                "constants must lie within a factor 1e307 of each other (their ratio would overflow float64)"
+            )
 
     @property
     def tau_slow(self) -> float:
@@ -226,11 +240,12 @@ def crossing_bracket(
     return crosses, lo, hi
 
 
-#: A root estimate with ``|V - theta|`` at rounding level is accepted only if the time
-#: error it implies, ``|V - theta| / V'``, is below ``FLAT_FACTOR`` time tolerances; where
-#: ``V`` is flatter (a near-tangential crossing, ``I - theta`` below about 1e-6 of
-#: ``theta``) the root is bracketed down to the time tolerance instead.
-FLAT_FACTOR = 1e6
+#: A root estimate ``x`` with ``|V - theta|`` at rounding level is accepted when the
+#: relative error it implies for the crossing's slope, hence for the gradient
+#: (``|V - theta| |V''| / V'^2``: the time error ``|V - theta| / V'`` times
+#: ``|V''| / V'``), is below ``GRADIENT_TOLERANCE``; near a tangential crossing (``V'``
+#: small) the root is refined further, down to the time tolerance.
+GRADIENT_TOLERANCE = 1e-10
 
 
 def solve_crossing(
@@ -239,34 +254,49 @@ def solve_crossing(
     """Root of ``V(s) = theta`` in ``[lo, hi]`` to machine precision.
 
     Newton's method on ``f(s) = V(s) - theta`` with ``tau_mem f'(s) = I(s) - V(s)``,
-    falling back to bisection whenever a step leaves the bracket, which shrinks at
-    every iteration. All inputs share one shape; entries must satisfy
-    ``V(lo) < theta <= V(hi)`` (entries that do not are returned clamped to the bracket).
+    falling back to bisection whenever a step leaves the bracket or the bracket did not
+    halve over the last two steps, so the bracket shrinks at every iteration and at
+    least geometrically. Converged when ``|f|`` is at rounding level and either the
+    Newton correction ``|f| / f'`` is below the time tolerance or the gradient error it
+    implies is below ``GRADIENT_TOLERANCE``, or else when the bracket is below the time
+    tolerance (a near-tangential crossing, where ``V`` is flat). Never on the step size
+    alone: near a maximum of ``V`` a tiny step does not mean a nearby root, and where
+    ``V`` rises like a step (``tau_mem`` far below ``tau_syn``) a tiny Newton
+    correction does not either. All inputs share one
+    shape; entries must satisfy ``V(lo) < theta <= V(hi)`` (entries that do not are
+    returned clamped to the bracket).
     """
     if lo.numel() == 0:
         return lo.clone()
     theta = p.threshold
     eps = torch.finfo(lo.dtype).eps
     x = 0.5 * (lo + hi)
-    # Converged when f is at the rounding level of V's terms, or when the step (or the
-    # bracket) is at the rounding level of the time.
     f_tol = 8 * eps * (theta + v0.abs() + i0.abs())
     t_tol = 16 * eps * (x.abs() + min(p.tau_mem, p.tau_syn))
     done = torch.zeros_like(x, dtype=torch.bool)
+    width_before = torch.full_like(x, math.inf)  # the bracket two iterations ago
+    width_last = hi - lo
     for _ in range(max_iter):
         v = free_voltage(v0, i0, x, p)
+        i = free_current(i0, x, p)
         f = v - theta
-        slope = (free_current(i0, x, p) - v) / p.tau_mem
-        done = done | ((f.abs() <= f_tol) & (f.abs() <= slope * (FLAT_FACTOR * t_tol)))
+        slope = (i - v) / p.tau_mem
+        curvature = (-i / p.tau_syn - slope) / p.tau_mem
+        rising = slope > 0
+        size = f.abs()
+        accept = rising & (size <= f_tol) & (
+            (size <= slope * t_tol) | (size * curvature.abs() <= GRADIENT_TOLERANCE * slope * slope)
+        )
+        done = done | accept
         below = f < 0
         lo = torch.where(below, x, lo)
         hi = torch.where(below, hi, x)
-        newton = x - f / torch.where(slope > 0, slope, torch.ones_like(slope))
-        ok = (slope > 0) & (newton >= lo) & (newton <= hi)
-        x_new = torch.where(ok, newton, 0.5 * (lo + hi))
-        converged = ((x_new - x).abs() <= t_tol) | (hi - lo <= t_tol)
-        x = torch.where(done, x, x_new)
-        done = done | converged
+        width = hi - lo
+        newton = x - f / torch.where(rising, slope, torch.ones_like(slope))
+        ok = rising & (newton >= lo) & (newton <= hi) & (width <= 0.5 * width_before)
+        x = torch.where(done, x, torch.where(ok, newton, 0.5 * (lo + hi)))
+        done = done | (width <= t_tol)
+        width_before, width_last = width_last, width
         if bool(done.all()):
             break
     return x

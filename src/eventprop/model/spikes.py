@@ -9,13 +9,12 @@ always exists.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-__all__ = ["validate_spike_times", "check_spike_layout", "check_spike_values", "EventList", "sorted_events", "stack_spikes"]
+__all__ = ["validate_spike_times", "check_spike_layout", "check_spike_values", "EventList", "sorted_events"]
 
 
 def validate_spike_times(times: Tensor, n_neurons: int | None = None, name: str = "times") -> None:
@@ -90,14 +89,3 @@ def sorted_events(times: Tensor) -> EventList:
     position = position[:, :n_events]
     source = torch.div(position, slots, rounding_mode="floor") if slots else position
     return EventList(times=ordered, source=source, position=position)
-
-
-def stack_spikes(columns: list[Tensor], template: Tensor) -> Tensor:
-    """Stack per-round ``(batch, neurons)`` spike columns into ``(batch, neurons, k)``.
-
-    ``template`` supplies shape, dtype and device when there are no columns (the
-    result then holds a single all-``inf`` column).
-    """
-    if not columns:
-        return torch.full((*template.shape, 1), math.inf, dtype=template.dtype, device=template.device)
-    return torch.stack(columns, dim=-1)

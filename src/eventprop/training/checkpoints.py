@@ -19,6 +19,7 @@ the process ends, however it ends): a second run on the same folder refuses to s
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import warnings
@@ -100,11 +101,38 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Train
         raise ValueError(f"checkpoint {str(path)!r} is not an eventprop checkpoint (no configuration and model in it)")
     if "sha256" in state and state["sha256"] != content_hash(state):
         raise ValueError(f"checkpoint {str(path)!r} is corrupt: its content does not match its SHA-256 hash")
+    model = state["model"]
+    if not isinstance(model, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in model.items()):
+        raise ValueError(f"checkpoint {str(path)!r} is not an eventprop checkpoint (its model is not a dict of tensors)")
+    for name in ("n_inputs", "n_classes"):
+        if not _is_int(state[name]) or state[name] < 1:
+            raise ValueError(f"checkpoint {str(path)!r} is not an eventprop checkpoint ({name} = {state[name]!r})")
     try:
+        if not isinstance(state["config"], dict):
+            raise TypeError(f"a {type(state['config']).__name__}, not a dict")
         config = config_from_dict(state["config"])
+        dataclasses.replace(config, device="cpu", engine="auto").validate()  # what does not depend on this machine
     except (TypeError, ValueError) as exc:
         raise ValueError(f"checkpoint {str(path)!r} holds a configuration this version cannot read ({exc})") from None
     return state, config
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+#: What a resumable checkpoint holds besides the model: name -> (what it must be, test).
+_RESUME_FIELDS: dict[str, tuple[str, Any]] = {
+    "optimizer": ("an optimiser state dict", lambda v: isinstance(v, dict) and {"state", "param_groups"} <= set(v)),
+    "scheduler": ("a scheduler state dict", lambda v: isinstance(v, dict)),
+    "averaged": ("None or a state dict", lambda v: v is None or isinstance(v, dict)),
+    "shuffle_rng": ("a generator state (uint8 tensor)", lambda v: isinstance(v, Tensor) and v.dtype == torch.uint8),
+    "noise_rng": ("a generator state (uint8 tensor)", lambda v: isinstance(v, Tensor) and v.dtype == torch.uint8),
+    "torch_rng": ("a generator state (uint8 tensor)", lambda v: isinstance(v, Tensor) and v.dtype == torch.uint8),
+    "epoch": ("an epoch index >= 0", lambda v: _is_int(v) and v >= 0),
+    "best_accuracy": ("an accuracy in [0, 1]", lambda v: isinstance(v, (int, float)) and 0 <= v <= 1),
+    "metrics": ("a list of rows", lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v)),
+}
 
 
 def check_resumable(state: dict[str, Any], path: Path) -> None:
@@ -116,6 +144,16 @@ def check_resumable(state: dict[str, Any], path: Path) -> None:
             f"--resume: {path} holds {what}, this version resumes format {FORMAT} checkpoints only; "
             "continue it with the eventprop version that wrote it, or start a new run (its models still load for evaluation)"
         )
+    for name, (what, ok) in _RESUME_FIELDS.items():
+        if name not in state:
+            raise ValueError(f"--resume: {path} is not a complete checkpoint (it has no {name!r})")
+        if not ok(state[name]):
+            raise ValueError(f"--resume: {path} is not a valid checkpoint ({name!r} must be {what})")
+    epoch, best = state["epoch"], state.get("best_epoch")
+    if len(state["metrics"]) != epoch + 1:
+        raise ValueError(f"--resume: {path} is not a valid checkpoint ({len(state['metrics'])} metrics rows after epoch {epoch + 1})")
+    if not (_is_int(best) and 1 <= best <= epoch + 1):
+        raise ValueError(f"--resume: {path} is not a valid checkpoint ('best_epoch' = {best!r} after epoch {epoch + 1})")
 
 
 def load_model(path: str | os.PathLike[str], device: str | None = None) -> tuple[nn.Sequential, TrainConfig]:
@@ -145,7 +183,10 @@ class RunLock:
         folder = self.path.parent
         if folder.exists() and not folder.is_dir():
             raise ValueError(f"output folder {str(folder)!r} is a file")
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file on the way, no permission, ...
+            raise ValueError(f"output folder {str(folder)!r} (--out) cannot be created: {exc.strerror or exc}") from None
         self._file = open(self.path, "a+")
         if fcntl is not None:
             try:

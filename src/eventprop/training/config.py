@@ -81,6 +81,10 @@ LOSS = "loss and readout"
 OPT = "optimisation"
 
 
+#: The largest seed: the data-noise generator is seeded with ``seed + 1_000_003`` < 2**63.
+MAX_SEED = 2**63 - 1 - 1_000_003
+
+
 @dataclass
 class TrainConfig:
     """Every hyperparameter of a run (times in ms).
@@ -214,7 +218,8 @@ class TrainConfig:
         for name in ("train_size", "val_size"):
             if getattr(self, name) is not None:
                 positive_int(name, getattr(self, name))
-        integer("seed", self.seed)
+        if not 0 <= integer("seed", self.seed) <= MAX_SEED:
+            raise ValueError(f"seed must lie in 0..{MAX_SEED} (torch generators take 64-bit seeds), got {self.seed}")
         self._check_device()
         if not isinstance(self.tangent_safeguard, bool):
             raise ValueError(f"tangent_safeguard must be True or False, got {self.tangent_safeguard!r}")

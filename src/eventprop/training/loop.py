@@ -163,15 +163,20 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, log: Ca
                 f"--resume: the configuration differs from the one in {ckpt_path} in {', '.join(differ)} "
                 "(only --epochs may change)"
             )
-        model.load_state_dict(state["model"])
-        if averaged is not None:
-            averaged.load_state_dict(state["averaged"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        shuffle.set_state(state["shuffle_rng"])
-        noise.set_state(state["noise_rng"])
-        torch.set_rng_state(state["torch_rng"])
+        try:
+            model.load_state_dict(state["model"])
+            if averaged is not None:
+                averaged.load_state_dict(state["averaged"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            shuffle.set_state(state["shuffle_rng"])
+            noise.set_state(state["noise_rng"])
+            torch.set_rng_state(state["torch_rng"])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ValueError(f"--resume: {ckpt_path} does not fit this run's model, optimiser or generators ({first[:200]})") from None
         rows, best_acc, best_epoch, start_epoch = state["metrics"], state["best_accuracy"], state["best_epoch"], state["epoch"] + 1
+        load_checkpoint(out / "best.pt")  # the best model it records must be there and intact, before any training
         log(f"resuming {out} after epoch {state['epoch'] + 1}")
 
     meta = {"format": FORMAT, "config": asdict(config), "n_inputs": n_inputs, "n_classes": n_classes}

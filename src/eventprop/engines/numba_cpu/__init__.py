@@ -2,7 +2,8 @@
 
 Serves feed-forward (:mod:`.feedforward`) and recurrent (:mod:`.recurrent`) layers on
 CPU tensors in float32 and float64, with the same spike times and gradients as the
-PyTorch engine to rounding; ``engine="auto"`` prefers it wherever it can serve. It needs the ``numba`` package (installed by
+PyTorch engine to rounding. As there, layers compute in float64 (``compute_dtype``:
+float32 results are correctly rounded at any trial length); ``engine="auto"`` prefers it wherever it can serve. It needs the ``numba`` package (installed by
 ``requirements.txt``); without it the engine reports itself unavailable.
 """
 
@@ -27,6 +28,7 @@ class NumbaEngine(Engine):
     kinds = frozenset({LayerKind.FEEDFORWARD, LayerKind.RECURRENT})
     devices = frozenset({"cpu"})
     priority = 10
+    compute_dtype = torch.float64
     checks_spike_values = True
 
     def unavailable(self) -> str | None:

@@ -32,10 +32,10 @@ otherwise:
   contiguous chunk of the batch; ``dL/dW`` is accumulated in one partial sum per
   chunk, reduced afterwards, so there are no races.
 
-Everything is computed in the input's dtype (float32 or float64): the kernels
-receive all constants as a tuple of numpy scalars of that dtype, so float32
-arithmetic stays float32. Results agree with the PyTorch engine to rounding
-(float64: ~1e-13 relative on spike times, ~1e-12 on gradients in practice).
+Everything is computed in float64 (the engine's ``compute_dtype``; other dtypes are
+widened and the results returned in the input's dtype). Results agree with the
+PyTorch engine to rounding (~1e-13 relative on spike times, ~1e-12 on gradients in
+practice).
 
 The scalar functions the kernels call (flows, crossing test and solver) live in
 :mod:`.scalar`; ``SCALAR_SHA256`` records its source (see there why).
@@ -71,7 +71,6 @@ from .scalar import (
     _crossing,
     _flow,
     _may_cross,
-    numpy_scalar_type,
     require_numba,
     source_sha256,
 )
@@ -86,7 +85,7 @@ __all__ = ["feedforward_forward_numba", "feedforward_backward_numba"]
 
 #: SHA-256 of :mod:`.scalar`'s source when these kernels were last checked against it; a
 #: mismatch compiles them without numba's on-disk cache (see :mod:`.scalar`).
-SCALAR_SHA256 = "48c4966f6122fe1c84f730c40af58037c1ba4aac041d2701a396e9e10e2be65f"
+SCALAR_SHA256 = "38f902e09ea5ec46488c1a677ce318f0c3ff2467795bed62dd25a3007c5b25bb"
 _CACHE = source_sha256() == SCALAR_SHA256
 
 
@@ -126,7 +125,7 @@ if numba is not None:
                 flows[e, 2] = k
 
     @njit(cache=_CACHE)
-    def _forward_pairs(b, j0, j1, ev_t, ev_src, weight, c, limit, out_t, out_i, counts, flows):
+    def _forward_pairs(b, j0, j1, ev_t, ev_src, weight, c, limit, out_t, out_i, counts, stop_t, flows):
         # Simulate neurons j0 <= j < j1 of batch element b serially (the parallel loop is
         # outside; flows: _interval_flows of b). Same decisions as
         # neuron.crossing_bracket, ordered so that the common case (no crossing) costs a
@@ -199,6 +198,7 @@ if numba is not None:
                     t_k = t_s + s
                     count += 1
                     if count > limit:
+                        stop_t[b, j] = t_k
                         stop = True
                         break
                     if count <= cap:
@@ -213,7 +213,7 @@ if numba is not None:
             counts[b, j] = count
 
     @njit(cache=_CACHE)
-    def _forward_task(task, n_blocks, ev_t, ev_src, weight, c, limit, out_t, out_i, counts, flows):
+    def _forward_task(task, n_blocks, ev_t, ev_src, weight, c, limit, out_t, out_i, counts, stop_t, flows):
         # task = (batch element, block of neurons); each task has its own flows row
         n_out = weight.shape[0]
         b = task // n_blocks
@@ -221,18 +221,18 @@ if numba is not None:
         _interval_flows(b, ev_t, c, flows[task])
         _forward_pairs(
             b, block * n_out // n_blocks, (block + 1) * n_out // n_blocks,
-            ev_t, ev_src, weight, c, limit, out_t, out_i, counts, flows[task],
+            ev_t, ev_src, weight, c, limit, out_t, out_i, counts, stop_t, flows[task],
         )
 
     @njit(parallel=True, cache=_CACHE)
-    def _forward_kernel_parallel(ev_t, ev_src, weight, c, limit, out_t, out_i, counts, flows, n_blocks):
+    def _forward_kernel_parallel(ev_t, ev_src, weight, c, limit, out_t, out_i, counts, stop_t, flows, n_blocks):
         for task in prange(ev_t.shape[0] * n_blocks):
-            _forward_task(task, n_blocks, ev_t, ev_src, weight, c, limit, out_t, out_i, counts, flows)
+            _forward_task(task, n_blocks, ev_t, ev_src, weight, c, limit, out_t, out_i, counts, stop_t, flows)
 
     @njit(cache=_CACHE)
-    def _forward_kernel_serial(ev_t, ev_src, weight, c, limit, out_t, out_i, counts, flows, n_blocks):
+    def _forward_kernel_serial(ev_t, ev_src, weight, c, limit, out_t, out_i, counts, stop_t, flows, n_blocks):
         for task in range(ev_t.shape[0] * n_blocks):
-            _forward_task(task, n_blocks, ev_t, ev_src, weight, c, limit, out_t, out_i, counts, flows)
+            _forward_task(task, n_blocks, ev_t, ev_src, weight, c, limit, out_t, out_i, counts, stop_t, flows)
 
     @njit(cache=_CACHE)
     def _backward_chunk(
@@ -353,7 +353,6 @@ def feedforward_forward_numba(
     non-ascending times raise ``ValueError``).
     """
     require_numba()
-    np_dtype = numpy_scalar_type(times.dtype)
     batch = times.shape[0]
     n_out = weight.shape[0]
     events, ev_t, ev_src = input_events(times)
@@ -361,9 +360,10 @@ def feedforward_forward_numba(
         out = torch.full((batch, n_out, 1), math.inf, dtype=times.dtype, device=times.device)
         return out, torch.zeros_like(out), events
 
-    w = to_numpy(weight, times.dtype)
-    c = _constants(p, np_dtype, horizon)
-    limit = np.int64(max_spikes) if max_spikes is not None else _NO_LIMIT
+    ev_t = ev_t.astype(np.float64, copy=False)
+    w = to_numpy(weight, torch.float64)
+    c = _constants(p, horizon)
+    limit = np.int64(min(max_spikes, _NO_LIMIT)) if max_spikes is not None else _NO_LIMIT
     key = (n_out, weight.shape[1])
     cap = _CAPACITY.get(key, 4)
     if max_spikes is not None:
@@ -372,18 +372,17 @@ def feedforward_forward_numba(
     parallel = use_thread_pool(batch * n_out * ev_t.shape[1])
     n_blocks = max(1, min(n_out, -(-4 * numba.get_num_threads() // batch))) if parallel else 1
     kernel = _forward_kernel_parallel if parallel else _forward_kernel_serial
-    flows = np.empty((batch * n_blocks, ev_t.shape[1], 3), dtype=np_dtype)
+    flows = np.empty((batch * n_blocks, ev_t.shape[1], 3))
+    stop_t = np.empty((batch, n_out))  # the time of the spike past the limit, where one was
     while True:
-        out_t = np.empty((batch, n_out, cap), dtype=np_dtype)
-        out_i = np.empty((batch, n_out, cap), dtype=np_dtype)
+        out_t = np.empty((batch, n_out, cap))
+        out_i = np.empty((batch, n_out, cap))
         counts = np.empty((batch, n_out), dtype=np.int64)
-        kernel(ev_t, ev_src, w, c, limit, out_t, out_i, counts, flows, n_blocks)
+        kernel(ev_t, ev_src, w, c, limit, out_t, out_i, counts, stop_t, flows, n_blocks)
         most = int(counts.max())
         if max_spikes is not None and most > max_spikes:
             b, j = np.unravel_index(int(np.argmax(counts)), counts.shape)
-            stored = min(max_spikes, cap)
-            time = float(out_t[b, j, stored - 1]) if stored == max_spikes else None
-            raise SpikeLimitError.exceeded(max_spikes, int(b), int(j), time)
+            raise SpikeLimitError.exceeded(max_spikes, int(b), int(j), float(stop_t[b, j]))
         if most <= cap:
             break
         cap = most  # some spikes were not stored: simulate again with room for all
@@ -392,8 +391,8 @@ def feedforward_forward_numba(
     max_out = max(most, 1)
     if max_out < cap:
         out_t, out_i = _trim(out_t, out_i, max_out)
-    out_times = torch.from_numpy(out_t).to(times.device)
-    out_current = torch.from_numpy(out_i).to(times.device)
+    out_times = torch.from_numpy(out_t).to(times.device, times.dtype)
+    out_current = torch.from_numpy(out_i).to(times.device, times.dtype)
     return out_times, out_current, events
 
 
@@ -424,7 +423,6 @@ def feedforward_backward_numba(
     """
     require_numba()
     dtype = out_times.dtype
-    np_dtype = numpy_scalar_type(dtype)
     batch, n_in, slots = input_shape
     n_out = weight.shape[0]
     device = out_times.device
@@ -432,22 +430,22 @@ def feedforward_backward_numba(
         grad_times = torch.zeros(tuple(input_shape), dtype=dtype, device=device)
         return grad_times, torch.zeros(tuple(weight.shape), dtype=dtype, device=device), 0
 
-    ev_t = to_numpy(events.times, dtype)
+    ev_t = to_numpy(events.times, torch.float64)
     parallel = use_thread_pool(batch * n_out * ev_t.shape[1])
     n_chunks = max(1, min(batch, numba.get_num_threads())) if parallel else 1
-    grad_times = np.zeros((batch, n_in * slots), dtype=np_dtype)
-    gw_part = np.zeros((n_chunks, n_out, n_in), dtype=np_dtype)
-    flows = np.empty((n_chunks, ev_t.shape[1], 3), dtype=np_dtype)
+    grad_times = np.zeros((batch, n_in * slots))
+    gw_part = np.zeros((n_chunks, n_out, n_in))
+    flows = np.empty((n_chunks, ev_t.shape[1], 3))
     tangential = np.zeros(n_chunks, dtype=np.int64)
     arrays = (
-        to_numpy(grad_out, dtype),
-        to_numpy(out_times),
-        to_numpy(out_current, dtype),
-        to_numpy(weight, dtype),
+        to_numpy(grad_out, torch.float64),
+        to_numpy(out_times, torch.float64),
+        to_numpy(out_current, torch.float64),
+        to_numpy(weight, torch.float64),
         ev_t,
         to_numpy(events.source),
         to_numpy(events.position),
-        _constants(p, np_dtype, math.inf, clip),
+        _constants(p, math.inf, clip),
     )
     if parallel:
         _backward_kernel(*arrays, n_chunks, grad_times, gw_part, flows, tangential)
@@ -455,7 +453,7 @@ def feedforward_backward_numba(
         _backward_kernel_serial(*arrays, grad_times, gw_part, flows, tangential)
     grad_weight = gw_part[0] if n_chunks == 1 else gw_part.sum(axis=0)
     return (
-        torch.from_numpy(grad_times).reshape(tuple(input_shape)).to(device),
-        torch.from_numpy(np.ascontiguousarray(grad_weight)).to(device),
+        torch.from_numpy(grad_times).reshape(tuple(input_shape)).to(device, dtype),
+        torch.from_numpy(np.ascontiguousarray(grad_weight)).to(device, dtype),
         int(tangential.sum()),
     )

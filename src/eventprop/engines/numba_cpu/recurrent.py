@@ -74,7 +74,7 @@ __all__ = ["NumbaRecurrentTape", "recurrent_forward_numba", "recurrent_backward_
 
 #: SHA-256 of :mod:`.scalar`'s source when these kernels were last checked against it; a
 #: mismatch compiles them without numba's on-disk cache (see :mod:`.scalar`).
-SCALAR_SHA256 = "48c4966f6122fe1c84f730c40af58037c1ba4aac041d2701a396e9e10e2be65f"
+SCALAR_SHA256 = "38f902e09ea5ec46488c1a677ce318f0c3ff2467795bed62dd25a3007c5b25bb"
 _CACHE = source_sha256() == SCALAR_SHA256
 
 # status of a sample after the forward kernel
@@ -390,8 +390,8 @@ def recurrent_forward_numba(
     events = EventList(torch.from_numpy(ev_t), events.source, events.position)
     w_t = _transposed(weight)
     r_t = _transposed(recurrent_weight)
-    c = _constants(p, np.float64, horizon)
-    limit = np.int64(max_spikes) if max_spikes is not None else _NO_LIMIT
+    c = _constants(p, horizon)
+    limit = np.int64(min(max_spikes, _NO_LIMIT)) if max_spikes is not None else _NO_LIMIT
     key = (n, weight.shape[1])
     cap = _CAPACITY.get(key, 64)
     kernel = _forward_kernel if use_thread_pool(batch * n * max(ev_t.shape[1], 1)) else _forward_kernel_serial
@@ -473,7 +473,7 @@ def recurrent_backward_numba(
             *(to_numpy(x) for x in tape.tensors()[:4]),
             per_neuron.sum(axis=1),  # spikes of each sample
             per_neuron,
-            _constants(p, np.float64, math.inf, clip),
+            _constants(p, math.inf, clip),
         )
         work = batch * n * max(ev_t.shape[1], 1)
         kernel = _backward_kernel if use_thread_pool(work) else _backward_kernel_serial

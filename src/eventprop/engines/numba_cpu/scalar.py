@@ -4,9 +4,9 @@ The counterpart of :mod:`eventprop.model.neuron` for the compiled kernels
 (:mod:`.feedforward`, :mod:`.recurrent`): the closed-form flow
 ``exp(-s/tau_mem), exp(-s/tau_syn), K(s)``, the extremum of ``V`` and its value, the
 crossing test and the crossing solver (regula-falsi guess, then safeguarded Halley
-steps, to the tolerances of :func:`eventprop.model.neuron.solve_crossing`). All
-constants reach the kernels as one tuple of numpy scalars of the data dtype
-(:func:`_constants`): passed by value, and float32 arithmetic with them stays float32.
+steps, with the convergence tests of :func:`eventprop.model.neuron.solve_crossing`).
+The kernels compute in float64; all constants reach them as one tuple of float64
+scalars (:func:`_constants`), passed by value.
 
 Numba's on-disk cache (``cache=True``) keys a compiled function on its own source file
 only, so an edit here would not reach kernels compiled from another module. Each kernel
@@ -23,9 +23,8 @@ import math
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ...model.neuron import FLAT_FACTOR, NeuronParams
+from ...model.neuron import GRADIENT_TOLERANCE, NeuronParams
 
 try:  # pragma: no cover - exercised only where numba is missing
     import numba
@@ -33,13 +32,11 @@ try:  # pragma: no cover - exercised only where numba is missing
 except ImportError:  # pragma: no cover
     numba = None
 
-__all__ = ["numba_available", "require_numba", "numpy_scalar_type", "source_sha256"]
-
-_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
+__all__ = ["numba_available", "require_numba", "source_sha256"]
 
 # Indices into the constants tuple ``c`` passed to the kernels (all of the data dtype).
 (_TM, _TS, _THETA, _TSLOW, _GAP, _EXT, _RATIO, _FTOL, _TTOL, _MINTAU, _HALF, _ONE, _ZERO, _HORIZON, _INF, _KMAX,
- _MARGIN, _SPEAK, _PEAK_TIME, _PEAK_K, _FLAT, _CLIP, _DOUBLE_ROOT) = range(23)
+ _MARGIN, _SPEAK, _PEAK_TIME, _PEAK_K, _GRADTOL, _CLIP, _DOUBLE_ROOT) = range(23)
 
 
 def numba_available() -> bool:
@@ -53,13 +50,6 @@ def require_numba() -> None:
         raise RuntimeError("the numba engine needs the 'numba' package (pip install numba)")
 
 
-def numpy_scalar_type(dtype: torch.dtype) -> type:
-    """The numpy scalar type of a torch float32/float64 dtype (``ValueError`` otherwise)."""
-    if dtype not in _DTYPES:
-        raise ValueError(f"the numba engine supports float32 and float64, got {dtype}")
-    return _DTYPES[dtype]
-
-
 def source_sha256() -> str | None:
     """SHA-256 of this module's source (``None`` where it cannot be read)."""
     try:
@@ -69,10 +59,9 @@ def source_sha256() -> str | None:
 
 
 @functools.lru_cache(maxsize=64)
-def _constants(p: NeuronParams, np_dtype: type, horizon: float = math.inf, clip: float = 0.0) -> tuple:
-    # A tuple of numpy scalars of the data dtype: passed by value (no reference counting
-    # in the inner calls), and float32 arithmetic with them stays float32.
-    eps = float(np.finfo(np_dtype).eps)
+def _constants(p: NeuronParams, horizon: float = math.inf, clip: float = 0.0) -> tuple:
+    # A tuple of float64 scalars: passed by value (no reference counting in the inner calls).
+    eps = float(np.finfo(np.float64).eps)
     values = [0.0] * 23
     values[_TM] = p.tau_mem
     values[_TS] = p.tau_syn
@@ -83,7 +72,7 @@ def _constants(p: NeuronParams, np_dtype: type, horizon: float = math.inf, clip:
     values[_RATIO] = p.tau_mem / p.tau_syn
     values[_FTOL] = 8 * eps
     values[_TTOL] = 16 * eps
-    values[_FLAT] = FLAT_FACTOR
+    values[_GRADTOL] = GRADIENT_TOLERANCE
     values[_CLIP] = clip
     values[_DOUBLE_ROOT] = 8 * math.sqrt(eps) * p.threshold  # neuron.tangent_tolerance
     values[_MINTAU] = min(p.tau_mem, p.tau_syn)
@@ -112,7 +101,7 @@ def _constants(p: NeuronParams, np_dtype: type, horizon: float = math.inf, clip:
     # V = I = i0 exp(-s_peak / tau_syn) (= i0 K(s_peak))
     values[_PEAK_TIME] = s_peak
     values[_PEAK_K] = math.exp(-s_peak / p.tau_syn)
-    return tuple(np_dtype(v) for v in values)
+    return tuple(np.float64(v) for v in values)
 
 
 
@@ -169,47 +158,59 @@ if numba is not None:
     @njit(cache=True)
     def _solve(v0, i0, lo, hi, v_lo, v_hi, c):
         # Root of V(s) = theta in [lo, hi] (V(lo) = v_lo < theta <= V(hi) = v_hi; v_lo
-        # may be NaN = unknown) to the tolerances of neuron.solve_crossing: a
+        # may be NaN = unknown) with the convergence tests of neuron.solve_crossing: a
         # regula-falsi first guess, then Halley steps (V'' costs no extra exponential:
         # tau_mem V' = I - V, tau_mem V'' = -I / tau_syn - V'), falling back to Newton
-        # and then to bisection whenever a step leaves the bracket, which shrinks at
-        # every iteration.
+        # and then to bisection whenever a step leaves the bracket or the bracket did
+        # not halve over the last two steps. Never converged on the step size alone:
+        # near the maximum of V a Halley step is tiny however far the root is.
         theta = c[_THETA]
-        x = c[_HALF] * (lo + hi)
+        tau_mem = c[_TM]
+        tau_syn = c[_TS]
+        half = c[_HALF]
+        gradient_tol = c[_GRADTOL]
+        x = half * (lo + hi)
         if v_hi > v_lo:
             guess = lo + (hi - lo) * ((theta - v_lo) / (v_hi - v_lo))
             if guess >= lo and guess <= hi:
                 x = guess
         f_tol = c[_FTOL] * (theta + abs(v0) + abs(i0))
         t_tol = c[_TTOL] * (abs(hi) + c[_MINTAU])
+        width_before = c[_INF]  # the bracket two iterations ago
+        width_last = hi - lo
         for _ in range(100):
             e_mem, e_syn, k = _flow(x, c)
             v = v0 * e_mem + i0 * k
             f = v - theta
             i = i0 * e_syn
-            slope = (i - v) / c[_TM]
-            # |f| at rounding level is enough only where V is not flat: near a tangential
-            # crossing (slope -> 0) the root is bracketed down to t_tol instead
-            if abs(f) <= f_tol and abs(f) <= slope * (c[_FLAT] * t_tol):
+            slope = (i - v) / tau_mem
+            curvature = (-i / tau_syn - slope) / tau_mem
+            size = abs(f)
+            if size <= f_tol and slope > 0 and (
+                size <= slope * t_tol or size * abs(curvature) <= gradient_tol * slope * slope
+            ):
                 return x
             if f < 0:
                 lo = x
             else:
                 hi = x
-            x_new = c[_HALF] * (lo + hi)
-            if slope > 0:
-                curvature = (-i / c[_TS] - slope) / c[_TM]
-                denominator = 2 * slope * slope - f * curvature
-                halley = x - 2 * f * slope / denominator
+            width = hi - lo
+            if width <= t_tol:
+                return half * (lo + hi)
+            x_new = half * (lo + hi)
+            if slope > 0 and width <= half * width_before:
+                denominator = 2 * slope * slope - f * curvature  # may underflow to 0 (time constants ~1e300)
+                halley = lo - c[_ONE]
+                if denominator > 0:
+                    halley = x - 2 * f * slope / denominator
                 newton = x - f / slope
-                if denominator > 0 and halley >= lo and halley <= hi:
+                if halley >= lo and halley <= hi:
                     x_new = halley
                 elif newton >= lo and newton <= hi:
                     x_new = newton
-            converged = abs(x_new - x) <= t_tol or hi - lo <= t_tol
             x = x_new
-            if converged:
-                return x
+            width_before = width_last
+            width_last = width
         return x
 
     @njit(cache=True)
@@ -217,7 +218,7 @@ if numba is not None:
         # Whether V can reach theta in [0, length] from the state (v_s, i_s) at s = 0;
         # (v_end, i_end, k) are V, I and K at s = length when length is finite (ignored
         # otherwise). A few comparisons, no exponential: V reaching theta at the end, or
-        # an inner maximum (V rises at the start, not at the end) under an upper bound
+        # an inner maximum (V rises at the start, not clearly at the end) under an upper bound
         # of V that reaches theta (max V <= max(v0, 0) + max(i0, 0) max K, and at an
         # inner maximum V = I <= i0). False means no crossing; True is decided by
         # _crossing.
@@ -233,7 +234,9 @@ if numba is not None:
         bound = min(max(v_s, zero) + max(i_s, zero) * k_bound, i_s)
         if not (bound + c[_MARGIN] * (theta + abs(v_s) + abs(i_s) * k_bound) >= theta):
             return False
-        return not (i_end > v_end) if finite else True
+        # V still rising at the end (I > V there) rules out an inner maximum, unless
+        # I - V is at rounding level (V tracks I where tau_mem << tau_syn)
+        return not (i_end - v_end > c[_MARGIN] * (abs(i_end) + abs(v_end))) if finite else True
 
     @njit(cache=True)
     def _crossing(v_s, i_s, length, v_end, c):

@@ -7,11 +7,9 @@
 - trajectories (:mod:`.trajectory`): a log-depth prefix scan, differentiated by autograd.
 
 It is the reference the compiled engines are tested against, and the engine for
-devices without a compiled one. Spiking layers given float32 tensors are simulated
-(and differentiated) in float64 and the results rounded to float32: in float32 the
-spike-round loops could stall where a spike follows the previous one by less than half
-a float32 step of the time (``t + s == t`` for long trials), and the float32 result is
-then correctly rounded (error at most half a float32 step of the spike time).
+devices without a compiled one. Spiking layers compute in float64
+(``compute_dtype``): float32 results are correctly rounded (error at most half a
+float32 step of the spike time) and the spike-round loops cannot stall.
 """
 
 from __future__ import annotations
@@ -37,14 +35,11 @@ class TorchEngine(Engine):
     kinds = frozenset({LayerKind.FEEDFORWARD, LayerKind.RECURRENT, LayerKind.TRAJECTORY})
     devices = None
     priority = 0
+    compute_dtype = torch.float64
 
     def simulate(
         self, kind: LayerKind, spec: LayerSpec, times: Tensor, weight: Tensor, recurrent_weight: Tensor | None
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
-        if times.dtype != torch.float64:  # simulated in float64, returned in the input dtype (module docstring)
-            wide = (t.double() if t is not None else None for t in (times, weight, recurrent_weight))
-            out, saved = self.simulate(kind, spec, *wide)
-            return out.to(times.dtype), saved
         if kind is LayerKind.FEEDFORWARD:
             out, current, events = feedforward_forward(times, weight, spec.params, spec.horizon, spec.max_spikes)
             return out, (weight, events.times, events.source, events.position, out, current)
@@ -54,10 +49,6 @@ class TorchEngine(Engine):
     def adjoint(
         self, kind: LayerKind, spec: LayerSpec, grad_out: Tensor, saved: tuple[Tensor, ...], input_shape: torch.Size
     ) -> tuple[Tensor, Tensor, Tensor | None, int]:
-        if grad_out.dtype != torch.float64:
-            *grads, n_tangential = self.adjoint(kind, spec, grad_out.double(), saved, input_shape)
-            gt, gw, gr = (g.to(grad_out.dtype) if g is not None else None for g in grads)
-            return gt, gw, gr, n_tangential
         clip = spec.clip(grad_out.dtype)
         if kind is LayerKind.FEEDFORWARD:
             weight, ev_times, ev_source, ev_position, out, current = saved

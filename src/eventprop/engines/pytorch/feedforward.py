@@ -40,10 +40,16 @@ from torch import Tensor
 
 from ...errors import SpikeLimitError
 from ...model.neuron import NeuronParams, adjoint_jump, crossing_bracket, psp_kernel, solve_crossing
-from ...model.spikes import EventList, sorted_events, stack_spikes
+from ...model.spikes import EventList, sorted_events
 from .trajectory import flow_scan
 
 __all__ = ["feedforward_forward", "feedforward_backward"]
+
+
+#: Largest number of (batch, neurons, events) entries one spike round handles at once: each
+#: round holds a few dozen float64 tensors of that size (about 1 GB at this bound), so
+#: larger layers are simulated in blocks of samples and neurons (they are independent).
+_ROUND_ELEMENTS = 1 << 21
 
 
 def feedforward_forward(
@@ -68,15 +74,56 @@ def feedforward_forward(
         ``(batch, out_features, max_out)`` (``+inf`` padded, ``max_out >= 1``), the
         synaptic current ``I`` of the firing neuron at each spike (0 at padding), and
         the merged input events.
+
+    Memory is linear in the events: blocks of samples and neurons of at most
+    ``_ROUND_ELEMENTS`` (batch x neurons x events) entries are simulated one after the other.
     """
-    batch = times.shape[0]
-    n_out = weight.shape[0]
     events = sorted_events(times)
-    template = torch.empty((batch, n_out), dtype=times.dtype, device=times.device)
-    n_events = events.times.shape[1]
+    batch, n_out, n_events = times.shape[0], weight.shape[0], events.times.shape[1]
+    n_block = max(1, min(n_out, _ROUND_ELEMENTS // max(1, n_events)))
+    b_block = max(1, _ROUND_ELEMENTS // max(1, n_block * n_events))
+    if n_block >= n_out and b_block >= batch:
+        return (*_forward_block(events, weight, p, horizon, max_spikes, 0, 0), events)
+    blocks = [
+        [
+            _forward_block(
+                EventList(*(x[b0 : b0 + b_block] for x in (events.times, events.source, events.position))),
+                weight[j0 : j0 + n_block], p, horizon, max_spikes, b0, j0,
+            )
+            for j0 in range(0, n_out, n_block)
+        ]
+        for b0 in range(0, batch, b_block)
+    ]
+    width = max(t.shape[-1] for row in blocks for t, _ in row)
+    out_times = torch.cat([torch.cat([_pad(t, width, math.inf) for t, _ in row], dim=1) for row in blocks], dim=0)
+    out_current = torch.cat([torch.cat([_pad(i, width, 0.0) for _, i in row], dim=1) for row in blocks], dim=0)
+    return out_times, out_current, events
+
+
+def _pad(x: Tensor, width: int, fill: float) -> Tensor:
+    """``x`` ``(..., k)`` padded with ``fill`` to ``(..., width)``."""
+    if x.shape[-1] == width:
+        return x
+    return torch.cat([x, x.new_full((*x.shape[:-1], width - x.shape[-1]), fill)], dim=-1)
+
+
+def _forward_block(
+    events: EventList,
+    weight: Tensor,
+    p: NeuronParams,
+    horizon: float,
+    max_spikes: int | None,
+    sample_offset: int,
+    neuron_offset: int,
+) -> tuple[Tensor, Tensor]:
+    """:func:`feedforward_forward` of the samples of ``events`` and the neurons of
+    ``weight`` (``sample_offset``, ``neuron_offset``: their first indices in the layer,
+    for the spike-limit error): ``(out_times, out_current)``."""
+    batch, n_events = events.times.shape
+    n_out = weight.shape[0]
     if n_events == 0:
-        out = stack_spikes([], template)
-        return out, torch.zeros_like(out), events
+        out = torch.full((batch, n_out, 1), math.inf, dtype=events.times.dtype, device=events.times.device)
+        return out, torch.zeros_like(out)
 
     finite = events.finite
     t = torch.where(finite, events.times, torch.zeros_like(events.times))  # (B, E)
@@ -100,8 +147,11 @@ def feedforward_forward(
     last_t = torch.zeros(batch, n_out, dtype=t.dtype, device=t.device)
     last_e = torch.full((batch, n_out), -1, dtype=torch.long, device=t.device)
     active = torch.ones(batch, n_out, dtype=torch.bool, device=t.device)
-    time_cols: list[Tensor] = []
-    current_cols: list[Tensor] = []
+    # spike k of every neuron goes to column k of buffers that double when full (a list of
+    # small tensors between the round's large temporaries would fragment the heap)
+    out_t = torch.full((batch, n_out, 4), math.inf, dtype=t.dtype, device=t.device)
+    out_i = torch.zeros_like(out_t)
+    rounds = 0
     while True:
         # Interval starts: after each event, except the interval holding the last spike,
         # which restarts at that spike with V = theta - theta = 0.
@@ -119,9 +169,12 @@ def feedforward_forward(
         fired = crosses.any(dim=-1)
         if not bool(fired.any()):
             break
-        if max_spikes is not None and len(time_cols) + 1 > max_spikes:
+        if max_spikes is not None and rounds + 1 > max_spikes:
             b, j = (int(x) for x in fired.nonzero()[0])
-            raise SpikeLimitError.exceeded(max_spikes, b, j, float(time_cols[-1][b, j]) if time_cols else None)
+            # the time of the spike past the limit
+            s = solve_crossing(*(x[b, j, int(crosses[b, j].to(torch.uint8).argmax())].reshape(1) for x in (v0, i0, lo, hi)), p)
+            t_over = float(start[b, j, int(crosses[b, j].to(torch.uint8).argmax())] + s[0])
+            raise SpikeLimitError.exceeded(max_spikes, sample_offset + b, neuron_offset + j, t_over)
         first = crosses.to(torch.uint8).argmax(dim=-1)[..., None]  # first crossing interval
 
         def pick(x: Tensor) -> Tensor:
@@ -132,8 +185,12 @@ def feedforward_forward(
         t_spike[fired] = pick(start) + s
         i_spike = torch.zeros_like(last_t)
         i_spike[fired] = pick(i0) * torch.exp(-s / p.tau_syn)
-        time_cols.append(t_spike)
-        current_cols.append(i_spike)
+        if rounds == out_t.shape[-1]:
+            out_t = torch.cat([out_t, torch.full_like(out_t, math.inf)], dim=-1)
+            out_i = torch.cat([out_i, torch.zeros_like(out_i)], dim=-1)
+        out_t[..., rounds] = t_spike
+        out_i[..., rounds] = i_spike
+        rounds += 1
 
         later = (index > first) & fired[..., None]
         decay = torch.exp(-(t_events - torch.where(fired, t_spike, zero)[..., None]).clamp(min=0) / p.tau_mem)
@@ -143,11 +200,8 @@ def feedforward_forward(
         last_t = torch.where(fired, t_spike, last_t)
         active = fired
 
-    out_times = stack_spikes(time_cols, template)
-    out_current = stack_spikes(current_cols, template)
-    if not current_cols:
-        out_current = torch.zeros_like(out_current)
-    return out_times, out_current, events
+    width = max(rounds, 1)
+    return out_t[..., :width].contiguous(), out_i[..., :width].contiguous()
 
 
 def _jumps(grad_out: Tensor, out_times: Tensor, out_current: Tensor, p: NeuronParams, clip: float = 0.0) -> Tensor:
@@ -192,16 +246,19 @@ def adjoint_at(times: Tensor, finite: Tensor, out_times: Tensor, jumps: Tensor, 
     spiked = torch.isfinite(out_times)[:, :, None, :]
     batch, neurons, slots = out_times.shape
     block = max(1, _BLOCK_ELEMENTS // max(1, batch * neurons * slots))
-    parts_v, parts_i = [], []
+    # written block by block into the results: no list of parts between the temporaries
+    # (which fragments the heap until the process holds many times what it uses)
+    lam_v = times.new_empty(batch, neurons, times.shape[1])
+    lam_i = torch.empty_like(lam_v)
     for start in range(0, times.shape[1], block):
         q, ok = times[:, start : start + block], finite[:, start : start + block]
         lag = out_times[:, :, None, :] - torch.where(ok, q, zero)[:, None, :, None]  # (B, N, Eb, K)
         live = spiked & ok[:, None, :, None] & (lag > 0)
         lag = torch.where(live, lag, zero)
         j = torch.where(live, jumps[:, :, None, :], zero)
-        parts_v.append((j * torch.exp(-lag / p.tau_mem)).sum(-1))
-        parts_i.append((j * (p.tau_mem / p.tau_syn) * psp_kernel(lag, p)).sum(-1))
-    return torch.cat(parts_v, dim=2), torch.cat(parts_i, dim=2)
+        torch.sum(j * torch.exp(-lag / p.tau_mem), dim=-1, out=lam_v[:, :, start : start + block])
+        torch.sum(j * (p.tau_mem / p.tau_syn) * psp_kernel(lag, p), dim=-1, out=lam_i[:, :, start : start + block])
+    return lam_v, lam_i
 
 
 def feedforward_backward(
@@ -233,15 +290,18 @@ def feedforward_backward(
         return grad_times.reshape(input_shape), grad_weight
     jumps = _jumps(grad_out, out_times, out_current, p, clip)
     finite = events.finite
-    lam_v, lam_i = adjoint_at(events.times, finite, out_times, jumps, p)  # (B, N, E)
-
     src = torch.where(finite, events.source, torch.zeros_like(events.source)).reshape(-1)
-    contrib = (-p.tau_syn * lam_i).transpose(1, 2).reshape(-1, weight.shape[0])  # (B*E, N)
-    grad_weight_t = torch.zeros(n_in, weight.shape[0], dtype=weight.dtype, device=weight.device)
-    grad_weight_t.index_add_(0, src, contrib)
-
-    w_ev = weight.t()[events.source]  # (B, E, N)
-    g_ev = (w_ev * (lam_v - lam_i).transpose(1, 2)).sum(-1)
+    n_out, n_events = weight.shape[0], events.times.shape[1]
+    grad_weight_t = torch.zeros(n_in, n_out, dtype=weight.dtype, device=weight.device)
+    g_ev = torch.zeros_like(events.times)
+    n_block = max(1, min(n_out, _ROUND_ELEMENTS // max(1, batch * n_events)))  # memory linear in the events
+    for j0 in range(0, n_out, n_block):
+        block = slice(j0, j0 + n_block)
+        lam_v, lam_i = adjoint_at(events.times, finite, out_times[:, block], jumps[:, block], p)  # (B, Nb, E)
+        contrib = (-p.tau_syn * lam_i).transpose(1, 2).reshape(-1, lam_i.shape[1])  # (B*E, Nb)
+        grad_weight_t[:, block].index_add_(0, src, contrib)
+        w_ev = weight[block].t()[events.source]  # (B, E, Nb)
+        g_ev += (w_ev * (lam_v - lam_i).transpose(1, 2)).sum(-1)
     g_ev = torch.where(finite, g_ev, torch.zeros_like(g_ev))
     grad_times.scatter_(1, events.position, g_ev)
     return grad_times.reshape(input_shape), grad_weight_t.t().contiguous()
