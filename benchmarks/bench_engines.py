@@ -36,11 +36,8 @@ import common  # noqa: E402  (puts src/ on the path)
 
 ROOT = common.ROOT
 
-from eventprop.engines.numba_cpu.feedforward import (  # noqa: E402
-    feedforward_backward_numba,
-    feedforward_forward_numba,
-    numba_available,
-)
+from eventprop.engines.numba_cpu.feedforward import feedforward_backward_numba, feedforward_forward_numba  # noqa: E402
+from eventprop.engines.numba_cpu.scalar import numba_available  # noqa: E402
 from eventprop.engines.pytorch.feedforward import feedforward_backward, feedforward_forward  # noqa: E402
 from eventprop.model.neuron import NeuronParams  # noqa: E402
 

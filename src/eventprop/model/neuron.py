@@ -254,9 +254,9 @@ def solve_crossing(
     """Root of ``V(s) = theta`` in ``[lo, hi]`` to machine precision.
 
     Newton's method on ``f(s) = V(s) - theta`` with ``tau_mem f'(s) = I(s) - V(s)``,
-    falling back to bisection whenever a step leaves the bracket or the bracket did not
-    halve over the last two steps, so the bracket shrinks at every iteration and at
-    least geometrically. Converged when ``|f|`` is at rounding level and either the
+    falling back to bisection whenever a step leaves the bracket or is not below half
+    the previous step (as rtsafe does), so the bracket shrinks at every iteration and
+    the steps at least geometrically. Converged when ``|f|`` is at rounding level and either the
     Newton correction ``|f| / f'`` is below the time tolerance or the gradient error it
     implies is below ``GRADIENT_TOLERANCE``, or else when the bracket is below the time
     tolerance (a near-tangential crossing, where ``V`` is flat). Never on the step size
@@ -274,8 +274,7 @@ def solve_crossing(
     f_tol = 8 * eps * (theta + v0.abs() + i0.abs())
     t_tol = 16 * eps * (x.abs() + min(p.tau_mem, p.tau_syn))
     done = torch.zeros_like(x, dtype=torch.bool)
-    width_before = torch.full_like(x, math.inf)  # the bracket two iterations ago
-    width_last = hi - lo
+    step_last = torch.full_like(x, math.inf)  # the previous step
     for _ in range(max_iter):
         v = free_voltage(v0, i0, x, p)
         i = free_current(i0, x, p)
@@ -293,10 +292,11 @@ def solve_crossing(
         hi = torch.where(below, hi, x)
         width = hi - lo
         newton = x - f / torch.where(rising, slope, torch.ones_like(slope))
-        ok = rising & (newton >= lo) & (newton <= hi) & (width <= 0.5 * width_before)
-        x = torch.where(done, x, torch.where(ok, newton, 0.5 * (lo + hi)))
+        ok = rising & (newton >= lo) & (newton <= hi) & ((newton - x).abs() <= 0.5 * step_last)
+        x_new = torch.where(ok, newton, 0.5 * (lo + hi))
+        step_last = (x_new - x).abs()
+        x = torch.where(done, x, x_new)
         done = done | (width <= t_tol)
-        width_before, width_last = width_last, width
         if bool(done.all()):
             break
     return x

@@ -85,7 +85,7 @@ __all__ = ["feedforward_forward_numba", "feedforward_backward_numba"]
 
 #: SHA-256 of :mod:`.scalar`'s source when these kernels were last checked against it; a
 #: mismatch compiles them without numba's on-disk cache (see :mod:`.scalar`).
-SCALAR_SHA256 = "38f902e09ea5ec46488c1a677ce318f0c3ff2467795bed62dd25a3007c5b25bb"
+SCALAR_SHA256 = "95557cf31561f50775af039860f661faa3fd718a5df8868d39af51e623869040"
 _CACHE = source_sha256() == SCALAR_SHA256
 
 

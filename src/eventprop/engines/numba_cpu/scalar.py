@@ -161,8 +161,8 @@ if numba is not None:
         # may be NaN = unknown) with the convergence tests of neuron.solve_crossing: a
         # regula-falsi first guess, then Halley steps (V'' costs no extra exponential:
         # tau_mem V' = I - V, tau_mem V'' = -I / tau_syn - V'), falling back to Newton
-        # and then to bisection whenever a step leaves the bracket or the bracket did
-        # not halve over the last two steps. Never converged on the step size alone:
+        # and then to bisection whenever a step leaves the bracket or is not below half
+        # the previous step (as rtsafe does). Never converged on the step size alone:
         # near the maximum of V a Halley step is tiny however far the root is.
         theta = c[_THETA]
         tau_mem = c[_TM]
@@ -176,8 +176,7 @@ if numba is not None:
                 x = guess
         f_tol = c[_FTOL] * (theta + abs(v0) + abs(i0))
         t_tol = c[_TTOL] * (abs(hi) + c[_MINTAU])
-        width_before = c[_INF]  # the bracket two iterations ago
-        width_last = hi - lo
+        step_last = c[_INF]  # the previous step
         for _ in range(100):
             e_mem, e_syn, k = _flow(x, c)
             v = v0 * e_mem + i0 * k
@@ -198,19 +197,19 @@ if numba is not None:
             if width <= t_tol:
                 return half * (lo + hi)
             x_new = half * (lo + hi)
-            if slope > 0 and width <= half * width_before:
+            if slope > 0:
                 denominator = 2 * slope * slope - f * curvature  # may underflow to 0 (time constants ~1e300)
-                halley = lo - c[_ONE]
+                halley = c[_INF]  # no Halley step
                 if denominator > 0:
                     halley = x - 2 * f * slope / denominator
                 newton = x - f / slope
-                if halley >= lo and halley <= hi:
+                limit = half * step_last
+                if halley >= lo and halley <= hi and abs(halley - x) <= limit:
                     x_new = halley
-                elif newton >= lo and newton <= hi:
+                elif newton >= lo and newton <= hi and abs(newton - x) <= limit:
                     x_new = newton
+            step_last = abs(x_new - x)
             x = x_new
-            width_before = width_last
-            width_last = width
         return x
 
     @njit(cache=True)
