@@ -81,8 +81,10 @@ LOSS = "loss and readout"
 OPT = "optimisation"
 
 
-#: The largest seed: the data-noise generator is seeded with ``seed + 1_000_003`` < 2**63.
-MAX_SEED = 2**63 - 1 - 1_000_003
+#: The data-noise generator's seed is ``seed + NOISE_SEED_OFFSET``.
+NOISE_SEED_OFFSET = 1_000_003
+#: The largest seed: both generators' seeds stay below 2**63.
+MAX_SEED = 2**63 - 1 - NOISE_SEED_OFFSET
 
 
 @dataclass

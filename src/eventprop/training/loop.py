@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from ..errors import TangentialCrossingWarning
 from .activity import Activity, bump_first_silent, layer_names
 from .checkpoints import FORMAT, RunLock, check_resumable, load_checkpoint, load_model, save_atomic
-from .config import TrainConfig
+from .config import NOISE_SEED_OFFSET, TrainConfig
 from .network import build_model, forward_layers, readout_of
 from .outputs import plot_runs, write_json, write_metrics
 from .readouts import Readout
@@ -151,7 +151,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, log: Ca
     limits = [plan.max_silent for plan in config.hidden_layers()] + [config.max_silent_output]
     names = layer_names(len(config.hidden), readout.spiking)
     shuffle = torch.Generator().manual_seed(config.seed)
-    noise = torch.Generator().manual_seed(config.seed + 1_000_003)
+    noise = torch.Generator().manual_seed(config.seed + NOISE_SEED_OFFSET)
     rows: list[dict[str, float]] = []
     best_acc, best_epoch, start_epoch = -1.0, -1, 0
     if resume:

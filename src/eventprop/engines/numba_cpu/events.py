@@ -23,7 +23,7 @@ try:  # pragma: no cover - exercised only where numba is missing
 except ImportError:  # pragma: no cover
     numba = None
 
-__all__ = ["PARALLEL_MIN_WORK", "use_thread_pool", "to_numpy", "input_events"]
+__all__ = ["PARALLEL_MIN_WORK", "use_thread_pool", "to_numpy", "input_events", "spike_limit"]
 
 # Below this much work (batch x neurons x events, or input entries when sorting events)
 # a kernel runs serially: waking the thread pool costs more than it saves.
@@ -33,6 +33,12 @@ PARALLEL_MIN_WORK = 20_000
 def use_thread_pool(work: int) -> bool:
     """Whether a kernel with this much work should run on the thread pool."""
     return work >= PARALLEL_MIN_WORK and numba.get_num_threads() > 1
+
+
+def spike_limit(max_spikes: int | None) -> np.int64:
+    """``max_spikes`` as the kernels' int64 limit: ``None`` or anything beyond int64 is no limit."""
+    most = np.iinfo(np.int64).max
+    return np.int64(most if max_spikes is None else min(max_spikes, most))
 
 
 def to_numpy(x: Tensor, dtype: torch.dtype | None = None) -> np.ndarray:

@@ -56,7 +56,7 @@ from torch import Tensor
 from ...errors import SpikeLimitError
 from ...model.neuron import NeuronParams
 from ...model.spikes import EventList
-from .events import input_events, to_numpy, use_thread_pool
+from .events import input_events, spike_limit, to_numpy, use_thread_pool
 from .scalar import (
     _CLIP,
     _DOUBLE_ROOT,
@@ -335,7 +335,6 @@ if numba is not None:
 # simulates each layer once (a second pass only when a neuron fires clearly more than
 # in the previous batch).
 _CAPACITY: dict[tuple[int, int], int] = {}
-_NO_LIMIT = np.int64(np.iinfo(np.int64).max)
 
 
 def feedforward_forward_numba(
@@ -363,7 +362,7 @@ def feedforward_forward_numba(
     ev_t = ev_t.astype(np.float64, copy=False)
     w = to_numpy(weight, torch.float64)
     c = _constants(p, horizon)
-    limit = np.int64(min(max_spikes, _NO_LIMIT)) if max_spikes is not None else _NO_LIMIT
+    limit = spike_limit(max_spikes)
     key = (n_out, weight.shape[1])
     cap = _CAPACITY.get(key, 4)
     if max_spikes is not None:

@@ -42,7 +42,7 @@ from torch import Tensor
 from ...errors import SpikeLimitError
 from ...model.neuron import NeuronParams
 from ...model.spikes import EventList
-from .events import input_events, to_numpy, use_thread_pool
+from .events import input_events, spike_limit, to_numpy, use_thread_pool
 from .scalar import (
     _CLIP,
     _DOUBLE_ROOT,
@@ -353,7 +353,6 @@ class NumbaRecurrentTape:
 
 # Spike-list capacity per sample remembered per layer shape (see the module docstring).
 _CAPACITY: dict[tuple[int, int], int] = {}
-_NO_LIMIT = np.int64(np.iinfo(np.int64).max)
 
 
 def _transposed(weight: Tensor) -> np.ndarray:
@@ -391,7 +390,7 @@ def recurrent_forward_numba(
     w_t = _transposed(weight)
     r_t = _transposed(recurrent_weight)
     c = _constants(p, horizon)
-    limit = np.int64(min(max_spikes, _NO_LIMIT)) if max_spikes is not None else _NO_LIMIT
+    limit = spike_limit(max_spikes)
     key = (n, weight.shape[1])
     cap = _CAPACITY.get(key, 64)
     kernel = _forward_kernel if use_thread_pool(batch * n * max(ev_t.shape[1], 1)) else _forward_kernel_serial

@@ -171,9 +171,9 @@ def _forward_block(
             break
         if max_spikes is not None and rounds + 1 > max_spikes:
             b, j = (int(x) for x in fired.nonzero()[0])
-            # the time of the spike past the limit
-            s = solve_crossing(*(x[b, j, int(crosses[b, j].to(torch.uint8).argmax())].reshape(1) for x in (v0, i0, lo, hi)), p)
-            t_over = float(start[b, j, int(crosses[b, j].to(torch.uint8).argmax())] + s[0])
+            e = int(crosses[b, j].to(torch.uint8).argmax())  # the interval of the spike past the limit
+            s = solve_crossing(*(x[b, j, e].reshape(1) for x in (v0, i0, lo, hi)), p)
+            t_over = float(start[b, j, e] + s[0])
             raise SpikeLimitError.exceeded(max_spikes, sample_offset + b, neuron_offset + j, t_over)
         first = crosses.to(torch.uint8).argmax(dim=-1)[..., None]  # first crossing interval
 
