@@ -128,7 +128,7 @@ def test_max_voltage_cross_entropy_gradients(tau_mem: float, tau_syn: float, sca
     if where == "far":
         traj = readout(hidden(x))
         t_max = traj.max()[1]
-        at_event = (t_max[..., None] - traj.times.detach()).abs().min(-1).values < 1e-12
+        at_event = (t_max[..., None] - traj.times.detach()[:, None, :]).abs().min(-1).values < 1e-12
         assert bool((~at_event & (t_max < readout.window)).any()), "want an interior maximum"
         assert bool((at_event & (t_max > 0)).any()), "want a maximum at an input spike (kink)"
     loss = lambda: max_voltage_cross_entropy(readout(hidden(x)), LABELS, scale=3.0)  # noqa: E731

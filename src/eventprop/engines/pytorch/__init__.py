@@ -23,7 +23,7 @@ from ...model.trajectory import VoltageTrajectory
 from ..base import Engine, LayerKind, LayerSpec
 from .feedforward import feedforward_backward, feedforward_forward
 from .recurrent import RecurrentTape, recurrent_backward, recurrent_forward
-from .trajectory import trajectory
+from .trajectory import ScanTrajectory
 
 __all__ = ["TorchEngine"]
 
@@ -70,4 +70,4 @@ class TorchEngine(Engine):
         params: NeuronParams,
         window: float,
     ) -> VoltageTrajectory:
-        return trajectory(times, spikes, weight, recurrent_weight, params, window)
+        return ScanTrajectory.from_spikes(times, spikes, weight, recurrent_weight, params, window)

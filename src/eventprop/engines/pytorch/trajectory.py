@@ -1,4 +1,4 @@
-r"""PyTorch engine, voltage trajectories: event assembly and a log-depth prefix scan.
+r"""PyTorch engine, voltage trajectories: a log-depth prefix scan, queries as tensor expressions.
 
 Each neuron ``n`` sees the time-ordered events of its layer: input spikes of neuron
 ``i`` (current jump ``a = W[n, i]``), for a LIF layer also the layer's own spikes
@@ -12,18 +12,23 @@ The state just after event ``k`` (see :mod:`eventprop.model.trajectory`) is::
 (``ceil(log2 M)`` steps) computes every state: after step ``s`` entry ``k`` holds the sum
 over ``k - 2^s < j <= k``. Every factor is a bounded function of a *difference* of
 times (nothing overflows however long the window), memory is ``O(M log M)`` per neuron
-and autograd differentiates it exactly.
+and autograd differentiates it exactly. The queries (:meth:`ScanTrajectory.max`,
+:meth:`ScanTrajectory.values`) are tensor expressions of these states: memory
+``O(batch x neurons x events x log events)`` in the backward.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
+
 import torch
 from torch import Tensor
 
-from ...model.neuron import NeuronParams, free_voltage
+from ...model.neuron import NeuronParams, free_voltage, voltage_extremum
 from ...model.trajectory import VoltageTrajectory
 
-__all__ = ["trajectory", "flow_scan"]
+__all__ = ["ScanTrajectory", "flow_scan"]
 
 
 def flow_scan(times: Tensor, jump_i: Tensor, jump_v: Tensor, p: NeuronParams) -> tuple[Tensor, Tensor]:
@@ -48,53 +53,70 @@ def flow_scan(times: Tensor, jump_i: Tensor, jump_v: Tensor, p: NeuronParams) ->
     return v, i
 
 
-def _build(times: Tensor, jump_i: Tensor, jump_v: Tensor, p: NeuronParams, window: float) -> VoltageTrajectory:
-    """Mask events outside ``[0, window)``, prepend the virtual event at 0 and scan.
+@dataclass(frozen=True, eq=False)
+class ScanTrajectory(VoltageTrajectory):
+    """A :class:`~eventprop.model.trajectory.VoltageTrajectory` with every state materialised.
 
-    ``times`` ``(batch, M)`` ascending (``+inf`` allowed); jumps ``(batch, neurons, M)``.
+    After construction it also holds, with a virtual event at ``t = 0`` first (index 0,
+    no jumps, so segment ``k`` of the arrays is ``[starts[k], starts[k + 1]]``, the last
+    one ending at ``window``): ``starts`` ``(batch, 1, M + 1)`` and the states
+    ``v``, ``i`` ``(batch, neurons, M + 1)`` just after each event.
     """
-    valid = times < window
-    t = torch.where(valid, times, torch.full_like(times, window))[:, None, :]
-    zero = torch.zeros((), dtype=jump_i.dtype, device=jump_i.device)
-    jump_i = torch.where(valid[:, None, :], jump_i, zero)
-    jump_v = torch.where(valid[:, None, :], jump_v, zero)
-    t = torch.cat([torch.zeros_like(t[..., :1]), t], dim=-1)
-    jump_i = torch.cat([torch.zeros_like(jump_i[..., :1]), jump_i], dim=-1)
-    jump_v = torch.cat([torch.zeros_like(jump_v[..., :1]), jump_v], dim=-1)
-    v, i = flow_scan(t, jump_i, jump_v, p)
-    return VoltageTrajectory(t, jump_i, jump_v, v, i, p, window)
 
+    starts: Tensor = field(init=False)
+    v: Tensor = field(init=False)
+    i: Tensor = field(init=False)
 
-def trajectory(
-    times: Tensor,
-    spikes: Tensor | None,
-    weight: Tensor,
-    recurrent_weight: Tensor | None,
-    p: NeuronParams,
-    window: float,
-) -> VoltageTrajectory:
-    """The engine entry point (:meth:`eventprop.engines.base.Engine.trajectory`).
+    def __post_init__(self) -> None:
+        batch, neurons = self.shape
+        current = torch.cat([self.current, torch.zeros_like(self.current[:, :1])], dim=1)  # source -1: no jump
+        jump_i = current[:, self.source].permute(1, 0, 2)  # (B, N, M)
+        own = self.n_inputs + torch.arange(neurons, device=self.source.device)
+        jump_v = -self.params.threshold * (self.source[:, None, :] == own[None, :, None]).to(jump_i.dtype)
+        virtual = jump_i.new_zeros(batch, neurons, 1)
+        starts = torch.cat([self.times.new_zeros(batch, 1), self.times], dim=1)[:, None, :]
+        v, i = flow_scan(starts, torch.cat([virtual, jump_i], dim=-1), torch.cat([virtual, jump_v], dim=-1), self.params)
+        object.__setattr__(self, "starts", starts)
+        object.__setattr__(self, "v", v)
+        object.__setattr__(self, "i", i)
 
-    ``recurrent_weight`` arrives with a zero diagonal; ``spikes`` is ``None`` for a
-    non-spiking readout.
-    """
-    batch, n_in, slots = times.shape
-    if spikes is None:
-        ordered, position = torch.sort(times.reshape(batch, n_in * slots), dim=1, stable=True)
-        source = torch.div(position, slots, rounding_mode="floor")
-        jump_i = weight[:, source].permute(1, 0, 2)  # (B, N, M)
-        return _build(ordered, jump_i, torch.zeros_like(jump_i), p, window)
-    n_out = weight.shape[0]
-    like = {"dtype": weight.dtype, "device": weight.device}
-    lateral = torch.zeros(n_out, n_out, **like) if recurrent_weight is None else recurrent_weight
-    # All events of the layer: inputs (sources 0..n_in-1), then layer spikes (n_in..n_in+n_out-1).
-    source_in = torch.arange(n_in, device=times.device).repeat_interleave(slots)
-    source_out = n_in + torch.arange(n_out, device=times.device).repeat_interleave(spikes.shape[2])
-    flat = torch.cat([times.reshape(batch, -1), spikes.reshape(batch, -1)], dim=1)
-    ordered, position = torch.sort(flat, dim=1, stable=True)
-    source = torch.cat([source_in, source_out])[position]  # (B, M)
-    current = torch.cat([weight, lateral], dim=1)  # (N, n_in + N)
-    jump_i = current[:, source].permute(1, 0, 2)
-    reset = torch.cat([torch.zeros(n_out, n_in, **like), -p.threshold * torch.eye(n_out, **like)], dim=1)
-    jump_v = reset[:, source].permute(1, 0, 2)
-    return _build(ordered, jump_i, jump_v, p, window)
+    def max(self) -> tuple[Tensor, Tensor]:
+        # The argmax is chosen without gradient; the value is then re-evaluated with
+        # gradient: at a segment end the next event's own time tensor is the boundary.
+        p = self.params
+        start = self.starts
+        ends = torch.cat([start[..., 1:], torch.full_like(start[..., :1], self.window)], dim=-1)
+        length = ends - start  # (B, 1, S)
+        with torch.no_grad():
+            s_ext = voltage_extremum(self.v, self.i, p)
+            interior = (self.i > self.v) & (s_ext < length)
+            s_int = torch.where(interior, s_ext, torch.zeros_like(s_ext))
+            length_b = length.expand_as(self.v)
+            cand = torch.stack(
+                [
+                    self.v,
+                    free_voltage(self.v, self.i, length_b, p),
+                    torch.where(interior, free_voltage(self.v, self.i, s_int, p), torch.full_like(s_ext, -math.inf)),
+                ],
+                dim=-1,
+            )  # (B, N, S, 3): start, end, interior
+            flat = cand.flatten(2).argmax(dim=2)  # (B, N): the first largest
+            seg, kind = flat // 3, flat % 3
+            t_best = torch.gather(start.expand_as(self.v), 2, seg[..., None]).squeeze(-1) + torch.where(
+                kind == 0,
+                torch.zeros_like(s_int[..., 0]),
+                torch.where(kind == 1, length_b.gather(2, seg[..., None]).squeeze(-1), s_int.gather(2, seg[..., None]).squeeze(-1)),
+            )
+        pick = seg[..., None]
+        v0, i0 = self.v.gather(2, pick).squeeze(-1), self.i.gather(2, pick).squeeze(-1)
+        seg_start = start.expand_as(self.v).gather(2, pick).squeeze(-1)
+        seg_end = ends.expand_as(self.v).gather(2, pick).squeeze(-1)
+        s = torch.where(kind == 0, torch.zeros_like(v0), torch.where(kind == 1, seg_end, t_best) - seg_start)
+        return free_voltage(v0, i0, s, p), t_best
+
+    def values(self, t: Tensor, governing: Tensor) -> Tensor:
+        idx = governing + 1  # the virtual event first
+        neurons = self.v.shape[1]
+        gather = idx[:, None, :].expand(-1, neurons, -1)
+        origin = self.starts[:, 0].gather(1, idx)[:, None, :]
+        return free_voltage(self.v.gather(2, gather), self.i.gather(2, gather), t[:, None, :] - origin, self.params)
