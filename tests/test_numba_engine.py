@@ -181,8 +181,8 @@ def test_kernel_modules_record_the_scalar_source() -> None:
     import hashlib
     from pathlib import Path
 
-    from eventprop.engines.numba_cpu import feedforward, recurrent, scalar
+    from eventprop.engines.numba_cpu import feedforward, recurrent, scalar, trajectory
 
     digest = hashlib.sha256(Path(scalar.__file__).read_bytes()).hexdigest()
-    for module in (feedforward, recurrent):
+    for module in (feedforward, recurrent, trajectory):
         assert module.SCALAR_SHA256 == digest, f"set SCALAR_SHA256 = {digest!r} in {module.__name__}"

@@ -83,9 +83,11 @@ def test_an_engine_that_cannot_serve_a_layer_of_the_network_is_refused_before_tr
     monkeypatch.setitem(engines._REGISTRY, "ff-only", FeedForwardOnly())
     engines._select.cache_clear()
     try:
-        preset_config("best", engine="ff-only").validate()
+        preset_config("best", engine="ff-only", silent_push=0.0).validate()
         with pytest.raises(ValueError, match="engine: engine='ff-only' cannot serve a recurrent layer"):
-            preset_config("best", engine="ff-only", recurrent=(True,)).validate()
+            preset_config("best", engine="ff-only", silent_push=0.0, recurrent=(True,)).validate()
+        with pytest.raises(ValueError, match="engine: engine='ff-only' cannot serve a trajectory layer"):
+            preset_config("best", engine="ff-only", silent_push=0.5).validate()  # the push needs a trajectory
     finally:
         engines._select.cache_clear()
 
@@ -194,12 +196,12 @@ def test_recurrent_init_without_a_recurrent_layer_is_an_error() -> None:
         preset_config("best", recurrent_init=(0.0, 0.1)).validate()
 
 
-def test_engine_names_the_lif_layers_engine_and_trajectories_use_auto(tmp_path: Path) -> None:
+def test_engine_names_the_engine_of_every_layer_and_trajectory(tmp_path: Path) -> None:
     config = preset_config("best", engine="torch", train_size=32, val_size=16, hidden=(8,), epochs=1)
-    config.validate()  # the silent-label push needs a trajectory: served by auto, not by the LIF engine
+    config.validate()
     model = build_model(config, 5, 3)
     assert [m.engine for m in model] == ["torch", "torch"]
-    assert build_model(dataclasses.replace(config, readout="voltage"), 5, 3)[-1].engine == "auto"
+    assert build_model(dataclasses.replace(config, readout="voltage"), 5, 3)[-1].engine == "torch"
     numba = dataclasses.replace(config, engine="numba")
     numba.validate()
     train(numba, tmp_path, **QUIET)

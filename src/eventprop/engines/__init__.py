@@ -8,8 +8,9 @@ why. A new engine is one module (or folder) with an :class:`Engine` subclass, an
 
 Registered:
 
-- ``"numba"`` (:mod:`eventprop.engines.numba_cpu`): compiled CPU kernels, feed-forward
-  layers; picked by ``auto`` for CPU tensors when numba is installed;
+- ``"numba"`` (:mod:`eventprop.engines.numba_cpu`): compiled CPU kernels, every kind
+  (feed-forward, recurrent, trajectory); picked by ``auto`` for CPU tensors when numba
+  is installed;
 - ``"torch"`` (:mod:`eventprop.engines.pytorch`): vectorised PyTorch, every kind and
   device.
 """

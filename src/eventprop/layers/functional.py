@@ -133,7 +133,7 @@ def lif_layer(
             exceeding it raises :class:`~eventprop.SpikeLimitError` naming the sample,
             the neuron and the time reached, nothing is truncated.
         engine: ``"auto"`` (the best registered engine for the device, dtype and
-            layer kind: the compiled ``"numba"`` engine for feed-forward CPU layers,
+            layer kind: the compiled ``"numba"`` engine for CPU tensors,
             else ``"torch"``) or a registered name (:func:`eventprop.engines.engine_names`);
             a name that cannot serve the call raises ``ValueError`` saying why.
         tangent_safeguard: at tangential spikes (``|I - theta|`` at rounding level,

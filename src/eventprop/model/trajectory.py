@@ -97,7 +97,7 @@ class VoltageTrajectory(ABC):
     Built by an engine (:meth:`eventprop.engines.base.Engine.trajectory`) through
     :func:`~eventprop.readout_trajectory` (non-spiking leaky integrators) or
     :func:`~eventprop.lif_trajectory` (LIF neurons with their spikes); each engine
-    subclasses it with its own :meth:`max` and :meth:`values`. The queries are
+    subclasses it with its own :meth:`max` and :meth:`values` (``_values``). The queries are
     differentiable in everything the trajectory depends on: the weights, the input
     spike times and the layer's own spike times.
 
@@ -191,21 +191,41 @@ class VoltageTrajectory(ABC):
             ``(v_max, t_peak)``, both ``(batch, neurons)``; ``t_peak`` carries no gradient.
         """
 
-    @abstractmethod
     def values(self, t: Tensor, governing: Tensor) -> Tensor:
         """``V`` at times ``t`` from the state just after event ``governing``.
 
+        The primitive under :meth:`at` and :meth:`integral`: ``V_n(t[b, p])`` with the
+        events ``0..governing[b, p]`` of sample ``b`` applied (events tied in time with
+        the governing one but after it in the event order are not).
+
         Args:
-            t: ``(batch, points)`` times, ascending in each sample, with
-                ``times[b, governing[b, p]] <= t[b, p]``.
-            governing: ``(batch, points)`` long, nondecreasing: the last event applied
-                (``-1``: none, ``V = 0``); events tied in time with it but after it in
-                the event order are not applied.
+            t: ``(batch, points)`` times, each at or after its governing event.
+            governing: ``(batch, points)`` long, nondecreasing along each sample, in
+                ``[-1, M)`` (``-1``: no event applied, ``V = 0``).
 
         Returns:
             ``(batch, neurons, points)``, differentiable w.r.t. everything the
             trajectory depends on and w.r.t. ``t``.
+
+        Raises:
+            ValueError: shapes, range or order of ``governing``, or a time before its event.
         """
+        batch, n_events = self.times.shape
+        if not isinstance(t, Tensor) or not isinstance(governing, Tensor) or t.dim() != 2 or t.shape[0] != batch:
+            raise ValueError(f"t must be a tensor of shape (batch={batch}, points)")
+        if governing.shape != t.shape or governing.dtype != torch.long:
+            raise ValueError(f"governing must be a long tensor of t's shape {tuple(t.shape)}")
+        if bool(((governing < -1) | (governing >= n_events)).any()) or bool((governing.diff(dim=1) < 0).any()):
+            raise ValueError(f"governing must be nondecreasing along each sample, in [-1, {n_events})")
+        t = t.to(self.times)
+        origin = torch.where(governing >= 0, self.times.detach().gather(1, governing.clamp(min=0)), torch.zeros_like(t))
+        if not bool((t.detach() >= origin).all()):
+            raise ValueError("t must be a number at or after the time of its governing event")
+        return self._values(t, governing)
+
+    @abstractmethod
+    def _values(self, t: Tensor, governing: Tensor) -> Tensor:
+        """:meth:`values` on validated arguments (the engine's part)."""
 
     def at(self, t: Tensor) -> Tensor:
         """``V`` at query times ``t`` (right-continuous at resets).
@@ -228,7 +248,7 @@ class VoltageTrajectory(ABC):
         order = torch.argsort(t.detach(), dim=1, stable=True)
         t_sorted = t.gather(1, order)
         governing = torch.searchsorted(self.times.detach().contiguous(), t_sorted.detach().contiguous(), right=True) - 1
-        v_sorted = self.values(t_sorted, governing)
+        v_sorted = self._values(t_sorted, governing)
         inverse = torch.argsort(order, dim=1)
         return v_sorted.gather(2, inverse[:, None, :].expand(-1, v_sorted.shape[1], -1))
 
@@ -290,7 +310,7 @@ class VoltageTrajectory(ABC):
         ends = torch.cat([starts[:, 1:], torch.full_like(starts[:, :1], self.window)], dim=1)
         length = (ends - starts)[:, :, None]  # (B, P, 1)
         t = (starts[:, :, None] + length * (x + 1) / 2).reshape(batch, -1)  # (B, P n), ascending
-        v = self.values(t, governing.repeat_interleave(n_nodes, dim=1))
+        v = self._values(t, governing.repeat_interleave(n_nodes, dim=1))
         values = loss_v(v, t[:, None, :])
         if not isinstance(values, Tensor) or values.shape != v.shape:
             got = tuple(values.shape) if isinstance(values, Tensor) else type(values).__name__

@@ -126,8 +126,8 @@ class TrainConfig:
         "(0 = no limit)", type=int, group=NET,
     )  # fmt: skip
     engine: str = option(
-        "auto", "engine of every LIF layer (auto: the best registered for the device and layer kind; voltage "
-        "trajectories always use auto)", group=NET,
+        "auto", "engine of every layer and voltage trajectory (auto: the best registered for the device and layer "
+        "kind)", group=NET,
     )  # fmt: skip
     hidden_init: tuple[float, ...] = option(
         (1.5, 0.78), "hidden weights ~ N(MEAN, STD^2): one pair for all hidden layers or one per layer",
@@ -237,13 +237,15 @@ class TrainConfig:
             raise ValueError(f"device {self.device!r} requested but CUDA is not available")
 
     def _check_engine(self) -> None:
-        """An explicit engine must serve every kind of LIF layer the network has (raises before any training)."""
+        """An explicit engine must serve every kind of layer the network has (raises before any training)."""
         check_engine_name(self.engine)
         if self.engine == "auto":
             return
         kinds = {LayerKind.RECURRENT if r else LayerKind.FEEDFORWARD for r in self.recurrent}
         if self.readout == "first-spike":
             kinds.add(LayerKind.FEEDFORWARD)
+        if self.readout == "voltage" or self.silent_push > 0:
+            kinds.add(LayerKind.TRAJECTORY)
         for kind in sorted(kinds, key=lambda k: k.value):
             try:
                 select_engine(self.engine, kind, torch.device(self.device), self.torch_dtype)

@@ -144,8 +144,9 @@ class FirstSpikeReadout(Readout):
         idx = silent.nonzero().squeeze(1)
         p = layer.params
         trajectory = lif_trajectory(
-            x[idx], out[idx], layer.weight, tau_mem=p.tau_mem, tau_syn=p.tau_syn, threshold=p.threshold, window=self.t_silent
-        )
+            x[idx], out[idx], layer.weight, tau_mem=p.tau_mem, tau_syn=p.tau_syn, threshold=p.threshold, window=self.t_silent,
+            engine=layer.engine,
+        )  # fmt: skip
         return self.silent_push * label_voltage_gap(trajectory, labels[idx], reduction="sum") / labels.shape[0]
 
 
@@ -176,9 +177,11 @@ class VoltageReadout(Readout):
         tangent_safeguard: bool,
         **factory: object,
     ) -> nn.Module:
-        # no threshold: it never fires; its trajectory engine is "auto" (engine names a LIF-layer engine)
+        # no threshold: it never fires
         taus = {"tau_mem": neuron["tau_mem"], "tau_syn": neuron["tau_syn"]}
-        return LIReadout(n_in, n_classes, **taus, window=self.window, init_mean=init[0], init_std=init[1], **factory)
+        return LIReadout(
+            n_in, n_classes, **taus, window=self.window, init_mean=init[0], init_std=init[1], engine=engine, **factory
+        )
 
     def output(self, layer: nn.Module, x: Tensor) -> Tensor:
         return layer(x).max()[0]

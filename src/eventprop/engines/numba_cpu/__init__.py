@@ -1,8 +1,8 @@
 """The Numba engine: compiled CPU kernels, parallel over samples (and neurons).
 
-Serves feed-forward (:mod:`.feedforward`) and recurrent (:mod:`.recurrent`) layers on
-CPU tensors in float32 and float64, with the same spike times and gradients as the
-PyTorch engine to rounding. As there, layers compute in float64 (``compute_dtype``:
+Serves feed-forward (:mod:`.feedforward`) and recurrent (:mod:`.recurrent`) layers and
+voltage trajectories (:mod:`.trajectory`) on CPU tensors in float32 and float64, with
+the same spike times, voltages and gradients as the PyTorch engine to rounding. As there, layers compute in float64 (``compute_dtype``:
 float32 results are correctly rounded at any trial length); ``engine="auto"`` prefers it wherever it can serve. It needs the ``numba`` package (installed by
 ``requirements.txt``); without it the engine reports itself unavailable.
 """
@@ -12,20 +12,23 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ...model.neuron import NeuronParams
 from ...model.spikes import EventList
+from ...model.trajectory import VoltageTrajectory
 from ..base import Engine, LayerKind, LayerSpec
 from .feedforward import feedforward_backward_numba, feedforward_forward_numba
 from .recurrent import NumbaRecurrentTape, recurrent_backward_numba, recurrent_forward_numba
 from .scalar import numba_available
+from .trajectory import CompiledTrajectory
 
 __all__ = ["NumbaEngine"]
 
 
 class NumbaEngine(Engine):
-    """Compiled CPU kernels for feed-forward and recurrent layers."""
+    """Compiled CPU kernels for feed-forward and recurrent layers and for trajectories."""
 
     name = "numba"
-    kinds = frozenset({LayerKind.FEEDFORWARD, LayerKind.RECURRENT})
+    kinds = frozenset({LayerKind.FEEDFORWARD, LayerKind.RECURRENT, LayerKind.TRAJECTORY})
     devices = frozenset({"cpu"})
     priority = 10
     compute_dtype = torch.float64
@@ -62,3 +65,14 @@ class NumbaEngine(Engine):
             grad_out, weight, events, out, current, spec.params, input_shape, clip
         )
         return grad_times, grad_weight, None, n_tangential
+
+    def trajectory(
+        self,
+        times: Tensor,
+        spikes: Tensor | None,
+        weight: Tensor,
+        recurrent_weight: Tensor | None,
+        params: NeuronParams,
+        window: float,
+    ) -> VoltageTrajectory:
+        return CompiledTrajectory.from_spikes(times, spikes, weight, recurrent_weight, params, window)

@@ -114,7 +114,7 @@ class ScanTrajectory(VoltageTrajectory):
         s = torch.where(kind == 0, torch.zeros_like(v0), torch.where(kind == 1, seg_end, t_best) - seg_start)
         return free_voltage(v0, i0, s, p), t_best
 
-    def values(self, t: Tensor, governing: Tensor) -> Tensor:
+    def _values(self, t: Tensor, governing: Tensor) -> Tensor:
         idx = governing + 1  # the virtual event first
         neurons = self.v.shape[1]
         gather = idx[:, None, :].expand(-1, neurons, -1)
