@@ -7,8 +7,11 @@ network's response, about 40 ms) starts at a random offset inside a trial of
 spikes stays the same for every ``T`` (the dynamics are time-invariant; the table
 shows the measured counts). EventProp simulates with horizon ``T``; the
 baseline (``bptt.py``, step ``dt``) must step through all of ``T``. Loss: the
-first-spike cross-entropy. Every measurement runs in a fresh process (see
-``common.peak_memory_mib``).
+first-spike cross-entropy. Two more EventProp networks, for the other engines'
+memory: ``eventprop-recurrent`` (the hidden layer recurrent, recurrent weights
+N(0, 0.1^2)) and ``eventprop-voltage`` (the output layer replaced by a 3-neuron
+``LIReadout`` over ``[0, T]`` and the max-over-time voltage cross-entropy). Every
+measurement runs in a fresh process (see ``common.peak_memory_mib``).
 
 Usage::
 
@@ -29,6 +32,8 @@ import torch
 
 import common
 
+METHODS = ("eventprop", "eventprop-recurrent", "eventprop-voltage", "bptt")
+
 
 def measure(method: str, t_end: float, batch: int, dt: float) -> dict[str, float]:
     """One fresh-process measurement (``t_end`` and ``dt`` in ms)."""
@@ -42,19 +47,40 @@ def measure(method: str, t_end: float, batch: int, dt: float) -> dict[str, float
     times = times + offsets
     w1, w2 = common.weights("init")
 
-    if method == "eventprop":
+    if method.startswith("eventprop"):
+        from eventprop import LIFLayer, LIReadout, max_voltage_cross_entropy
+
         model = common.network_with(w1, w2)
+        if method == "eventprop-recurrent":
+            hidden = LIFLayer(5, 200, tau_mem=common.TAU_MEM, tau_syn=common.TAU_SYN, recurrent=True, dtype=w1.dtype)
+            gen_r = torch.Generator().manual_seed(1)
+            with torch.no_grad():
+                hidden.weight.copy_(w1)
+                hidden.recurrent_weight.copy_(torch.randn(200, 200, generator=gen_r, dtype=w1.dtype) * 0.1)
+            model[0] = hidden
         for layer in model:
             layer.horizon = t_end
+        if method == "eventprop-voltage":
+            readout = LIReadout(200, 3, tau_mem=common.TAU_MEM, tau_syn=common.TAU_SYN, window=t_end, dtype=w1.dtype)
+            with torch.no_grad():
+                readout.weight.copy_(w2 / 4)
+
+            def output(h: torch.Tensor, shift: torch.Tensor) -> tuple[torch.Tensor, float]:
+                return max_voltage_cross_entropy(readout(h), labels), float("nan")
+        else:
+
+            def output(h: torch.Tensor, shift: torch.Tensor) -> tuple[torch.Tensor, float]:
+                out = model[1](h)
+                return common.first_spike_loss(out[..., 0] - shift[..., 0], labels), float(torch.isfinite(out).sum())
 
         def step() -> tuple[float, float]:
             hidden = model[0](times)
-            out = model[1](hidden)
-            common.first_spike_loss(out[..., 0] - offsets[..., 0], labels).backward()
-            return float(torch.isfinite(hidden).sum()), float(torch.isfinite(out).sum())
+            loss, n_out = output(hidden, offsets)
+            loss.backward()
+            return float(torch.isfinite(hidden).sum()), n_out
 
-        warm = common.network_with(w1, w2)
-        warm[1](warm[0](times[:1] - offsets[:1]))[..., 0].sum().backward()  # compile/load the kernels
+        warm = model[0](times[:1] - offsets[:1])
+        output(warm, torch.zeros_like(offsets[:1]))[0].backward()  # compile/load the kernels
     else:
         a, b = w1.clone().requires_grad_(), w2.clone().requires_grad_()
 
@@ -85,7 +111,12 @@ def plot(rows: list[dict[str, float]], dt: float, batch: int) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for method, label, style in (("bptt", f"time-stepped BPTT (dt = {dt} ms)", "s-"), ("eventprop", "EventProp (this library)", "o-")):
+    for method, label, style in (
+        ("bptt", f"time-stepped BPTT (dt = {dt} ms)", "s-"),
+        ("eventprop", "EventProp (this library)", "o-"),
+        ("eventprop-recurrent", "EventProp, recurrent hidden layer", "^-"),
+        ("eventprop-voltage", "EventProp, LIReadout (max V)", "v-"),
+    ):
         pts = [r for r in rows if r["method"] == method]
         ax.plot([r["t_end_ms"] / 1000 for r in pts], [max(r["peak_mib"], 1e-2) for r in pts], style, label=label)
     ax.set_xscale("log")
@@ -114,21 +145,23 @@ def main() -> None:
 
     context = multiprocessing.get_context("spawn")
     rows = []
-    print(f"{'method':>9} {'T (s)':>6} | {'peak MiB':>9} {'hidden spikes':>13} {'seconds':>8}")
+    print(f"{'method':>19} {'T (s)':>6} | {'peak MiB':>9} {'hidden spikes':>13} {'seconds':>8}")
     with ProcessPoolExecutor(max_workers=1, mp_context=context, max_tasks_per_child=1) as pool:
         for t_end in lengths:
-            for method in ("eventprop", "bptt"):
+            for method in METHODS:
                 row = pool.submit(measure, method, t_end, args.batch, args.dt).result()
                 rows.append(row)
-                print(f"{method:>9} {t_end / 1000:>6.1f} | {row['peak_mib']:>9.2f} {row['hidden_spikes']:>13.0f} {row['seconds']:>8.2f}")
-    ep = [r["peak_mib"] for r in rows if r["method"] == "eventprop"]
+                print(f"{method:>19} {t_end / 1000:>6.1f} | {row['peak_mib']:>9.2f} {row['hidden_spikes']:>13.0f} {row['seconds']:>8.2f}")
+    spreads = {}
+    for method in METHODS[:-1]:
+        ep = [r["peak_mib"] for r in rows if r["method"] == method]
+        spreads[method] = (max(ep) - min(ep)) / max(min(ep), 1e-9)
+        print(f"{method} peak memory: {min(ep):.2f} to {max(ep):.2f} MiB (spread {100 * spreads[method]:.1f} % of the smallest)")
     bp = [r["peak_mib"] for r in rows if r["method"] == "bptt"]
-    spread = (max(ep) - min(ep)) / max(min(ep), 1e-9)
-    print(f"EventProp peak memory: {min(ep):.2f} to {max(ep):.2f} MiB (spread {100 * spread:.1f} % of the smallest)")
     print(f"BPTT peak memory: {min(bp):.1f} to {max(bp):.1f} MiB ({max(bp) / max(min(bp), 1e-9):.0f}x over {max(lengths) / min(lengths):.0f}x the length)")
     common.write_json(
         "memory.json",
-        {"batch": args.batch, "dt_ms": args.dt, "dtype": "float64", "eventprop_spread": spread, "results": rows},
+        {"batch": args.batch, "dt_ms": args.dt, "dtype": "float64", "eventprop_spread": spreads, "results": rows},
     )
     plot(rows, args.dt, args.batch)
 

@@ -186,3 +186,33 @@ def test_kernel_modules_record_the_scalar_source() -> None:
     digest = hashlib.sha256(Path(scalar.__file__).read_bytes()).hexdigest()
     for module in (feedforward, recurrent, trajectory):
         assert module.SCALAR_SHA256 == digest, f"set SCALAR_SHA256 = {digest!r} in {module.__name__}"
+
+
+def test_an_shd_shaped_batch_agrees_with_the_pytorch_engine() -> None:
+    # 700 channels, ~2,800 input spikes per sample over 1 s, 64 neurons near 8 Hz
+    p = NeuronParams(20.0, 5.0, 1.0)
+    gen = torch.Generator().manual_seed(11)
+    times = _inputs(2, 700, 6, 1000.0, gen, p_missing=0.33)
+    weight = 0.07 + 0.06 * torch.randn(64, 700, generator=gen, dtype=torch.float64)
+    out = _compare(times, weight, p, rtol=1e-12, grad_rtol=1e-9)
+    assert 300 <= int(torch.isfinite(out).sum()) <= 3000
+
+
+def test_gradients_do_not_depend_on_the_number_of_threads() -> None:
+    import numba
+
+    p = NeuronParams(20.0, 5.0, 1.0)
+    times, weight, gen = _network(12, 9, 30, 20, 4, 0.5, 0.6)
+    out_t, out_i, ev = feedforward_forward_numba(times, weight, p)
+    grad_out = torch.randn(out_t.shape, generator=gen, dtype=torch.float64)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = feedforward_backward_numba(grad_out, weight, ev, out_t, out_i, p, times.shape)
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        many = feedforward_backward_numba(grad_out, weight, ev, out_t, out_i, p, times.shape)
+    finally:
+        numba.set_num_threads(before)
+    assert torch.isfinite(out_t).sum() > 20
+    for x, y in zip(one[:2], many[:2]):
+        assert torch.equal(x, y)

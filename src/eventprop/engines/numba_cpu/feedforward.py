@@ -4,33 +4,31 @@ Drop-in replacement for :func:`eventprop.engines.pytorch.feedforward.feedforward
 and :func:`~eventprop.engines.pytorch.feedforward.feedforward_backward`: same
 arguments, same shapes, same equations (see :mod:`eventprop.model.neuron` and
 :mod:`eventprop.engines.pytorch.feedforward`), same
-:class:`~eventprop.model.spikes.EventList`. Instead of vectorised spike rounds, each
-(batch element, neuron) pair is simulated by a scalar event loop in time order,
-in parallel (``numba.prange``) over tasks = (batch element, block of neurons) when the
-work is large enough to pay for waking the thread pool (``PARALLEL_MIN_WORK``), serially
-otherwise:
+:class:`~eventprop.model.spikes.EventList`. Each sample is one compiled pass over its
+time-ordered input events with the state of all neurons, in parallel over samples
+(``numba.prange``) when the work is large enough to pay for waking the thread pool
+(``PARALLEL_MIN_WORK``), serially otherwise:
 
-* forward: the state ``(V, I)`` is carried from event to event with the closed-form
-  flow; in each inter-event interval ``[t_e, min(t_{e+1}, horizon)]`` the first threshold
-  crossing is bracketed analytically (at most one extremum of ``V``; same decisions as
-  :func:`eventprop.model.neuron.crossing_bracket`; at an extremum ``V = I``, so its value
-  costs one exponential) and refined to the tolerances of
-  :func:`eventprop.model.neuron.solve_crossing` from a regula-falsi guess by safeguarded
-  Halley steps (``V''`` comes free with ``V'``); after a spike ``V = 0`` and the
-  search resumes from the spike time in the same interval. The flow factors
-  ``exp(-L/tau_mem), exp(-L/tau_syn), K(L)`` of each whole interval are computed once
-  per batch element and shared by its neurons, and cheap upper bounds of ``V`` skip
-  the extremum for intervals that cannot reach threshold. Work is
-  ``O(events + spikes)`` per pair.
+* forward: at an input event every neuron's current jumps; over the interval to the
+  next event (or the horizon) the flow factors ``exp(-L/tau_mem), exp(-L/tau_syn), K(L)``
+  are computed once and shared, and a bound test without exponentials (then
+  :func:`.scalar._may_cross`) rules out most neurons. The neurons of a feed-forward
+  layer do not interact, so each remaining one is solved on its own over the
+  interval: the first threshold crossing bracketed analytically (at most one extremum
+  of ``V``; same decisions as :func:`eventprop.model.neuron.crossing_bracket`) and
+  refined to the tolerances of :func:`eventprop.model.neuron.solve_crossing`
+  (:func:`.scalar._crossing`); after a spike ``V = 0`` and the search resumes from the
+  spike time in the same interval. Work is ``O(events x neurons + spikes)`` per sample.
 * input events: validated (NaN, negative, not ascending) and merged into one
   time-ordered list per sample by a compiled kernel as well (:mod:`.events`).
 * backward: the jumps ``J_k`` of ``lambda_V`` come from the reverse recurrence over
-  the neuron's own spikes; ``(lambda_V, lambda_I)`` are then carried backwards in
-  time through the input events with :func:`eventprop.model.neuron.adjoint_flow`
-  (``O(events + spikes)`` per pair; only spikes with ``t_k > t_e`` count at event
-  ``e``, as in :func:`eventprop.engines.pytorch.feedforward.adjoint_at`). Each thread handles a
-  contiguous chunk of the batch; ``dL/dW`` is accumulated in one partial sum per
-  chunk, reduced afterwards, so there are no races.
+  each neuron's own spikes; ``(lambda_V, lambda_I)`` of all neurons are then carried
+  backwards through the input events with shared adjoint flow factors
+  (:func:`eventprop.model.neuron.adjoint_flow`), the neurons that fired in an interval
+  (spikes at ``t_k > t_e``, as in :func:`eventprop.engines.pytorch.feedforward.adjoint_at`)
+  on their own through their jumps. ``dL/dW`` is summed over a number of batch chunks
+  that depends on the batch size only, in a fixed order: it does not depend on the
+  number of threads.
 
 Everything is computed in float64 (the engine's ``compute_dtype``; other dtypes are
 widened and the results returned in the input's dtype). Results agree with the
@@ -62,7 +60,10 @@ from .scalar import (
     _DOUBLE_ROOT,
     _HORIZON,
     _INF,
+    _KMAX,
+    _MARGIN,
     _RATIO,
+    _SPEAK,
     _THETA,
     _TM,
     _TS,
@@ -88,6 +89,10 @@ __all__ = ["feedforward_forward_numba", "feedforward_backward_numba"]
 SCALAR_SHA256 = "95557cf31561f50775af039860f661faa3fd718a5df8868d39af51e623869040"
 _CACHE = source_sha256() == SCALAR_SHA256
 
+#: Most batch chunks the weight gradient is summed over (each holds a partial sum of
+#: dL/dW); their number depends on the batch size only, not on the threads.
+MAX_CHUNKS = 16
+
 
 if numba is not None:
 
@@ -106,231 +111,256 @@ if numba is not None:
         return times, currents
 
     @njit(cache=_CACHE)
-    def _interval_flows(b, ev_t, c, flows):
-        # flows[e] = flow factors over the inter-event interval [t_e, min(t_{e+1}, horizon)]
-        # of batch element b; shared by all neurons (bitwise the values they would compute)
-        n_events = ev_t.shape[1]
-        for e in range(n_events):
-            te = ev_t[b, e]
-            if not math.isfinite(te):
-                break
-            end = c[_INF]
-            if e + 1 < n_events:
-                end = ev_t[b, e + 1]
-            length = min(end, c[_HORIZON]) - te
-            if math.isfinite(length) and length > 0:
-                e_mem, e_syn, k = _flow(length, c)
-                flows[e, 0] = e_mem
-                flows[e, 1] = e_syn
-                flows[e, 2] = k
-
-    @njit(cache=_CACHE)
-    def _forward_pairs(b, j0, j1, ev_t, ev_src, weight, c, limit, out_t, out_i, counts, stop_t, flows):
-        # Simulate neurons j0 <= j < j1 of batch element b serially (the parallel loop is
-        # outside; flows: _interval_flows of b). Same decisions as
-        # neuron.crossing_bracket, ordered so that the common case (no crossing) costs a
-        # few products per interval: the flow over a whole interval is shared by all
-        # neurons, and its end state is reused as the state at the next event.
-        n_events = ev_t.shape[1]
+    def _neuron_interval(b, j, te, end, v_s, i_s, e_mem, e_syn, k, c, limit, out_t, out_i, counts, stop_t):
+        # Neuron j of sample b over [te, end] from the state (v_s, i_s) just after the
+        # event at te, where _may_cross holds for the whole interval (flow factors
+        # e_mem, e_syn, k over it when finite): every crossing, each followed by the
+        # reset V = 0 and the search from the spike on. Returns V at ``end`` (when
+        # finite), or NaN once the neuron exceeded the limit (stop_t[b, j]: that time).
         cap = out_t.shape[2]
-        horizon = c[_HORIZON]
-        zero = c[_ZERO]
-        for j in range(j0, j1):
-            for k in range(cap):
-                out_t[b, j, k] = c[_INF]
-                out_i[b, j, k] = zero
-            n_ev = 0
-            while n_ev < n_events and math.isfinite(ev_t[b, n_ev]):
-                n_ev += 1
-            count = 0
-            # (v_s, i_s): state at time t_s; i_ev: current right after the last event t_ev
-            v_s = zero
-            i_s = zero
-            t_s = zero
-            i_ev = zero
-            t_ev = zero
-            for e in range(n_ev):
-                te = ev_t[b, e]
-                if e > 0 and te != t_s:
-                    e_mem, e_syn, k = _flow(te - t_s, c)
-                    v_s = v_s * e_mem + i_s * k
-                    if t_s == t_ev:
-                        i_s = i_s * e_syn
-                    else:
-                        i_s = i_ev * math.exp(-(te - t_ev) / c[_TS])
-                i_ev = i_s + weight[j, ev_src[b, e]]
-                t_ev = te
-                i_s = i_ev
-                t_s = te
-                if not (te < horizon):
-                    break
-                end = c[_INF]
-                if e + 1 < n_ev:
-                    end = ev_t[b, e + 1]
-                end = min(end, horizon)
-                stop = False
-                while True:
-                    length = end - t_s
-                    if not (length > 0):
-                        break
-                    v_end = c[_INF]
-                    i_end = c[_INF]
-                    k = c[_INF]
-                    if math.isfinite(length):
-                        if t_s == te:  # no spike yet in this interval: shared flow
-                            e_mem = flows[e, 0]
-                            e_syn = flows[e, 1]
-                            k = flows[e, 2]
-                        else:
-                            e_mem, e_syn, k = _flow(length, c)
-                        v_end = v_s * e_mem + i_s * k
-                        i_end = i_s * e_syn
-                    s = c[_INF]
-                    if _may_cross(v_s, i_s, length, v_end, i_end, k, c):
-                        s = _crossing(v_s, i_s, length, v_end, c)
-                    if not (s < c[_INF]):
-                        if math.isfinite(length):
-                            # carry the state to the end of the interval (the next event)
-                            v_s = v_end
-                            i_s = i_end
-                            t_s = end
-                        break
-                    t_k = t_s + s
-                    count += 1
-                    if count > limit:
-                        stop_t[b, j] = t_k
-                        stop = True
-                        break
-                    if count <= cap:
-                        out_t[b, j, count - 1] = t_k
-                        out_i[b, j, count - 1] = i_s * math.exp(-s / c[_TS])
-                    # reset by subtraction: V = theta - theta = 0; I unchanged
-                    v_s = zero
-                    i_s = i_ev * math.exp(-(t_k - t_ev) / c[_TS])
-                    t_s = t_k
-                if stop:
-                    break
+        i_ev = i_s
+        t_s = te
+        v_end = v_s * e_mem + i_s * k
+        while True:
+            length = end - t_s
+            if not (length > 0):
+                return v_s
+            finite = math.isfinite(length)
+            if t_s != te and finite:
+                e_mem, e_syn, k = _flow(length, c)
+                v_end = v_s * e_mem + i_s * k
+            i_end = i_s * e_syn
+            s = c[_INF]
+            if t_s == te or _may_cross(v_s, i_s, length, v_end, i_end, k, c):
+                s = _crossing(v_s, i_s, length, v_end, c)
+            if not (s < c[_INF]):
+                return v_end
+            t_k = t_s + s
+            count = counts[b, j] + 1
             counts[b, j] = count
+            if count > limit:
+                stop_t[b, j] = t_k
+                return math.nan
+            if count <= cap:
+                out_t[b, j, count - 1] = t_k
+                out_i[b, j, count - 1] = i_s * math.exp(-s / c[_TS])
+            # reset by subtraction: V = theta - theta = 0; I unchanged
+            v_s = c[_ZERO]
+            i_s = i_ev * math.exp(-(t_k - te) / c[_TS])
+            t_s = t_k
 
     @njit(cache=_CACHE)
-    def _forward_task(task, n_blocks, ev_t, ev_src, weight, c, limit, out_t, out_i, counts, stop_t, flows):
-        # task = (batch element, block of neurons); each task has its own flows row
-        n_out = weight.shape[0]
-        b = task // n_blocks
-        block = task - b * n_blocks
-        _interval_flows(b, ev_t, c, flows[task])
-        _forward_pairs(
-            b, block * n_out // n_blocks, (block + 1) * n_out // n_blocks,
-            ev_t, ev_src, weight, c, limit, out_t, out_i, counts, stop_t, flows[task],
-        )
-
-    @njit(parallel=True, cache=_CACHE)
-    def _forward_kernel_parallel(ev_t, ev_src, weight, c, limit, out_t, out_i, counts, stop_t, flows, n_blocks):
-        for task in prange(ev_t.shape[0] * n_blocks):
-            _forward_task(task, n_blocks, ev_t, ev_src, weight, c, limit, out_t, out_i, counts, stop_t, flows)
-
-    @njit(cache=_CACHE)
-    def _forward_kernel_serial(ev_t, ev_src, weight, c, limit, out_t, out_i, counts, stop_t, flows, n_blocks):
-        for task in range(ev_t.shape[0] * n_blocks):
-            _forward_task(task, n_blocks, ev_t, ev_src, weight, c, limit, out_t, out_i, counts, stop_t, flows)
-
-    @njit(cache=_CACHE)
-    def _backward_chunk(
-        chunk, b0, b1, grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, grad_times, gw_part, flows, tangential
-    ):
-        # batch elements b0 <= b < b1 (serial); dL/dW and the count of tangential spikes
-        # (|I - theta| <= tangent_tolerance theta) go to the chunk's partial sums
+    def _forward_row(b, ev_t, ev_src, w_t, c, limit, out_t, out_i, counts, stop_t, status):
+        # Sample b, event-major: all neurons' states (V, I) are carried together from input
+        # event to input event with shared flow factors; a bound test without
+        # exponentials (as in the recurrent kernel, then _may_cross) rules out most
+        # neurons, the others are solved on their own over the interval
+        # (_neuron_interval): the neurons of a feed-forward layer do not interact.
+        # status[b] = 1 when a neuron exceeded the limit.
+        n = w_t.shape[1]
+        cap = out_t.shape[2]
         n_events = ev_t.shape[1]
-        n_out = weight.shape[0]
-        slots_out = out_t.shape[2]
+        horizon = c[_HORIZON]
         theta = c[_THETA]
         zero = c[_ZERO]
-        jumps = np.empty_like(out_t[0, 0, :])
-        g_ev = np.empty_like(ev_t[0, :])
-        for b in range(b0, b1):
-            n_ev = 0
-            while n_ev < n_events and math.isfinite(ev_t[b, n_ev]):
-                n_ev += 1
-            for e in range(n_ev):
-                g_ev[e] = zero
-            _interval_flows(b, ev_t, c, flows[chunk])  # flows[chunk, e]: from t_{e+1} back to t_e
-            for j in range(n_out):
-                cnt = 0
-                while cnt < slots_out and math.isfinite(out_t[b, j, cnt]):
-                    cnt += 1
-                if cnt == 0:
-                    continue
-                # jumps J_k: reverse recurrence over the neuron's own spikes
-                lv_plus = zero
-                for k in range(cnt - 1, -1, -1):
-                    if k + 1 < cnt:
-                        gap = out_t[b, j, k + 1] - out_t[b, j, k]
-                        lv_plus = (lv_plus + jumps[k + 1]) * math.exp(-gap / c[_TM])
-                    numerator = theta * lv_plus + grad_out[b, j, k]
-                    denominator = out_i[b, j, k] - theta
-                    if abs(denominator) <= c[_DOUBLE_ROOT]:
-                        tangential[chunk] += 1
-                    if abs(denominator) < c[_CLIP]:  # the tangent safeguard (c[_CLIP] = 0: off)
-                        denominator = -c[_CLIP] if denominator < 0 else c[_CLIP]
-                    if denominator == 0:  # a double root: the exact value is infinite (neuron.adjoint_jump)
-                        denominator = c[_DOUBLE_ROOT]
-                    jumps[k] = numerator / denominator
-                # adjoint carried backwards through the events; spikes at t_k > t_e only
-                k = cnt - 1
-                lv = zero
-                li = zero
-                t_c = zero
-                live = False
-                for e in range(n_ev - 1, -1, -1):
-                    te = ev_t[b, e]
-                    while k >= 0 and out_t[b, j, k] > te:
-                        tk = out_t[b, j, k]
-                        if live:
-                            e_mem, e_syn, k_u = _flow(t_c - tk, c)
-                            li = li * e_syn + lv * c[_RATIO] * k_u
-                            lv = lv * e_mem
-                        lv = lv + jumps[k]
-                        t_c = tk
-                        live = True
-                        k -= 1
-                    if not live:
-                        continue
-                    if e + 1 < n_ev and t_c == ev_t[b, e + 1] and t_c > te:
-                        e_mem = flows[chunk, e, 0]
-                        e_syn = flows[chunk, e, 1]
-                        k_u = flows[chunk, e, 2]
-                    else:
-                        e_mem, e_syn, k_u = _flow(t_c - te, c)
-                    li = li * e_syn + lv * c[_RATIO] * k_u
-                    lv = lv * e_mem
-                    t_c = te
-                    src = ev_src[b, e]
-                    g_ev[e] += weight[j, src] * (lv - li)
-                    gw_part[chunk, j, src] += -c[_TS] * li
-            for e in range(n_ev):
-                grad_times[b, ev_pos[b, e]] = g_ev[e]
+        margin = c[_MARGIN]
+        status[b] = 0
+        v = np.zeros(n)
+        i = np.zeros(n)
+        for j in range(n):
+            counts[b, j] = 0
+            for q in range(cap):
+                out_t[b, j, q] = c[_INF]
+                out_i[b, j, q] = zero
+        n_ev = 0
+        while n_ev < n_events and math.isfinite(ev_t[b, n_ev]):
+            n_ev += 1
+        for e in range(n_ev):
+            te = ev_t[b, e]
+            if not (te < horizon):
+                break
+            src = ev_src[b, e]
+            for j in range(n):
+                i[j] += w_t[src, j]
+            end = ev_t[b, e + 1] if e + 1 < n_ev else c[_INF]
+            end = min(end, horizon)
+            length = end - te
+            if not (length > 0):
+                continue  # an event at the same time follows
+            finite = math.isfinite(length)
+            e_mem = zero
+            e_syn = zero
+            k = zero
+            k_bound = c[_KMAX]
+            if finite:
+                e_mem, e_syn, k = _flow(length, c)
+                if length <= c[_SPEAK]:
+                    k_bound = k
+            for j in range(n):
+                v_j = v[j]
+                i_j = i[j]
+                v_end = v_j * e_mem + i_j * k
+                i_end = i_j * e_syn
+                bound = min(max(v_j, zero) + max(i_j, zero) * k_bound, i_j)
+                near = bound + margin * (theta + abs(v_j) + abs(i_j) * k_bound) >= theta
+                if ((finite & (v_end >= theta)) | ((i_j > v_j) & near)) and _may_cross(
+                    v_j, i_j, length, v_end, i_end, k, c
+                ):
+                    v_end = _neuron_interval(b, j, te, end, v_j, i_j, e_mem, e_syn, k, c, limit, out_t, out_i, counts, stop_t)
+                    if v_end != v_end:
+                        status[b] = 1
+                        return
+                v[j] = v_end
+                i[j] = i_end
 
     @njit(parallel=True, cache=_CACHE)
-    def _backward_kernel(
-        grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, n_chunks, grad_times, gw_part, flows, tangential
-    ):
-        batch = ev_t.shape[0]
-        for chunk in prange(n_chunks):
-            b0 = chunk * batch // n_chunks
-            b1 = (chunk + 1) * batch // n_chunks
-            _backward_chunk(
-                chunk, b0, b1, grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, grad_times, gw_part, flows,
-                tangential,
-            )
+    def _forward_kernel_parallel(ev_t, ev_src, w_t, c, limit, out_t, out_i, counts, stop_t, status):
+        for b in prange(ev_t.shape[0]):
+            _forward_row(b, ev_t, ev_src, w_t, c, limit, out_t, out_i, counts, stop_t, status)
 
     @njit(cache=_CACHE)
-    def _backward_kernel_serial(
-        grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, grad_times, gw_part, flows, tangential
-    ):
-        _backward_chunk(
-            0, 0, ev_t.shape[0], grad_out, out_t, out_i, weight, ev_t, ev_src, ev_pos, c, grad_times, gw_part, flows,
-            tangential,
-        )
+    def _forward_kernel_serial(ev_t, ev_src, w_t, c, limit, out_t, out_i, counts, stop_t, status):
+        for b in range(ev_t.shape[0]):
+            _forward_row(b, ev_t, ev_src, w_t, c, limit, out_t, out_i, counts, stop_t, status)
+
+    @njit(cache=_CACHE)
+    def _jumps(b, part, grad_out, out_t, out_i, cnt, c, jumps, tangential):
+        # the jumps J_k of lambda_V at every spike of sample b: a reverse recurrence over
+        # each neuron's own spikes; tangential spikes (|I - theta| <= tangent_tolerance
+        # theta) are counted, and clipped where the safeguard is on
+        theta = c[_THETA]
+        for j in range(out_t.shape[1]):
+            lv_plus = c[_ZERO]
+            for q in range(cnt[j] - 1, -1, -1):
+                if q + 1 < cnt[j]:
+                    gap = out_t[b, j, q + 1] - out_t[b, j, q]
+                    lv_plus = (lv_plus + jumps[j, q + 1]) * math.exp(-gap / c[_TM])
+                numerator = theta * lv_plus + grad_out[b, j, q]
+                denominator = out_i[b, j, q] - theta
+                if abs(denominator) <= c[_DOUBLE_ROOT]:
+                    tangential[part] += 1
+                if abs(denominator) < c[_CLIP]:  # the tangent safeguard (c[_CLIP] = 0: off)
+                    denominator = -c[_CLIP] if denominator < 0 else c[_CLIP]
+                if denominator == 0:  # a double root: the exact value is infinite (neuron.adjoint_jump)
+                    denominator = c[_DOUBLE_ROOT]
+                jumps[j, q] = numerator / denominator
+
+    @njit(cache=_CACHE)
+    def _adjoint_row(b, part, grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, grad_times, gw_t, tangential,
+                     cnt, jumps, lv, li, sp_t, sp_j, sp_q, t_loc, lv_loc, li_loc, touched, stamp):  # fmt: skip
+        # Sample b in reverse, event-major: (lambda_V, lambda_I) of all neurons carried
+        # back from event to event with shared adjoint flow factors; the neurons that
+        # fired in an interval (spikes at t_k > t_e, latest first) are carried on their own
+        # through their jumps and then overwrite the shared result.
+        n = w_t.shape[1]
+        n_events = ev_t.shape[1]
+        slots = out_t.shape[2]
+        ratio = c[_RATIO]
+        tau_syn = c[_TS]
+        n_ev = 0
+        while n_ev < n_events and math.isfinite(ev_t[b, n_ev]):
+            n_ev += 1
+        n_sp = 0
+        for j in range(n):
+            q = 0
+            while q < slots and math.isfinite(out_t[b, j, q]):
+                sp_t[n_sp] = out_t[b, j, q]
+                sp_j[n_sp] = j
+                sp_q[n_sp] = q
+                n_sp += 1
+                q += 1
+            cnt[j] = q
+            lv[j] = 0.0
+            li[j] = 0.0
+            stamp[j] = -1
+        if n_sp == 0:
+            for e in range(n_ev):
+                grad_times[b, ev_pos[b, e]] = 0.0
+            return
+        _jumps(b, part, grad_out, out_t, out_i, cnt, c, jumps, tangential)
+        order = np.argsort(sp_t[:n_sp], kind="mergesort")  # all spikes of the sample in time order
+        r = n_sp - 1  # the latest spike not yet applied
+        for e in range(n_ev - 1, -1, -1):
+            te = ev_t[b, e]
+            upper = ev_t[b, e + 1] if e + 1 < n_ev else c[_INF]
+            # the neurons that fired in (te, upper], on their own
+            n_touched = 0
+            while r >= 0 and sp_t[order[r]] > te:
+                j = sp_j[order[r]]
+                tk = sp_t[order[r]]
+                if stamp[j] != e:
+                    stamp[j] = e
+                    touched[n_touched] = j
+                    n_touched += 1
+                    lv_loc[j] = lv[j]
+                    li_loc[j] = li[j]
+                    t_loc[j] = upper
+                if lv_loc[j] != 0 or li_loc[j] != 0:  # (zero beyond the last spike: no flow from +inf)
+                    e_mem, e_syn, k_u = _flow(t_loc[j] - tk, c)
+                    li_loc[j] = li_loc[j] * e_syn + lv_loc[j] * ratio * k_u
+                    lv_loc[j] = lv_loc[j] * e_mem
+                lv_loc[j] += jumps[j, sp_q[order[r]]]
+                t_loc[j] = tk
+                r -= 1
+            for u in range(n_touched):
+                j = touched[u]
+                e_mem, e_syn, k_u = _flow(t_loc[j] - te, c)
+                li_loc[j] = li_loc[j] * e_syn + lv_loc[j] * ratio * k_u
+                lv_loc[j] = lv_loc[j] * e_mem
+            # everyone else: the shared flow back over [te, upper] (lambda = 0 beyond the last event)
+            if math.isfinite(upper) and upper > te:
+                e_mem, e_syn, k_u = _flow(upper - te, c)
+                rk = ratio * k_u
+                for j in range(n):
+                    lv_j = lv[j]
+                    li[j] = li[j] * e_syn + lv_j * rk
+                    lv[j] = lv_j * e_mem
+            for u in range(n_touched):
+                j = touched[u]
+                lv[j] = lv_loc[j]
+                li[j] = li_loc[j]
+            # the input event: dL/dt_e and dL/dW[:, src]
+            src = ev_src[b, e]
+            acc = 0.0
+            for j in range(n):
+                acc += w_t[src, j] * (lv[j] - li[j])
+                gw_t[part, src, j] += -tau_syn * li[j]
+            grad_times[b, ev_pos[b, e]] = acc
+
+    @njit(cache=_CACHE)
+    def _backward_part(part, grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, grad_times, gw_t, tangential):
+        # the samples of chunk ``part`` (a contiguous range, in order), with their scratch
+        n = w_t.shape[1]
+        slots = out_t.shape[2]
+        batch = ev_t.shape[0]
+        parts = gw_t.shape[0]
+        size = n * slots
+        cnt = np.empty(n, dtype=np.int64)
+        jumps = np.empty((n, slots))
+        lv = np.empty(n)
+        li = np.empty(n)
+        sp_t = np.empty(size)
+        sp_j = np.empty(size, dtype=np.int64)
+        sp_q = np.empty(size, dtype=np.int64)
+        t_loc = np.empty(n)
+        lv_loc = np.empty(n)
+        li_loc = np.empty(n)
+        touched = np.empty(n, dtype=np.int64)
+        stamp = np.empty(n, dtype=np.int64)
+        for b in range(part * batch // parts, (part + 1) * batch // parts):
+            _adjoint_row(b, part, grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, grad_times, gw_t, tangential,
+                         cnt, jumps, lv, li, sp_t, sp_j, sp_q, t_loc, lv_loc, li_loc, touched, stamp)  # fmt: skip
+
+    @njit(parallel=True, cache=_CACHE)
+    def _backward_kernel(grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, grad_times, gw_t, tangential):
+        for part in prange(gw_t.shape[0]):  # one partial sum per chunk
+            _backward_part(part, grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, grad_times, gw_t, tangential)
+
+    @njit(cache=_CACHE)
+    def _backward_kernel_serial(grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, grad_times, gw_t, tangential):
+        for part in range(gw_t.shape[0]):
+            _backward_part(part, grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, grad_times, gw_t, tangential)
+
 
 # simulates each layer once (a second pass only when a neuron fires clearly more than
 # in the previous batch).
@@ -360,28 +390,27 @@ def feedforward_forward_numba(
         return out, torch.zeros_like(out), events
 
     ev_t = ev_t.astype(np.float64, copy=False)
-    w = to_numpy(weight, torch.float64)
+    w_t = np.ascontiguousarray(to_numpy(weight, torch.float64).T)
     c = _constants(p, horizon)
     limit = spike_limit(max_spikes)
     key = (n_out, weight.shape[1])
     cap = _CAPACITY.get(key, 4)
     if max_spikes is not None:
         cap = min(cap, max_spikes)
-    # tasks: (batch element, block of neurons), at least ~4 per thread for load balance
-    parallel = use_thread_pool(batch * n_out * ev_t.shape[1])
-    n_blocks = max(1, min(n_out, -(-4 * numba.get_num_threads() // batch))) if parallel else 1
-    kernel = _forward_kernel_parallel if parallel else _forward_kernel_serial
-    flows = np.empty((batch * n_blocks, ev_t.shape[1], 3))
+    kernel = _forward_kernel_parallel if use_thread_pool(batch * n_out * ev_t.shape[1]) else _forward_kernel_serial
     stop_t = np.empty((batch, n_out))  # the time of the spike past the limit, where one was
+    status = np.zeros(batch, dtype=np.int64)
     while True:
         out_t = np.empty((batch, n_out, cap))
         out_i = np.empty((batch, n_out, cap))
         counts = np.empty((batch, n_out), dtype=np.int64)
-        kernel(ev_t, ev_src, w, c, limit, out_t, out_i, counts, stop_t, flows, n_blocks)
+        kernel(ev_t, ev_src, w_t, c, limit, out_t, out_i, counts, stop_t, status)
+        over = np.flatnonzero(status)
+        if over.size:
+            b = int(over[0])
+            j = int(np.argmax(counts[b]))
+            raise SpikeLimitError.exceeded(max_spikes, b, j, float(stop_t[b, j]))
         most = int(counts.max())
-        if max_spikes is not None and most > max_spikes:
-            b, j = np.unravel_index(int(np.argmax(counts)), counts.shape)
-            raise SpikeLimitError.exceeded(max_spikes, int(b), int(j), float(stop_t[b, j]))
         if most <= cap:
             break
         cap = most  # some spikes were not stored: simulate again with room for all
@@ -430,29 +459,24 @@ def feedforward_backward_numba(
         return grad_times, torch.zeros(tuple(weight.shape), dtype=dtype, device=device), 0
 
     ev_t = to_numpy(events.times, torch.float64)
-    parallel = use_thread_pool(batch * n_out * ev_t.shape[1])
-    n_chunks = max(1, min(batch, numba.get_num_threads())) if parallel else 1
+    parts = max(1, min(batch, MAX_CHUNKS))
     grad_times = np.zeros((batch, n_in * slots))
-    gw_part = np.zeros((n_chunks, n_out, n_in))
-    flows = np.empty((n_chunks, ev_t.shape[1], 3))
-    tangential = np.zeros(n_chunks, dtype=np.int64)
+    gw_t = np.zeros((parts, n_in, n_out))
+    tangential = np.zeros(parts, dtype=np.int64)
     arrays = (
         to_numpy(grad_out, torch.float64),
         to_numpy(out_times, torch.float64),
         to_numpy(out_current, torch.float64),
-        to_numpy(weight, torch.float64),
+        np.ascontiguousarray(to_numpy(weight, torch.float64).T),
         ev_t,
         to_numpy(events.source),
         to_numpy(events.position),
         _constants(p, math.inf, clip),
     )
-    if parallel:
-        _backward_kernel(*arrays, n_chunks, grad_times, gw_part, flows, tangential)
-    else:
-        _backward_kernel_serial(*arrays, grad_times, gw_part, flows, tangential)
-    grad_weight = gw_part[0] if n_chunks == 1 else gw_part.sum(axis=0)
+    kernel = _backward_kernel if use_thread_pool(batch * n_out * ev_t.shape[1]) else _backward_kernel_serial
+    kernel(*arrays, grad_times, gw_t, tangential)
     return (
         torch.from_numpy(grad_times).reshape(tuple(input_shape)).to(device, dtype),
-        torch.from_numpy(np.ascontiguousarray(grad_weight)).to(device, dtype),
+        torch.from_numpy(np.ascontiguousarray(gw_t.sum(axis=0).T)).to(device, dtype),
         int(tangential.sum()),
     )

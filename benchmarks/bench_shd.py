@@ -1,0 +1,268 @@
+"""SHD-sized networks, forward + backward: EventProp against snnTorch, samples/s and peak memory.
+
+Workload (synthetic, shaped like the Spiking Heidelberg Digits): 700 input channels,
+1 s trials, each channel a Poisson train at its own rate (rates drawn once from a gamma
+distribution with shape 2 and mean 11.4 Hz: about 8,000 input spikes per sample, as in
+SHD); a hidden layer of 256 (or 512) LIF neurons, feed-forward or recurrent
+(``tau_mem`` 20 ms, ``tau_syn`` 5 ms, threshold 1, reset by subtraction; input weights
+N(0.023, 0.04^2), which makes the hidden layer fire at about 8 Hz; recurrent weights
+N(0, (0.02 sqrt(256 / H))^2)); a readout of 20 leaky integrators (same time constants,
+weights N(0, 1/H)) and the max-over-time voltage cross-entropy. Labels are random: the
+speed of one forward + backward does not depend on them.
+
+- EventProp: ``LIFLayer`` + ``LIReadout`` on the ``auto`` engine (numba on CPU),
+  exact in continuous time.
+- snnTorch (1.0, ``pip install -e .[bench]``): the same architecture time-stepped at
+  ``dt`` = 1 ms, as its users write it: the input binned to a dense
+  ``(steps, batch, 700)`` tensor (outside the timed region), ``nn.Linear`` applied to
+  all steps at once, ``snn.Synaptic`` / ``snn.RSynaptic`` (``all_to_all``, its
+  recurrent ``nn.Linear`` set to the same weights, bias 0) with the fast-sigmoid
+  surrogate, a ``snn.Synaptic`` readout without reset, the maximum of its membrane over
+  the steps in the same cross-entropy, BPTT through all steps. Its weights are ours
+  times ``K(dt)`` (the voltage one step after a unit current jump), so that its
+  per-step update ``mem <- beta mem + syn`` sees the same drive.
+
+Each measurement runs in a fresh process: a warm-up on two samples (kernel compilation,
+allocator), the peak memory of the first full forward + backward (``common.peak_memory_mib``:
+everything the call adds, inputs excluded), then the median time of ``--reps`` more.
+Threads: 2 for both (numba's pool for EventProp, whose PyTorch glue runs on one thread;
+PyTorch's intra-op pool for snnTorch). The projected SHD epoch is 8,156 samples at the
+measured rate (forward + backward only; no optimiser step, no data loading).
+
+Usage::
+
+    python benchmarks/bench_shd.py            # the full table (about 10 minutes)
+    python benchmarks/bench_shd.py --quick    # 256 hidden, batch 32, float32 only
+
+Writes ``benchmarks/results/shd.json`` and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor
+
+import common
+
+CHANNELS, TRIAL_MS, CLASSES = 700, 1000.0, 20
+TAU_MEM, TAU_SYN = 20.0, 5.0
+RATE_SHAPE, RATE_MEAN_HZ = 2, 11.4
+W_MEAN, W_STD, R_STD = 0.023, 0.04, 0.02
+SHD_TRAIN_SAMPLES = 8156
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row of the table."""
+
+    hidden: int
+    recurrent: bool
+    batch: int
+    dtype: str  # "float32" or "float64"
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return getattr(torch, self.dtype)
+
+    def label(self) -> str:
+        return f"{'recurrent' if self.recurrent else 'feed-forward'} {self.hidden}, batch {self.batch}, {self.dtype}"
+
+
+def channel_rates() -> Tensor:
+    """The 700 channels' rates in Hz, fixed: gamma with shape 2 (a sum of two exponentials), seed 0."""
+    gen = torch.Generator().manual_seed(0)
+    uniform = torch.rand(2, CHANNELS, generator=gen, dtype=torch.float64)
+    return -torch.log(uniform).sum(0) * (RATE_MEAN_HZ / RATE_SHAPE)
+
+
+def shd_like_batch(batch: int, dtype: torch.dtype, seed: int = 1) -> tuple[Tensor, Tensor]:
+    """Spike times ``(batch, 700, slots)`` (``+inf`` padded) and random labels ``(batch,)``."""
+    gen = torch.Generator().manual_seed(seed)
+    counts = torch.poisson(channel_rates().expand(batch, -1) * (TRIAL_MS / 1000.0), generator=gen)
+    slots = max(int(counts.max()), 1)
+    times = torch.rand(batch, CHANNELS, slots, generator=gen, dtype=torch.float64) * TRIAL_MS
+    times = torch.where(torch.arange(slots) < counts[..., None], times, math.inf).sort(-1).values
+    labels = torch.randint(0, CLASSES, (batch,), generator=gen)
+    return times.to(dtype), labels
+
+
+def network_weights(hidden: int, recurrent: bool, dtype: torch.dtype, seed: int = 2) -> tuple[Tensor, Tensor | None, Tensor]:
+    """``(W_in (H, 700), R (H, H) with zero diagonal or None, W_out (20, H))``."""
+    gen = torch.Generator().manual_seed(seed)
+    w_in = torch.randn(hidden, CHANNELS, generator=gen, dtype=torch.float64) * W_STD + W_MEAN
+    rec = None
+    if recurrent:
+        rec = (torch.randn(hidden, hidden, generator=gen, dtype=torch.float64) * R_STD * math.sqrt(256 / hidden)).fill_diagonal_(0.0)
+    w_out = torch.randn(CLASSES, hidden, generator=gen, dtype=torch.float64) / math.sqrt(hidden)
+    return w_in.to(dtype), None if rec is None else rec.to(dtype), w_out.to(dtype)
+
+
+def _eventprop(case: Case):  # noqa: ANN202
+    from eventprop import LIFLayer, LIReadout, max_voltage_cross_entropy
+
+    dtype = case.torch_dtype
+    w_in, rec, w_out = network_weights(case.hidden, case.recurrent, dtype)
+    layer = LIFLayer(CHANNELS, case.hidden, tau_mem=TAU_MEM, tau_syn=TAU_SYN, recurrent=case.recurrent, dtype=dtype)
+    readout = LIReadout(case.hidden, CLASSES, tau_mem=TAU_MEM, tau_syn=TAU_SYN, window=TRIAL_MS, dtype=dtype)
+    with torch.no_grad():
+        layer.weight.copy_(w_in)
+        readout.weight.copy_(w_out)
+        if rec is not None:
+            layer.recurrent_weight.copy_(rec)
+
+    def prepare(times: Tensor) -> Tensor:
+        return times
+
+    def step(times: Tensor, labels: Tensor) -> float:
+        layer.zero_grad(set_to_none=True)
+        readout.zero_grad(set_to_none=True)
+        spikes = layer(times)
+        max_voltage_cross_entropy(readout(spikes), labels).backward()
+        return float(torch.isfinite(spikes).sum())
+
+    return prepare, step
+
+
+def _snntorch(case: Case):  # noqa: ANN202
+    import snntorch as snn
+    from snntorch import surrogate
+
+    from eventprop.model.neuron import NeuronParams, psp_kernel
+
+    dt = 1.0
+    steps = int(TRIAL_MS / dt)
+    dtype = case.torch_dtype
+    alpha, beta = math.exp(-dt / TAU_SYN), math.exp(-dt / TAU_MEM)
+    scale = float(psp_kernel(torch.tensor(dt, dtype=torch.float64), NeuronParams(TAU_MEM, TAU_SYN)))
+    w_in, rec, w_out = network_weights(case.hidden, case.recurrent, dtype)
+    fc1 = torch.nn.Linear(CHANNELS, case.hidden, bias=False, dtype=dtype)
+    fc2 = torch.nn.Linear(case.hidden, CLASSES, bias=False, dtype=dtype)
+    grad = surrogate.fast_sigmoid()
+    if case.recurrent:
+        lif = snn.RSynaptic(alpha, beta, all_to_all=True, linear_features=case.hidden, spike_grad=grad, threshold=1.0)
+        lif.recurrent.to(dtype)
+    else:
+        lif = snn.Synaptic(alpha, beta, spike_grad=grad, threshold=1.0)
+    out = snn.Synaptic(alpha, beta, reset_mechanism="none")
+    with torch.no_grad():
+        fc1.weight.copy_(w_in * scale)
+        fc2.weight.copy_(w_out * scale)
+        if rec is not None:
+            lif.recurrent.weight.copy_(rec * scale)
+            lif.recurrent.bias.zero_()
+    modules = [fc1, fc2, lif, out]
+
+    def prepare(times: Tensor) -> Tensor:
+        """Spike counts per 1 ms bin: ``(steps, batch, 700)``."""
+        batch = times.shape[0]
+        dense = torch.zeros(steps, batch * CHANNELS, dtype=dtype)
+        flat = times.reshape(batch * CHANNELS, -1)
+        row, slot = torch.nonzero(torch.isfinite(flat), as_tuple=True)
+        bins = torch.clamp((flat[row, slot] / dt).long(), max=steps - 1)
+        dense.index_put_((bins, row), torch.ones_like(bins, dtype=dtype), accumulate=True)
+        return dense.reshape(steps, batch, CHANNELS)
+
+    def step(dense: Tensor, labels: Tensor) -> float:
+        for m in modules:
+            m.zero_grad(set_to_none=True)
+        current = fc1(dense)  # (steps, batch, H)
+        syn = torch.zeros_like(current[0])
+        mem = torch.zeros_like(current[0])
+        spk = torch.zeros_like(current[0])
+        spikes = []
+        for t in range(steps):
+            if case.recurrent:
+                spk, syn, mem = lif(current[t], spk, syn, mem)
+            else:
+                spk, syn, mem = lif(current[t], syn, mem)
+            spikes.append(spk)
+        hidden = torch.stack(spikes)
+        drive = fc2(hidden)
+        syn2 = torch.zeros_like(drive[0])
+        mem2 = torch.zeros_like(drive[0])
+        v_max = None
+        for t in range(steps):
+            _, syn2, mem2 = out(drive[t], syn2, mem2)
+            v_max = mem2 if v_max is None else torch.maximum(v_max, mem2)
+        torch.nn.functional.cross_entropy(v_max / scale, labels).backward()
+        return float(hidden.detach().sum())
+
+    return prepare, step
+
+
+def measure(method: str, case: Case, reps: int) -> dict[str, object]:
+    """One fresh-process measurement."""
+    common.set_threads(2)
+    if method == "snntorch":
+        torch.set_num_threads(2)
+    prepare, step = (_eventprop if method == "eventprop" else _snntorch)(case)
+    times, labels = shd_like_batch(case.batch, case.torch_dtype)
+    warm_times, warm_labels = shd_like_batch(2, case.torch_dtype, seed=9)
+    step(prepare(warm_times), warm_labels)
+    data = prepare(times)
+    load = open("/proc/loadavg").read().split()[0]
+    hidden_spikes: list[float] = []
+    peak = common.peak_memory_mib(lambda: hidden_spikes.append(step(data, labels)))
+    seconds = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        step(data, labels)
+        seconds.append(time.perf_counter() - start)
+    best = statistics.median(seconds)
+    return {
+        "method": method,
+        **asdict(case),
+        "seconds": seconds,
+        "samples_per_s": case.batch / best,
+        "epoch_s": SHD_TRAIN_SAMPLES * best / case.batch,
+        "peak_mib": peak,
+        "input_spikes_per_sample": float(torch.isfinite(times).sum()) / case.batch,
+        "hidden_spikes_per_sample": hidden_spikes[0] / case.batch,
+        "hidden_rate_hz": hidden_spikes[0] / case.batch / case.hidden / (TRIAL_MS / 1000.0),
+        "loadavg_before": float(load),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="256 hidden, batch 32, float32 only")
+    parser.add_argument("--reps", type=int, default=3, help="timed repetitions per measurement (median)")
+    args = parser.parse_args()
+    if args.reps < 1:
+        parser.error("--reps must be at least 1")
+    if args.quick:
+        cases = [Case(256, r, 32, "float32") for r in (False, True)]
+    else:
+        cases = [Case(256, r, b, d) for r in (False, True) for b in (32, 256) for d in ("float32", "float64")]
+        cases.append(Case(512, True, 32, "float32"))
+    context = multiprocessing.get_context("spawn")
+    rows = []
+    print("| case | method | samples/s | ratio | epoch (s) | peak MiB | hidden spikes/sample | hidden Hz |")
+    print("|---|---|---|---|---|---|---|---|")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context, max_tasks_per_child=1) as pool:
+        for case in cases:
+            pair = {m: pool.submit(measure, m, case, args.reps).result() for m in ("eventprop", "snntorch")}
+            for method, row in pair.items():
+                ratio = row["samples_per_s"] / pair["snntorch"]["samples_per_s"]
+                row["ratio_vs_snntorch"] = ratio
+                rows.append(row)
+                print(
+                    f"| {case.label()} | {method} | {row['samples_per_s']:.1f} | {ratio:.1f}x | {row['epoch_s']:.0f} | "
+                    f"{row['peak_mib']:.0f} | {row['hidden_spikes_per_sample']:.0f} | {row['hidden_rate_hz']:.1f} |",
+                    flush=True,
+                )
+    inputs = rows[0]["input_spikes_per_sample"]
+    print(f"input spikes per sample: {inputs:.0f} (700 channels, {TRIAL_MS / 1000:.0f} s)")
+    common.write_json("shd.json", {"dt_ms": 1.0, "threads": 2, "results": rows})
+
+
+if __name__ == "__main__":
+    main()
