@@ -14,11 +14,15 @@ speed of one forward + backward does not depend on them.
   exact in continuous time.
 - snnTorch (1.0, ``pip install -e .[bench]``): the same architecture time-stepped at
   ``dt`` = 1 ms, as its users write it: the input binned to a dense
-  ``(steps, batch, 700)`` tensor (outside the timed region), ``nn.Linear`` applied to
-  all steps at once, ``snn.Synaptic`` / ``snn.RSynaptic`` (``all_to_all``, its
+  ``(steps, batch, 700)`` tensor (outside the timed region), then its tutorials' loop
+  over the steps, each step through ``nn.Linear``, ``snn.Synaptic`` /
+  ``snn.RSynaptic`` (``all_to_all``, its
   recurrent ``nn.Linear`` set to the same weights, bias 0) with the fast-sigmoid
-  surrogate, a ``snn.Synaptic`` readout without reset, the maximum of its membrane over
-  the steps in the same cross-entropy, BPTT through all steps. Its weights are ours
+  surrogate (snnTorch's, re-declared to keep float64 spikes float64), ``nn.Linear`` and a
+  ``snn.Synaptic`` readout without reset, whose running maximum of the membrane enters
+  the same cross-entropy; BPTT through all steps. (Applying the first ``nn.Linear`` to
+  all steps at once and indexing its output per step is slower: the backward of each
+  index writes a full-size gradient.) Its weights are ours
   times ``K(dt)`` (the voltage one step after a unit current jump), so that its
   per-step update ``mem <- beta mem + syn`` sees the same drive.
 
@@ -131,9 +135,25 @@ def _eventprop(case: Case):  # noqa: ANN202
     return prepare, step
 
 
+class _FastSigmoid(torch.autograd.Function):
+    """snnTorch's ``surrogate.fast_sigmoid`` (slope 25), returning spikes in the input's dtype.
+
+    snnTorch's own returns float32 spikes, which a float64 network cannot multiply.
+    """
+
+    @staticmethod
+    def forward(ctx, v_minus_theta: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(v_minus_theta)
+        return (v_minus_theta > 0).to(v_minus_theta.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        (v_minus_theta,) = ctx.saved_tensors
+        return grad / (25.0 * v_minus_theta.abs() + 1.0) ** 2
+
+
 def _snntorch(case: Case):  # noqa: ANN202
     import snntorch as snn
-    from snntorch import surrogate
 
     from eventprop.model.neuron import NeuronParams, psp_kernel
 
@@ -145,13 +165,14 @@ def _snntorch(case: Case):  # noqa: ANN202
     w_in, rec, w_out = network_weights(case.hidden, case.recurrent, dtype)
     fc1 = torch.nn.Linear(CHANNELS, case.hidden, bias=False, dtype=dtype)
     fc2 = torch.nn.Linear(case.hidden, CLASSES, bias=False, dtype=dtype)
-    grad = surrogate.fast_sigmoid()
+    grad = _FastSigmoid.apply
     if case.recurrent:
         lif = snn.RSynaptic(alpha, beta, all_to_all=True, linear_features=case.hidden, spike_grad=grad, threshold=1.0)
-        lif.recurrent.to(dtype)
     else:
         lif = snn.Synaptic(alpha, beta, spike_grad=grad, threshold=1.0)
     out = snn.Synaptic(alpha, beta, reset_mechanism="none")
+    lif.to(dtype)  # its buffers (alpha, beta, threshold) and the recurrent nn.Linear
+    out.to(dtype)
     with torch.no_grad():
         fc1.weight.copy_(w_in * scale)
         fc2.weight.copy_(w_out * scale)
@@ -173,27 +194,21 @@ def _snntorch(case: Case):  # noqa: ANN202
     def step(dense: Tensor, labels: Tensor) -> float:
         for m in modules:
             m.zero_grad(set_to_none=True)
-        current = fc1(dense)  # (steps, batch, H)
-        syn = torch.zeros_like(current[0])
-        mem = torch.zeros_like(current[0])
-        spk = torch.zeros_like(current[0])
-        spikes = []
-        for t in range(steps):
-            if case.recurrent:
-                spk, syn, mem = lif(current[t], spk, syn, mem)
-            else:
-                spk, syn, mem = lif(current[t], syn, mem)
-            spikes.append(spk)
-        hidden = torch.stack(spikes)
-        drive = fc2(hidden)
-        syn2 = torch.zeros_like(drive[0])
-        mem2 = torch.zeros_like(drive[0])
+        shape = (dense.shape[1], case.hidden)
+        spk, syn, mem = (torch.zeros(shape, dtype=dtype) for _ in range(3))
+        syn2, mem2 = (torch.zeros(dense.shape[1], CLASSES, dtype=dtype) for _ in range(2))
         v_max = None
-        for t in range(steps):
-            _, syn2, mem2 = out(drive[t], syn2, mem2)
+        n_spikes = torch.zeros((), dtype=dtype)
+        for t in range(steps):  # snnTorch's tutorial loop: one step of every layer at a time
+            if case.recurrent:
+                spk, syn, mem = lif(fc1(dense[t]), spk, syn, mem)
+            else:
+                spk, syn, mem = lif(fc1(dense[t]), syn, mem)
+            _, syn2, mem2 = out(fc2(spk), syn2, mem2)
             v_max = mem2 if v_max is None else torch.maximum(v_max, mem2)
+            n_spikes += spk.detach().sum()
         torch.nn.functional.cross_entropy(v_max / scale, labels).backward()
-        return float(hidden.detach().sum())
+        return float(n_spikes)
 
     return prepare, step
 

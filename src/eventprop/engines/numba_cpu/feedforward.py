@@ -70,6 +70,7 @@ from .scalar import (
     _ZERO,
     _constants,
     _crossing,
+    _dot,
     _flow,
     _may_cross,
     require_numba,
@@ -86,7 +87,7 @@ __all__ = ["feedforward_forward_numba", "feedforward_backward_numba"]
 
 #: SHA-256 of :mod:`.scalar`'s source when these kernels were last checked against it; a
 #: mismatch compiles them without numba's on-disk cache (see :mod:`.scalar`).
-SCALAR_SHA256 = "95557cf31561f50775af039860f661faa3fd718a5df8868d39af51e623869040"
+SCALAR_SHA256 = "6d845f415766ead25faf81b20c3e73f06b736b37f63a1133cb308cf6e50c044d"
 _CACHE = source_sha256() == SCALAR_SHA256
 
 #: Most batch chunks the weight gradient is summed over (each holds a partial sum of
@@ -152,11 +153,13 @@ if numba is not None:
     @njit(cache=_CACHE)
     def _forward_row(b, ev_t, ev_src, w_t, c, limit, out_t, out_i, counts, stop_t, status):
         # Sample b, event-major: all neurons' states (V, I) are carried together from input
-        # event to input event with shared flow factors; a bound test without
-        # exponentials (as in the recurrent kernel, then _may_cross) rules out most
-        # neurons, the others are solved on their own over the interval
-        # (_neuron_interval): the neurons of a feed-forward layer do not interact.
-        # status[b] = 1 when a neuron exceeded the limit.
+        # event to input event with shared flow factors. A branch-free pass (it
+        # vectorises) applies the event's jumps, flows every neuron to the next event and
+        # flags those a bound test without exponentials cannot rule out (as in the
+        # recurrent kernel); a second pass, only where some neuron is flagged, solves
+        # those on their own over the interval (_may_cross, _neuron_interval): the
+        # neurons of a feed-forward layer do not interact. status[b] = 1 when a neuron
+        # exceeded the limit.
         n = w_t.shape[1]
         cap = out_t.shape[2]
         n_events = ev_t.shape[1]
@@ -165,8 +168,11 @@ if numba is not None:
         zero = c[_ZERO]
         margin = c[_MARGIN]
         status[b] = 0
-        v = np.zeros(n)
+        v = np.zeros(n)  # the state at the current event, before its jump
         i = np.zeros(n)
+        v_next = np.empty(n)  # ... and at the next event
+        i_next = np.empty(n)
+        flag = np.empty(n, dtype=np.uint8)
         for j in range(n):
             counts[b, j] = 0
             for q in range(cap):
@@ -180,13 +186,13 @@ if numba is not None:
             if not (te < horizon):
                 break
             src = ev_src[b, e]
-            for j in range(n):
-                i[j] += w_t[src, j]
             end = ev_t[b, e + 1] if e + 1 < n_ev else c[_INF]
             end = min(end, horizon)
             length = end - te
-            if not (length > 0):
-                continue  # an event at the same time follows
+            if not (length > 0):  # an event at the same time follows
+                for j in range(n):
+                    i[j] += w_t[src, j]
+                continue
             finite = math.isfinite(length)
             e_mem = zero
             e_syn = zero
@@ -196,22 +202,34 @@ if numba is not None:
                 e_mem, e_syn, k = _flow(length, c)
                 if length <= c[_SPEAK]:
                     k_bound = k
+            flagged = np.uint8(0)
             for j in range(n):
+                i_j = i[j] + w_t[src, j]
                 v_j = v[j]
-                i_j = i[j]
                 v_end = v_j * e_mem + i_j * k
-                i_end = i_j * e_syn
-                bound = min(max(v_j, zero) + max(i_j, zero) * k_bound, i_j)
+                v_pos = v_j if v_j > zero else zero
+                i_pos = i_j if i_j > zero else zero
+                bound = v_pos + i_pos * k_bound
+                bound = bound if bound < i_j else i_j
                 near = bound + margin * (theta + abs(v_j) + abs(i_j) * k_bound) >= theta
-                if ((finite & (v_end >= theta)) | ((i_j > v_j) & near)) and _may_cross(
-                    v_j, i_j, length, v_end, i_end, k, c
-                ):
-                    v_end = _neuron_interval(b, j, te, end, v_j, i_j, e_mem, e_syn, k, c, limit, out_t, out_i, counts, stop_t)
-                    if v_end != v_end:
-                        status[b] = 1
-                        return
-                v[j] = v_end
-                i[j] = i_end
+                f = np.uint8((v_end >= theta) | ((i_j > v_j) & near))
+                flag[j] = f
+                flagged |= f
+                i[j] = i_j
+                v_next[j] = v_end
+                i_next[j] = i_j * e_syn
+            if flagged:
+                for j in range(n):
+                    if flag[j] and _may_cross(v[j], i[j], length, v_next[j], i_next[j], k, c):
+                        v_end = _neuron_interval(
+                            b, j, te, end, v[j], i[j], e_mem, e_syn, k, c, limit, out_t, out_i, counts, stop_t
+                        )
+                        if v_end != v_end:
+                            status[b] = 1
+                            return
+                        v_next[j] = v_end
+            v, v_next = v_next, v
+            i, i_next = i_next, i
 
     @njit(parallel=True, cache=_CACHE)
     def _forward_kernel_parallel(ev_t, ev_src, w_t, c, limit, out_t, out_i, counts, stop_t, status):
@@ -321,11 +339,10 @@ if numba is not None:
                 li[j] = li_loc[j]
             # the input event: dL/dt_e and dL/dW[:, src]
             src = ev_src[b, e]
-            acc = 0.0
+            g_row = gw_t[part, src]
             for j in range(n):
-                acc += w_t[src, j] * (lv[j] - li[j])
-                gw_t[part, src, j] += -tau_syn * li[j]
-            grad_times[b, ev_pos[b, e]] = acc
+                g_row[j] += -tau_syn * li[j]
+            grad_times[b, ev_pos[b, e]] = _dot(w_t[src], lv, li, 1.0, -1.0)
 
     @njit(cache=_CACHE)
     def _backward_part(part, grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, grad_times, gw_t, tangential):

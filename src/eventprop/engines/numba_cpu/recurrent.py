@@ -58,6 +58,7 @@ from .scalar import (
     _ZERO,
     _constants,
     _crossing,
+    _dot,
     _flow,
     _may_cross,
     require_numba,
@@ -74,7 +75,7 @@ __all__ = ["NumbaRecurrentTape", "recurrent_forward_numba", "recurrent_backward_
 
 #: SHA-256 of :mod:`.scalar`'s source when these kernels were last checked against it; a
 #: mismatch compiles them without numba's on-disk cache (see :mod:`.scalar`).
-SCALAR_SHA256 = "95557cf31561f50775af039860f661faa3fd718a5df8868d39af51e623869040"
+SCALAR_SHA256 = "6d845f415766ead25faf81b20c3e73f06b736b37f63a1133cb308cf6e50c044d"
 _CACHE = source_sha256() == SCALAR_SHA256
 
 # status of a sample after the forward kernel
@@ -99,7 +100,8 @@ if numba is not None:
         i = np.empty(n)
         v_end = np.empty(n)  # ... and at the end of the interval
         i_end = np.empty(n)
-        cand = np.empty(n, dtype=np.int64)  # neurons that may cross in the interval
+        flag = np.empty(n, dtype=np.uint8)  # neurons the bound test cannot rule out
+        cand = np.empty(n, dtype=np.int64)  # ... listed
         s = np.empty(n)  # their first crossings
         cap = sp_t.shape[1]
         horizon = c[_HORIZON]
@@ -132,18 +134,28 @@ if numba is not None:
                 if finite:
                     e_mem, e_syn, k = _flow(length, c)
                     k_bound = k if length <= c[_SPEAK] else c[_KMAX]
-                    margin = c[_MARGIN]  # locals and branch-free tests: this loop is the hot one
+                    margin = c[_MARGIN]
+                    # the hot loop: branch-free (it vectorises); flagged neurons collected after
+                    flagged = np.uint8(0)
                     for j in range(n):
                         v_j = v[j]
                         i_j = i[j]
                         a = v_j * e_mem + i_j * k
                         v_end[j] = a
                         i_end[j] = i_j * e_syn
-                        bound = min(max(v_j, zero) + max(i_j, zero) * k_bound, i_j)
+                        v_pos = v_j if v_j > zero else zero
+                        i_pos = i_j if i_j > zero else zero
+                        bound = v_pos + i_pos * k_bound
+                        bound = bound if bound < i_j else i_j
                         near = bound + margin * (theta + abs(v_j) + abs(i_j) * k_bound) >= theta
-                        if (a >= theta) | ((i_j > v_j) & near):
-                            cand[n_cand] = j
-                            n_cand += 1
+                        f = np.uint8((a >= theta) | ((i_j > v_j) & near))
+                        flag[j] = f
+                        flagged |= f
+                    if flagged:
+                        for j in range(n):
+                            if flag[j]:
+                                cand[n_cand] = j
+                                n_cand += 1
                 else:
                     for j in range(n):
                         cand[j] = j
@@ -267,11 +279,10 @@ if numba is not None:
                     first -= 1
                 for r in range(first, q + 1):  # what the targets send back, before any jump
                     row = sp_n[b, r]
-                    acc = zero
+                    g_row = gr_t[part, row]
                     for m in range(n):
-                        acc += r_t[row, m] * (lv[m] - li[m])
-                        gr_t[part, row, m] += -tau_syn * li[m]
-                    sent[r - first] = acc
+                        g_row[m] += -tau_syn * li[m]
+                    sent[r - first] = _dot(r_t[row], lv, li, 1.0, -1.0)
                 for r in range(first, q + 1):
                     j = sp_n[b, r]
                     left[j] -= 1
@@ -287,15 +298,13 @@ if numba is not None:
                 q = first - 1
             else:  # an input event: the flow back to it, dL/dt_e and dL/dW[:, src] in one pass
                 src = ev_src[b, e]
-                acc = zero
+                g_row = gw_t[part, src]
                 for m in range(n):
                     l_i = li[m] * e_syn + lv[m] * k_lam
-                    l_v = lv[m] * e_mem
                     li[m] = l_i
-                    lv[m] = l_v
-                    acc += w_t[src, m] * (l_v - l_i)
-                    gw_t[part, src, m] += -tau_syn * l_i
-                grad_times[b, ev_pos[b, e]] = acc
+                    lv[m] = lv[m] * e_mem
+                    g_row[m] += -tau_syn * l_i
+                grad_times[b, ev_pos[b, e]] = _dot(w_t[src], lv, li, 1.0, -1.0)
                 e -= 1
 
     @njit(cache=_CACHE)

@@ -1,7 +1,7 @@
 r"""Numba engine: the compiled scalar mathematics of one LIF neuron between events.
 
 The counterpart of :mod:`eventprop.model.neuron` for the compiled kernels
-(:mod:`.feedforward`, :mod:`.recurrent`): the closed-form flow
+(:mod:`.feedforward`, :mod:`.recurrent`, :mod:`.trajectory`): the closed-form flow
 ``exp(-s/tau_mem), exp(-s/tau_syn), K(s)``, the extremum of ``V`` and its value, the
 crossing test and the crossing solver (regula-falsi guess, then safeguarded Halley
 steps, with the convergence tests of :func:`eventprop.model.neuron.solve_crossing`).
@@ -211,6 +211,28 @@ if numba is not None:
             step_last = abs(x_new - x)
             x = x_new
         return x
+
+    @njit(cache=True)
+    def _dot(w, x, y, cx, cy):
+        # sum_m w[m] (cx x[m] + cy y[m]) in four interleaved partial sums: a single
+        # running sum is one dependent addition per neuron, four let them overlap. The
+        # order is fixed (it does not depend on threads).
+        n = x.shape[0]
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        m = 0
+        while m + 4 <= n:
+            s0 += w[m] * (cx * x[m] + cy * y[m])
+            s1 += w[m + 1] * (cx * x[m + 1] + cy * y[m + 1])
+            s2 += w[m + 2] * (cx * x[m + 2] + cy * y[m + 2])
+            s3 += w[m + 3] * (cx * x[m + 3] + cy * y[m + 3])
+            m += 4
+        while m < n:
+            s0 += w[m] * (cx * x[m] + cy * y[m])
+            m += 1
+        return (s0 + s1) + (s2 + s3)
 
     @njit(cache=True)
     def _may_cross(v_s, i_s, length, v_end, i_end, k, c):

@@ -48,7 +48,7 @@ from torch.autograd.function import once_differentiable
 from ...model.neuron import NeuronParams
 from ...model.trajectory import VoltageTrajectory
 from .events import to_numpy, use_thread_pool
-from .scalar import _INF, _THETA, _TM, _TS, _constants, _extremum, _flow, require_numba, source_sha256
+from .scalar import _INF, _THETA, _TM, _TS, _constants, _dot, _extremum, _flow, require_numba, source_sha256
 
 try:  # pragma: no cover - exercised only where numba is missing
     import numba
@@ -60,7 +60,7 @@ __all__ = ["CompiledTrajectory"]
 
 #: SHA-256 of :mod:`.scalar`'s source when these kernels were last checked against it; a
 #: mismatch compiles them without numba's on-disk cache (see :mod:`.scalar`).
-SCALAR_SHA256 = "95557cf31561f50775af039860f661faa3fd718a5df8868d39af51e623869040"
+SCALAR_SHA256 = "6d845f415766ead25faf81b20c3e73f06b736b37f63a1133cb308cf6e50c044d"
 _CACHE = source_sha256() == SCALAR_SHA256
 
 #: Most batch chunks the current gradient is summed over.
@@ -99,12 +99,10 @@ if numba is not None:
         src = ev_src[b, k]
         if src >= 0:
             inv_m = 1.0 / c[_TM]
-            inv_s = 1.0 / c[_TS]
-            acc = 0.0
+            g_row = gcur[part, src]
             for n in range(lv.shape[0]):
-                a = cur_t[src, n]
-                gcur[part, src, n] += li[n]
-                acc += a * (li[n] * inv_s - lv[n] * inv_m)
+                g_row[n] += li[n]
+            acc = _dot(cur_t[src], lv, li, -inv_m, 1.0 / c[_TS])
             if src >= n_inputs:
                 acc -= c[_THETA] * lv[src - n_inputs] * inv_m
             grad_t[b, k] += acc
