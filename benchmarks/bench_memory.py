@@ -65,22 +65,22 @@ def measure(method: str, t_end: float, batch: int, dt: float) -> dict[str, float
             with torch.no_grad():
                 readout.weight.copy_(w2 / 4)
 
-            def output(h: torch.Tensor, shift: torch.Tensor) -> tuple[torch.Tensor, float]:
-                return max_voltage_cross_entropy(readout(h), labels), float("nan")
+            def output(h: torch.Tensor, shift: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, float]:
+                return max_voltage_cross_entropy(readout(h), y), float("nan")
         else:
 
-            def output(h: torch.Tensor, shift: torch.Tensor) -> tuple[torch.Tensor, float]:
+            def output(h: torch.Tensor, shift: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, float]:
                 out = model[1](h)
-                return common.first_spike_loss(out[..., 0] - shift[..., 0], labels), float(torch.isfinite(out).sum())
+                return common.first_spike_loss(out[..., 0] - shift[..., 0], y), float(torch.isfinite(out).sum())
 
         def step() -> tuple[float, float]:
             hidden = model[0](times)
-            loss, n_out = output(hidden, offsets)
+            loss, n_out = output(hidden, offsets, labels)
             loss.backward()
             return float(torch.isfinite(hidden).sum()), n_out
 
         warm = model[0](times[:1] - offsets[:1])
-        output(warm, torch.zeros_like(offsets[:1]))[0].backward()  # compile/load the kernels
+        output(warm, torch.zeros_like(offsets[:1]), labels[:1])[0].backward()  # compile/load the kernels
     else:
         a, b = w1.clone().requires_grad_(), w2.clone().requires_grad_()
 

@@ -37,6 +37,7 @@ Usage::
 
     python benchmarks/bench_shd.py            # the full table (about 10 minutes)
     python benchmarks/bench_shd.py --quick    # 256 hidden, batch 32, float32 only
+    python benchmarks/bench_shd.py --breakdown  # where EventProp's time goes (256, batch 32, float32)
 
 Writes ``benchmarks/results/shd.json`` and prints a markdown table.
 """
@@ -246,13 +247,64 @@ def measure(method: str, case: Case, reps: int) -> dict[str, object]:
     }
 
 
+def breakdown(recurrent: bool, reps: int) -> dict[str, float]:
+    """EventProp's forward + backward split into its parts, ms per batch (best of ``reps``)."""
+    from eventprop import lif_layer, max_voltage_cross_entropy, readout_trajectory
+    from eventprop.engines.numba_cpu.events import input_events
+
+    common.set_threads(2)
+    case = Case(256, recurrent, 32, "float32")
+    times, labels = shd_like_batch(case.batch, case.torch_dtype)
+    w_in, rec, w_out = network_weights(case.hidden, recurrent, case.torch_dtype)
+    w_in.requires_grad_(True)
+    w_out.requires_grad_(True)
+    if rec is not None:
+        rec.requires_grad_(True)
+
+    def best(fn) -> float:  # noqa: ANN001
+        fn()
+        seconds = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            fn()
+            seconds.append(time.perf_counter() - start)
+        return 1e3 * min(seconds)
+
+    def layer() -> Tensor:
+        return lif_layer(times, w_in, rec, tau_mem=TAU_MEM, tau_syn=TAU_SYN)
+
+    spikes = layer()
+    ones = torch.ones_like(spikes)
+    hidden = spikes.detach().requires_grad_(True)
+
+    def readout() -> None:
+        traj = readout_trajectory(hidden, w_out, tau_mem=TAU_MEM, tau_syn=TAU_SYN, window=TRIAL_MS)
+        max_voltage_cross_entropy(traj, labels).backward()
+
+    forward = best(layer)
+    return {
+        "input events (validate, merge)": best(lambda: input_events(times)),
+        "layer forward (incl. input events)": forward,
+        "layer backward": best(lambda: layer().backward(ones)) - forward,
+        "readout forward + backward": best(readout),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="256 hidden, batch 32, float32 only")
     parser.add_argument("--reps", type=int, default=3, help="timed repetitions per measurement (median)")
+    parser.add_argument("--breakdown", action="store_true", help="EventProp's time split into its parts, and stop")
     args = parser.parse_args()
     if args.reps < 1:
         parser.error("--reps must be at least 1")
+    if args.breakdown:
+        for recurrent in (False, True):
+            parts = breakdown(recurrent, max(args.reps, 7))
+            name = "recurrent" if recurrent else "feed-forward"
+            print(f"{name} 256, batch 32, float32 (ms per batch, best of {max(args.reps, 7)}): "
+                  + "; ".join(f"{k} {v:.1f}" for k, v in parts.items()))
+        return
     if args.quick:
         cases = [Case(256, r, 32, "float32") for r in (False, True)]
     else:

@@ -305,3 +305,20 @@ def test_a_float32_dense_burst_is_the_float64_burst_rounded(recurrent: bool, eng
         torch.tensor([[[t_input]]], dtype=F64), weight.double(), None if rec is None else rec.double(), tau_mem=20.0, tau_syn=5.0, engine=engine
     )
     assert int(torch.isfinite(out64).sum()) > 40 and torch.equal(out32, out64.float())
+
+
+@pytest.mark.parametrize("recurrent,engine", SPIKING)
+def test_second_derivatives_are_refused_not_silently_wrong(recurrent: bool, engine: str) -> None:
+    from eventprop import first_spike_cross_entropy, first_spikes
+
+    times, weight, rec = _layer_args(recurrent, torch.Generator().manual_seed(9))
+    weight.requires_grad_(True)
+    out = lif_layer(times, weight, rec, tau_mem=20.0, tau_syn=5.0, engine=engine)
+    loss = (torch.where(torch.isfinite(out), out, 0.0) ** 2).sum()
+    with pytest.raises(RuntimeError, match="LIF layer's EventProp gradient cannot be differentiated twice"):
+        torch.autograd.grad(loss, weight, create_graph=True)
+    first = first_spikes(out.detach()).requires_grad_(True)
+    ce = first_spike_cross_entropy(first, torch.zeros(first.shape[0], dtype=torch.long), tau0=0.5, tau1=6.4, alpha=3e-3, t_silent=60.0)
+    with pytest.raises(RuntimeError, match="first_spike_cross_entropy cannot be differentiated twice"):
+        torch.autograd.grad(ce, first, create_graph=True)
+    assert torch.autograd.grad(loss, weight)[0].abs().sum() > 0  # a first derivative still works

@@ -216,3 +216,23 @@ def test_gradients_do_not_depend_on_the_number_of_threads() -> None:
     assert torch.isfinite(out_t).sum() > 20
     for x, y in zip(one[:2], many[:2]):
         assert torch.equal(x, y)
+
+
+def test_the_event_order_is_numpys_stable_sort() -> None:
+    # the bucket pass of the event merge, on spread-out, tied, all-zero, crowded-with-an-outlier
+    # and short inputs: exactly the order of a stable sort
+    import numpy as np
+
+    from eventprop.engines.numba_cpu.events import _time_order
+
+    rng = np.random.default_rng(0)
+    cases = [
+        rng.random(10_000) * 1000,
+        np.floor(rng.random(10_000) * 50),
+        np.zeros(5000),
+        np.r_[rng.random(5000) * 1e-6, [1e6]],
+        rng.random(50),
+        np.r_[np.zeros(100), rng.random(200)],
+    ]
+    for times in cases:
+        assert np.array_equal(_time_order(times), np.argsort(times, kind="mergesort"))

@@ -159,3 +159,34 @@ def test_results_do_not_depend_on_the_number_of_threads() -> None:
         numba.set_num_threads(before)
     for x, y in zip(one, many):
         assert torch.equal(x, y)
+
+
+def test_a_nan_voltage_is_the_maximum_as_in_the_pytorch_engine() -> None:
+    # three inputs at the same time: I overflows to inf after two, and on the zero-length
+    # segment before the third V = inf * K(0) = inf * 0 is NaN
+    times = torch.tensor([[[1.0], [1.0], [1.0]]], dtype=F64)
+    weight = torch.full((1, 3), 1e308, dtype=F64)
+    results = [readout_trajectory(times, weight, tau_mem=20.0, tau_syn=5.0, window=10.0, engine=e).max() for e in ("torch", "numba")]
+    (v_torch, t_torch), (v_numba, t_numba) = results
+    assert torch.isnan(v_torch).all() and torch.isnan(v_numba).all()
+    assert torch.equal(t_torch, t_numba)
+
+
+def test_second_derivatives_through_compiled_trajectories_are_refused() -> None:
+    gen = torch.Generator().manual_seed(8)
+    times = _poisson(2, 6, 40.0, 50.0, gen)
+    weight = torch.randn(3, 6, generator=gen, dtype=F64).requires_grad_(True)
+    for query in (lambda tr: tr.max()[0].sum(), lambda tr: (tr.integral(lambda v, t: v**2)).sum()):
+        loss = query(readout_trajectory(times, weight, tau_mem=20.0, tau_syn=5.0, window=50.0, engine="numba"))
+        with pytest.raises(RuntimeError, match="cannot be differentiated twice"):
+            torch.autograd.grad(loss, weight, create_graph=True)
+        torch.autograd.grad(query(readout_trajectory(times, weight, tau_mem=20.0, tau_syn=5.0, window=50.0, engine="numba")), weight)
+
+
+def test_empty_batches_and_queries_before_any_event() -> None:
+    for engine in ("torch", "numba"):
+        empty = readout_trajectory(torch.zeros(0, 3, 2, dtype=F64), torch.ones(2, 3, dtype=F64), tau_mem=20.0, tau_syn=5.0, window=9.0, engine=engine)
+        assert empty.max()[0].shape == (0, 2) and empty.integral(lambda v, t: v).shape == (0, 2)
+        silent = readout_trajectory(torch.full((2, 3, 1), math.inf, dtype=F64), torch.ones(2, 3, dtype=F64), tau_mem=20.0, tau_syn=5.0, window=9.0, engine=engine)
+        t = torch.tensor([[0.5], [3.0]], dtype=F64)
+        assert torch.equal(silent.values(t, torch.full((2, 1), -1)), torch.zeros(2, 2, 1, dtype=F64))

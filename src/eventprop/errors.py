@@ -6,7 +6,7 @@ What remains is a run that is valid but exceeds a limit the caller set.
 
 from __future__ import annotations
 
-__all__ = ["SpikeLimitError", "DEFAULT_MAX_SPIKES", "TangentialCrossingWarning"]
+__all__ = ["SpikeLimitError", "DEFAULT_MAX_SPIKES", "TangentialCrossingWarning", "refuse_create_graph"]
 
 #: The default spike budget of every layer: spikes per neuron and sample. A layer whose
 #: neuron would exceed it raises :class:`SpikeLimitError` (a runaway network stops with
@@ -52,4 +52,21 @@ class SpikeLimitError(RuntimeError):
             f"neuron {neuron} of sample {sample} emitted more than max_spikes={max_spikes} spikes{when}: the network "
             "runs away, or max_spikes is too small for this activity; raise max_spikes (max_spikes=None: no limit; "
             "CLI: --max-spikes) - spikes are never dropped silently"
+        )
+
+
+def refuse_create_graph(what: str) -> None:
+    """``RuntimeError`` when a backward runs under ``create_graph=True`` (grad mode on).
+
+    The library's autograd Functions (EventProp adjoints, compiled trajectory queries,
+    the first-spike loss) compute first derivatives only: differentiating their
+    gradients again would treat parts of them as constants and give a wrong second
+    derivative without any error, so they refuse instead.
+    """
+    import torch
+
+    if torch.is_grad_enabled():
+        raise RuntimeError(
+            f"{what} cannot be differentiated twice (create_graph=True): its gradient is computed in closed form, "
+            "not by differentiable operations"
         )

@@ -20,10 +20,9 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from ..engines import Engine, LayerKind, LayerSpec, check_engine_name, select_engine
-from ..errors import DEFAULT_MAX_SPIKES, TangentialCrossingWarning
+from ..errors import DEFAULT_MAX_SPIKES, TangentialCrossingWarning, refuse_create_graph
 from ..model.neuron import NeuronParams
 from ..model.spikes import check_spike_layout, check_spike_values, validate_spike_times
 from ..model.trajectory import VoltageTrajectory
@@ -55,8 +54,8 @@ class _LIFFunction(torch.autograd.Function):
         return out_times
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        refuse_create_graph("a LIF layer's EventProp gradient")
         *saved, out_times = ctx.saved_tensors
         if not all_finite(grad_out):
             bad = ~torch.isfinite(grad_out) & torch.isfinite(out_times)

@@ -28,8 +28,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
+from ..errors import refuse_create_graph
 from ..validation import all_finite, non_negative, positive, smallest
 from .common import check_labels, reduce_loss
 
@@ -124,8 +124,8 @@ class _FirstSpikeCrossEntropy(torch.autograd.Function):
         return loss
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, grad_loss: Tensor) -> tuple[Tensor | None, ...]:
+        refuse_create_graph("first_spike_cross_entropy")
         (grad,) = ctx.saved_tensors
         return grad * grad_loss[:, None], None, None, None, None, None
 

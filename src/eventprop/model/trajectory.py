@@ -155,17 +155,31 @@ class VoltageTrajectory(ABC):
             lateral = weight.new_zeros(n_out, n_out) if recurrent_weight is None else recurrent_weight
             current = torch.cat([weight, lateral], dim=1)
             own = n_in + torch.arange(n_out, device=times.device).repeat_interleave(spikes.shape[2])
-            flat = torch.cat([flat, spikes.reshape(batch, -1)], dim=1)
+            flat = torch.cat([flat, spikes.reshape(batch, n_out * spikes.shape[2])], dim=1)
             sources = torch.cat([sources, own])
         with torch.no_grad():
-            key = torch.where(flat < window, flat, torch.full_like(flat, math.inf))
-            ordered, position = torch.sort(key, dim=1, stable=True)
-            n_events = int(torch.isfinite(ordered).sum(dim=1).max()) if ordered.numel() else 0
-            position = position[:, :n_events]
-            valid = torch.isfinite(ordered[:, :n_events])
+            position, valid = cls.event_order(flat.detach(), window)
             source = torch.where(valid, sources[position], torch.full_like(position, -1))
         event_times = torch.where(valid, flat.gather(1, position), torch.full_like(position, window, dtype=flat.dtype))
         return cls(event_times, source, current, n_in, params, window)
+
+    @staticmethod
+    def event_order(flat: Tensor, window: float) -> tuple[Tensor, Tensor]:
+        """Where the events before ``window`` are, in time order (stable: ties in ``flat``'s order).
+
+        Args:
+            flat: ``(batch, slots)`` spike times, ``+inf`` at padding.
+            window: events at or after it are left out.
+
+        Returns:
+            ``(position, valid)``, both ``(batch, M)`` with ``M`` the most events of a
+            sample: the slot of each event in ``flat`` (arbitrary where not ``valid``)
+            and whether it is one. Engines may override it with a faster equivalent.
+        """
+        key = torch.where(flat < window, flat, torch.full_like(flat, math.inf))
+        ordered, position = torch.sort(key, dim=1, stable=True)
+        n_events = int(torch.isfinite(ordered).sum(dim=1).max()) if ordered.numel() else 0
+        return position[:, :n_events], torch.isfinite(ordered[:, :n_events])
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -218,7 +232,8 @@ class VoltageTrajectory(ABC):
         if bool(((governing < -1) | (governing >= n_events)).any()) or bool((governing.diff(dim=1) < 0).any()):
             raise ValueError(f"governing must be nondecreasing along each sample, in [-1, {n_events})")
         t = t.to(self.times)
-        origin = torch.where(governing >= 0, self.times.detach().gather(1, governing.clamp(min=0)), torch.zeros_like(t))
+        starts = torch.cat([self.times.new_zeros(batch, 1), self.times.detach()], dim=1)
+        origin = starts.gather(1, governing + 1)  # t = 0 before any event
         if not bool((t.detach() >= origin).all()):
             raise ValueError("t must be a number at or after the time of its governing event")
         return self._values(t, governing)
@@ -309,13 +324,13 @@ class VoltageTrajectory(ABC):
         governing = governing.gather(1, order)
         ends = torch.cat([starts[:, 1:], torch.full_like(starts[:, :1], self.window)], dim=1)
         length = (ends - starts)[:, :, None]  # (B, P, 1)
-        t = (starts[:, :, None] + length * (x + 1) / 2).reshape(batch, -1)  # (B, P n), ascending
+        t = (starts[:, :, None] + length * (x + 1) / 2).reshape(batch, starts.shape[1] * n_nodes)  # (B, P n), ascending
         v = self._values(t, governing.repeat_interleave(n_nodes, dim=1))
         values = loss_v(v, t[:, None, :])
         if not isinstance(values, Tensor) or values.shape != v.shape:
             got = tuple(values.shape) if isinstance(values, Tensor) else type(values).__name__
             raise ValueError(f"loss_v must return a tensor of v's shape {tuple(v.shape)}, got {got}")
-        weights = (length / 2 * w).reshape(batch, 1, -1)  # (B, 1, P n)
+        weights = (length / 2 * w).reshape(batch, 1, starts.shape[1] * n_nodes)  # (B, 1, P n)
         return (values * weights).sum(-1)
 
     def weighted_integral(self, tau_w: float = math.inf) -> Tensor:

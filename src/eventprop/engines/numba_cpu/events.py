@@ -23,7 +23,7 @@ try:  # pragma: no cover - exercised only where numba is missing
 except ImportError:  # pragma: no cover
     numba = None
 
-__all__ = ["PARALLEL_MIN_WORK", "use_thread_pool", "to_numpy", "input_events", "spike_limit"]
+__all__ = ["PARALLEL_MIN_WORK", "use_thread_pool", "to_numpy", "input_events", "window_order", "spike_limit"]
 
 # Below this much work (batch x neurons x events, or input entries when sorting events)
 # a kernel runs serially: waking the thread pool costs more than it saves.
@@ -53,6 +53,76 @@ def to_numpy(x: Tensor, dtype: torch.dtype | None = None) -> np.ndarray:
 if numba is not None:
 
     @njit(cache=True)
+    def _time_order(times):
+        # The stable ascending order of ``times`` (finite, >= 0), as np.argsort(kind=
+        # "mergesort") gives it, in O(n) for spread-out times: a stable bucket pass (as
+        # many buckets as times, bucket index monotonic in the time), then each bucket
+        # sorted stably (insertion for a few entries, mergesort for a crowded one).
+        n = times.shape[0]
+        if n < 64:
+            return np.argsort(times, kind="mergesort")
+        t_max = 0.0
+        for q in range(n):
+            t_max = max(t_max, times[q])
+        order = np.empty(n, dtype=np.int64)
+        if not (t_max > 0):  # all at t = 0: the input order is the stable order
+            for q in range(n):
+                order[q] = q
+            return order
+        scale = (n - 1) / t_max
+        start = np.zeros(n + 1, dtype=np.int64)
+        for q in range(n):
+            start[int(times[q] * scale) + 1] += 1
+        for k in range(n):
+            start[k + 1] += start[k]
+        fill = start[:n].copy()
+        for q in range(n):
+            k = int(times[q] * scale)
+            order[fill[k]] = q
+            fill[k] += 1
+        for k in range(n):
+            lo = start[k]
+            hi = start[k + 1]
+            if hi - lo > 32:
+                part = order[lo:hi].copy()
+                order[lo:hi] = part[np.argsort(times[part], kind="mergesort")]
+            else:
+                for r in range(lo + 1, hi):
+                    q = order[r]
+                    t = times[q]
+                    u = r
+                    while u > lo and times[order[u - 1]] > t:
+                        order[u] = order[u - 1]
+                        u -= 1
+                    order[u] = q
+        return order
+
+    @njit(cache=True)
+    def _window_order_row(b, flat, window, position, counts):
+        # row b: the slots of the times < window in stable time order (counts[b] of them)
+        row = flat[b]
+        slots = np.empty(row.shape[0], dtype=np.int64)
+        m = 0
+        for q in range(row.shape[0]):
+            if row[q] < window:
+                slots[m] = q
+                m += 1
+        order = _time_order(row[slots[:m]])
+        for r in range(m):
+            position[b, r] = slots[order[r]]
+        counts[b] = m
+
+    @njit(parallel=True, cache=True)
+    def _window_order_parallel(flat, window, position, counts):
+        for b in prange(flat.shape[0]):
+            _window_order_row(b, flat, window, position, counts)
+
+    @njit(cache=True)
+    def _window_order_serial(flat, window, position, counts):
+        for b in range(flat.shape[0]):
+            _window_order_row(b, flat, window, position, counts)
+
+    @njit(cache=True)
     def _event_row(b, flat, slots, ev_t, ev_pos, counts, status):
         # Validate and merge one sample's spike trains (flat: (batch, neurons * slots))
         # into a time-ordered event list: ev_t/ev_pos rows get the finite times in
@@ -73,7 +143,7 @@ if numba is not None:
                 ev_t[b, m] = t
                 ev_pos[b, m] = q
                 m += 1
-        order = np.argsort(ev_t[b, :m], kind="mergesort")
+        order = _time_order(ev_t[b, :m])
         times = ev_t[b, :m][order]
         positions = ev_pos[b, :m][order]
         ev_t[b, :m] = times
@@ -138,3 +208,17 @@ def input_events(times: Tensor) -> tuple[EventList, np.ndarray, np.ndarray]:
         position=torch.from_numpy(ev_pos).to(device),
     )
     return events, ev_t, ev_src
+
+
+def window_order(flat: Tensor, window: float) -> tuple[Tensor, Tensor]:
+    """Compiled :meth:`eventprop.model.trajectory.VoltageTrajectory.event_order` (same results)."""
+    values = to_numpy(flat, torch.float64)
+    batch, width = values.shape
+    position = np.zeros((batch, width), dtype=np.int64)
+    counts = np.zeros(batch, dtype=np.int64)
+    if batch and width:
+        kernel = _window_order_parallel if use_thread_pool(batch * width) else _window_order_serial
+        kernel(values, float(window), position, counts)
+    n_events = int(counts.max()) if batch else 0
+    valid = np.arange(n_events)[None, :] < counts[:, None]
+    return torch.from_numpy(np.ascontiguousarray(position[:, :n_events])), torch.from_numpy(valid)

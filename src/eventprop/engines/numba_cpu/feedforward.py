@@ -70,8 +70,9 @@ from .scalar import (
     _ZERO,
     _constants,
     _crossing,
-    _dot,
     _flow,
+    _input_adjoint,
+    _input_gradients,
     _may_cross,
     require_numba,
     source_sha256,
@@ -87,7 +88,7 @@ __all__ = ["feedforward_forward_numba", "feedforward_backward_numba"]
 
 #: SHA-256 of :mod:`.scalar`'s source when these kernels were last checked against it; a
 #: mismatch compiles them without numba's on-disk cache (see :mod:`.scalar`).
-SCALAR_SHA256 = "6d845f415766ead25faf81b20c3e73f06b736b37f63a1133cb308cf6e50c044d"
+SCALAR_SHA256 = "4d2c16324419f09e8506f1e9c8f8e9792cb35c06a11b6e3a04b55c3190a6f5c0"
 _CACHE = source_sha256() == SCALAR_SHA256
 
 #: Most batch chunks the weight gradient is summed over (each holds a partial sum of
@@ -325,10 +326,18 @@ if numba is not None:
                 e_mem, e_syn, k_u = _flow(t_loc[j] - te, c)
                 li_loc[j] = li_loc[j] * e_syn + lv_loc[j] * ratio * k_u
                 lv_loc[j] = lv_loc[j] * e_mem
-            # everyone else: the shared flow back over [te, upper] (lambda = 0 beyond the last event)
+            # everyone else: the shared flow back over [te, upper] (lambda = 0 beyond the
+            # last event), then the input event's dL/dt_e and dL/dW[:, src]: one pass
+            # where no neuron fired in the interval
+            src = ev_src[b, e]
+            w_row = w_t[src]
+            g_row = gw_t[part, src]
             if math.isfinite(upper) and upper > te:
                 e_mem, e_syn, k_u = _flow(upper - te, c)
                 rk = ratio * k_u
+                if n_touched == 0:
+                    grad_times[b, ev_pos[b, e]] = _input_adjoint(lv, li, e_mem, e_syn, rk, w_row, g_row, tau_syn)
+                    continue
                 for j in range(n):
                     lv_j = lv[j]
                     li[j] = li[j] * e_syn + lv_j * rk
@@ -337,12 +346,7 @@ if numba is not None:
                 j = touched[u]
                 lv[j] = lv_loc[j]
                 li[j] = li_loc[j]
-            # the input event: dL/dt_e and dL/dW[:, src]
-            src = ev_src[b, e]
-            g_row = gw_t[part, src]
-            for j in range(n):
-                g_row[j] += -tau_syn * li[j]
-            grad_times[b, ev_pos[b, e]] = _dot(w_t[src], lv, li, 1.0, -1.0)
+            grad_times[b, ev_pos[b, e]] = _input_gradients(lv, li, w_row, g_row, tau_syn)
 
     @njit(cache=_CACHE)
     def _backward_part(part, grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, grad_times, gw_t, tangential):

@@ -60,6 +60,7 @@ from .scalar import (
     _crossing,
     _dot,
     _flow,
+    _input_adjoint,
     _may_cross,
     require_numba,
     source_sha256,
@@ -75,7 +76,7 @@ __all__ = ["NumbaRecurrentTape", "recurrent_forward_numba", "recurrent_backward_
 
 #: SHA-256 of :mod:`.scalar`'s source when these kernels were last checked against it; a
 #: mismatch compiles them without numba's on-disk cache (see :mod:`.scalar`).
-SCALAR_SHA256 = "6d845f415766ead25faf81b20c3e73f06b736b37f63a1133cb308cf6e50c044d"
+SCALAR_SHA256 = "4d2c16324419f09e8506f1e9c8f8e9792cb35c06a11b6e3a04b55c3190a6f5c0"
 _CACHE = source_sha256() == SCALAR_SHA256
 
 # status of a sample after the forward kernel
@@ -298,13 +299,7 @@ if numba is not None:
                 q = first - 1
             else:  # an input event: the flow back to it, dL/dt_e and dL/dW[:, src] in one pass
                 src = ev_src[b, e]
-                g_row = gw_t[part, src]
-                for m in range(n):
-                    l_i = li[m] * e_syn + lv[m] * k_lam
-                    li[m] = l_i
-                    lv[m] = lv[m] * e_mem
-                    g_row[m] += -tau_syn * l_i
-                grad_times[b, ev_pos[b, e]] = _dot(w_t[src], lv, li, 1.0, -1.0)
+                grad_times[b, ev_pos[b, e]] = _input_adjoint(lv, li, e_mem, e_syn, k_lam, w_t[src], gw_t[part, src], tau_syn)
                 e -= 1
 
     @njit(cache=_CACHE)

@@ -235,6 +235,69 @@ if numba is not None:
         return (s0 + s1) + (s2 + s3)
 
     @njit(cache=True)
+    def _gradient_at(lv, li, m, w, g, tau_syn):
+        # neuron m's part of _input_gradients: dL/dW and its term of dL/dt_e
+        l_i = li[m]
+        g[m] += -tau_syn * l_i
+        return w[m] * (lv[m] - l_i)
+
+    @njit(cache=True)
+    def _flow_gradient_at(lv, li, m, e_mem, e_syn, k_lam, w, g, tau_syn):
+        # neuron m's part of _input_adjoint: its adjoint carried back, then as _gradient_at
+        l_v = lv[m]
+        l_i = li[m] * e_syn + l_v * k_lam
+        l_v = l_v * e_mem
+        li[m] = l_i
+        lv[m] = l_v
+        g[m] += -tau_syn * l_i
+        return w[m] * (l_v - l_i)
+
+    @njit(cache=True)
+    def _input_gradients(lv, li, w, g, tau_syn):
+        # At an input event of an EventProp backward, with the adjoint just after it:
+        # dL/dW[:, src] (g[m] += -tau_syn lambda_I,m) and the returned
+        # dL/dt_e = sum_m w[m] (lambda_V,m - lambda_I,m), in one pass with four
+        # interleaved partial sums (as _dot).
+        n = lv.shape[0]
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        m = 0
+        while m + 4 <= n:
+            s0 += _gradient_at(lv, li, m, w, g, tau_syn)
+            s1 += _gradient_at(lv, li, m + 1, w, g, tau_syn)
+            s2 += _gradient_at(lv, li, m + 2, w, g, tau_syn)
+            s3 += _gradient_at(lv, li, m + 3, w, g, tau_syn)
+            m += 4
+        while m < n:
+            s0 += _gradient_at(lv, li, m, w, g, tau_syn)
+            m += 1
+        return (s0 + s1) + (s2 + s3)
+
+    @njit(cache=True)
+    def _input_adjoint(lv, li, e_mem, e_syn, k_lam, w, g, tau_syn):
+        # _input_gradients after carrying every neuron's adjoint back over the interval
+        # to the event (lambda_I <- lambda_I e_syn + lambda_V k_lam, lambda_V <- lambda_V
+        # e_mem), in the same pass.
+        n = lv.shape[0]
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        m = 0
+        while m + 4 <= n:
+            s0 += _flow_gradient_at(lv, li, m, e_mem, e_syn, k_lam, w, g, tau_syn)
+            s1 += _flow_gradient_at(lv, li, m + 1, e_mem, e_syn, k_lam, w, g, tau_syn)
+            s2 += _flow_gradient_at(lv, li, m + 2, e_mem, e_syn, k_lam, w, g, tau_syn)
+            s3 += _flow_gradient_at(lv, li, m + 3, e_mem, e_syn, k_lam, w, g, tau_syn)
+            m += 4
+        while m < n:
+            s0 += _flow_gradient_at(lv, li, m, e_mem, e_syn, k_lam, w, g, tau_syn)
+            m += 1
+        return (s0 + s1) + (s2 + s3)
+
+    @njit(cache=True)
     def _may_cross(v_s, i_s, length, v_end, i_end, k, c):
         # Whether V can reach theta in [0, length] from the state (v_s, i_s) at s = 0;
         # (v_end, i_end, k) are V, I and K at s = length when length is finite (ignored

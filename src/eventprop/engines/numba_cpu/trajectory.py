@@ -32,7 +32,10 @@ sample's events with the state ``(V, I)`` of all neurons, in parallel over sampl
 The current gradients are summed over a number of batch chunks that depends on the
 batch size only, in a fixed order: they do not depend on the number of threads.
 Everything is computed in float64 and rounded to the trajectory's dtype. The backward is
-not itself differentiable (``once_differentiable``); the PyTorch engine's trajectory is.
+not itself differentiable: ``create_graph=True`` through it raises a ``RuntimeError``
+(:func:`eventprop.errors.refuse_create_graph`; the PyTorch engine's trajectory is
+differentiable twice). A NaN voltage is the maximum
+wherever it occurs (as ``torch.argmax`` picks it).
 """
 
 from __future__ import annotations
@@ -43,11 +46,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
+from ...errors import refuse_create_graph
 from ...model.neuron import NeuronParams
 from ...model.trajectory import VoltageTrajectory
-from .events import to_numpy, use_thread_pool
+from .events import to_numpy, use_thread_pool, window_order
 from .scalar import _INF, _THETA, _TM, _TS, _constants, _dot, _extremum, _flow, require_numba, source_sha256
 
 try:  # pragma: no cover - exercised only where numba is missing
@@ -60,7 +63,7 @@ __all__ = ["CompiledTrajectory"]
 
 #: SHA-256 of :mod:`.scalar`'s source when these kernels were last checked against it; a
 #: mismatch compiles them without numba's on-disk cache (see :mod:`.scalar`).
-SCALAR_SHA256 = "6d845f415766ead25faf81b20c3e73f06b736b37f63a1133cb308cf6e50c044d"
+SCALAR_SHA256 = "4d2c16324419f09e8506f1e9c8f8e9792cb35c06a11b6e3a04b55c3190a6f5c0"
 _CACHE = source_sha256() == SCALAR_SHA256
 
 #: Most batch chunks the current gradient is summed over.
@@ -142,14 +145,15 @@ if numba is not None:
                 i0 = i[n]
                 v_end = v0 * e_mem + i0 * kk
                 i_end = i0 * e_syn
-                if v0 > best[b, n]:  # the segment's start
+                # a NaN candidate wins and stays (as torch.argmax picks the first NaN)
+                if v0 > best[b, n] or (v0 != v0 and best[b, n] == best[b, n]):  # the segment's start
                     best[b, n] = v0
                     t_best[b, n] = start
                     seg[b, n] = k
                     offset[b, n] = 0.0
                     tie[b, n] = k
                     slope[b, n] = (i0 - v0) * inv_m
-                if v_end > best[b, n]:  # its end
+                if v_end > best[b, n] or (v_end != v_end and best[b, n] == best[b, n]):  # its end
                     best[b, n] = v_end
                     t_best[b, n] = start + length
                     seg[b, n] = k
@@ -162,7 +166,7 @@ if numba is not None:
                     if s < length:
                         em, es, ks = _flow(s, c)
                         v_in = v0 * em + i0 * ks
-                        if v_in > best[b, n]:
+                        if v_in > best[b, n] or (v_in != v_in and best[b, n] == best[b, n]):
                             best[b, n] = v_in
                             t_best[b, n] = start + s
                             seg[b, n] = k
@@ -334,17 +338,18 @@ class _Max(torch.autograd.Function):
             work = batch * n_neurons * max(ev_t.shape[1], 1)
             kernel = _max_kernel if use_thread_pool(work) else _max_kernel_serial
             kernel(ev_t, ev_src, cur_t, n_inputs, float(window), c, best, t_best, seg, offset, tie, slope)
-        saved = (torch.from_numpy(a) for a in (ev_t, ev_src, cur_t, seg, offset, tie, slope))
-        ctx.save_for_backward(*saved)
-        ctx.n_inputs, ctx.c, ctx.dtypes = n_inputs, c, (times.dtype, current.dtype)
+        ctx.save_for_backward(times, current, source, *(torch.from_numpy(a) for a in (seg, offset, tie, slope)))
+        ctx.n_inputs, ctx.c = n_inputs, c
         t_peak = torch.from_numpy(t_best).to(times.dtype)
         ctx.mark_non_differentiable(t_peak)
         return torch.from_numpy(best).to(times.dtype), t_peak
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, grad_max: Tensor, _grad_peak: Tensor) -> tuple[Tensor | None, ...]:
-        ev_t, ev_src, cur_t, seg, offset, tie, slope = (x.numpy() for x in ctx.saved_tensors)
+        refuse_create_graph("the numba engine's voltage trajectory (use engine='torch' for it)")
+        times, current, source, *rest = ctx.saved_tensors
+        ev_t, ev_src, cur_t = _events(times, source, current)
+        seg, offset, tie, slope = (x.numpy() for x in rest)
         batch, n_events = ev_t.shape
         n_sources, n_neurons = cur_t.shape
         grad_t = np.zeros((batch, n_events))
@@ -353,9 +358,8 @@ class _Max(torch.autograd.Function):
             work = batch * n_neurons * max(n_events, 1)
             kernel = _max_adjoint_kernel if use_thread_pool(work) else _max_adjoint_kernel_serial
             kernel(to_numpy(grad_max, torch.float64), ev_t, ev_src, cur_t, ctx.n_inputs, ctx.c, seg, offset, tie, slope, grad_t, gcur)
-        t_dtype, c_dtype = ctx.dtypes
-        grad_current = torch.from_numpy(np.ascontiguousarray(gcur.sum(axis=0).T)).to(c_dtype)
-        return torch.from_numpy(grad_t).to(t_dtype), grad_current, None, None, None, None
+        grad_current = torch.from_numpy(np.ascontiguousarray(gcur.sum(axis=0).T)).to(current.dtype)
+        return torch.from_numpy(grad_t).to(times.dtype), grad_current, None, None, None, None
 
 
 class _Values(torch.autograd.Function):
@@ -376,15 +380,16 @@ class _Values(torch.autograd.Function):
             work = batch * n_neurons * (ev_t.shape[1] + n_points)
             kernel = _values_kernel if use_thread_pool(work) else _values_kernel_serial
             kernel(q_t, q_gov, ev_t, ev_src, cur_t, n_inputs, c, out, out_slope)
-        saved = (torch.from_numpy(a) for a in (ev_t, ev_src, cur_t, q_t, q_gov, out_slope))
-        ctx.save_for_backward(*saved)
-        ctx.n_inputs, ctx.c, ctx.dtypes = n_inputs, c, (times.dtype, current.dtype, t.dtype)
+        ctx.save_for_backward(times, current, t, governing, source, torch.from_numpy(out_slope))
+        ctx.n_inputs, ctx.c = n_inputs, c
         return torch.from_numpy(out).to(times.dtype).transpose(1, 2)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, grad_v: Tensor) -> tuple[Tensor | None, ...]:
-        ev_t, ev_src, cur_t, q_t, q_gov, out_slope = (x.numpy() for x in ctx.saved_tensors)
+        refuse_create_graph("the numba engine's voltage trajectory (use engine='torch' for it)")
+        times, current, t, governing, source, slope = ctx.saved_tensors
+        ev_t, ev_src, cur_t = _events(times, source, current)
+        q_t, q_gov, out_slope = to_numpy(t, torch.float64), to_numpy(governing), slope.numpy()
         batch, n_events = ev_t.shape
         n_sources, n_neurons = cur_t.shape
         n_points = q_t.shape[1]
@@ -396,10 +401,9 @@ class _Values(torch.autograd.Function):
             work = batch * n_neurons * (n_events + n_points)
             kernel = _values_adjoint_kernel if use_thread_pool(work) else _values_adjoint_kernel_serial
             kernel(grad, q_t, q_gov, out_slope, ev_t, ev_src, cur_t, ctx.n_inputs, ctx.c, grad_t, grad_q, gcur)
-        t_dtype, c_dtype, q_dtype = ctx.dtypes
-        grad_current = torch.from_numpy(np.ascontiguousarray(gcur.sum(axis=0).T)).to(c_dtype)
-        grad_points = torch.from_numpy(grad_q).to(q_dtype) if ctx.needs_input_grad[2] else None
-        return torch.from_numpy(grad_t).to(t_dtype), grad_current, grad_points, None, None, None, None
+        grad_current = torch.from_numpy(np.ascontiguousarray(gcur.sum(axis=0).T)).to(current.dtype)
+        grad_points = torch.from_numpy(grad_q).to(t.dtype) if ctx.needs_input_grad[2] else None
+        return torch.from_numpy(grad_t).to(times.dtype), grad_current, grad_points, None, None, None, None
 
 
 @dataclass(frozen=True, eq=False)
@@ -407,15 +411,22 @@ class CompiledTrajectory(VoltageTrajectory):
     """A :class:`~eventprop.model.trajectory.VoltageTrajectory` whose queries are compiled kernels (module docstring).
 
     Memory: the events, and per query its result (and for :meth:`values` with
-    differentiable times the slope ``dV/dt`` at the points); no tensor grows with
-    events x neurons.
+    differentiable times the slope ``dV/dt`` at the points): no state per event and
+    neuron is kept. (:meth:`integral` asks for values at its quadrature nodes, which
+    are ``n_nodes`` per event and neuron.) Its gradients are not differentiable again:
+    ``create_graph=True`` through them raises (the PyTorch engine's are).
     """
 
     def __post_init__(self) -> None:
         require_numba()
 
+    @staticmethod
+    def event_order(flat: Tensor, window: float) -> tuple[Tensor, Tensor]:
+        return window_order(flat, window)
+
     def max(self) -> tuple[Tensor, Tensor]:
-        return _Max.apply(self.times, self.current, self.source, self.n_inputs, self.params, float(self.window))
+        window = float(self.times.new_tensor(self.window))  # as the padding holds it (float32: rounded)
+        return _Max.apply(self.times, self.current, self.source, self.n_inputs, self.params, window)
 
     def _values(self, t: Tensor, governing: Tensor) -> Tensor:
         return _Values.apply(self.times, self.current, t, governing, self.source, self.n_inputs, self.params)
