@@ -39,7 +39,8 @@ Usage::
     python benchmarks/bench_shd.py --quick    # 256 hidden, batch 32, float32 only
     python benchmarks/bench_shd.py --breakdown  # where EventProp's time goes (256, batch 32, float32)
 
-Writes ``benchmarks/results/shd.json`` and prints a markdown table.
+Writes ``benchmarks/results/shd.json`` (``--quick``: ``shd_quick.json``) and prints a
+markdown table.
 """
 
 from __future__ import annotations
@@ -328,7 +329,7 @@ def main() -> None:
                 )
     inputs = rows[0]["input_spikes_per_sample"]
     print(f"input spikes per sample: {inputs:.0f} (700 channels, {TRIAL_MS / 1000:.0f} s)")
-    common.write_json("shd.json", {"dt_ms": 1.0, "threads": 2, "results": rows})
+    common.write_json("shd_quick.json" if args.quick else "shd.json", {"dt_ms": 1.0, "threads": 2, "results": rows})
 
 
 if __name__ == "__main__":

@@ -98,8 +98,8 @@ if numba is not None:
         return order
 
     @njit(cache=True)
-    def _window_order_row(b, flat, window, position, counts):
-        # row b: the slots of the times < window in stable time order (counts[b] of them)
+    def _window_order_row(b, flat, window, position):
+        # row b: the slots of the times < window in stable time order
         row = flat[b]
         slots = np.empty(row.shape[0], dtype=np.int64)
         m = 0
@@ -110,24 +110,21 @@ if numba is not None:
         order = _time_order(row[slots[:m]])
         for r in range(m):
             position[b, r] = slots[order[r]]
-        counts[b] = m
 
     @njit(parallel=True, cache=True)
-    def _window_order_parallel(flat, window, position, counts):
+    def _window_order_parallel(flat, window, position):
         for b in prange(flat.shape[0]):
-            _window_order_row(b, flat, window, position, counts)
+            _window_order_row(b, flat, window, position)
 
     @njit(cache=True)
-    def _window_order_serial(flat, window, position, counts):
+    def _window_order_serial(flat, window, position):
         for b in range(flat.shape[0]):
-            _window_order_row(b, flat, window, position, counts)
+            _window_order_row(b, flat, window, position)
 
     @njit(cache=True)
-    def _event_row(b, flat, slots, ev_t, ev_pos, counts, status):
-        # Validate and merge one sample's spike trains (flat: (batch, neurons * slots))
-        # into a time-ordered event list: ev_t/ev_pos rows get the finite times in
-        # ascending order (stable: ties keep input order; the caller pads); counts[b] =
-        # number of events; status[b] bits: 1 NaN, 2 negative time, 4 not ascending.
+    def _count_row(b, flat, slots, counts, status):
+        # Validate one sample's spike trains (flat: (batch, neurons * slots)) and count
+        # its finite times; status[b] bits: 1 NaN, 2 negative time, 4 not ascending.
         n = flat.shape[1]
         bad = 0
         m = 0
@@ -140,44 +137,55 @@ if numba is not None:
             if q % slots != 0 and t < flat[b, q - 1]:
                 bad |= 4
             if t < math.inf and t == t:
-                ev_t[b, m] = t
-                ev_pos[b, m] = q
                 m += 1
-        order = _time_order(ev_t[b, :m])
-        times = ev_t[b, :m][order]
-        positions = ev_pos[b, :m][order]
-        ev_t[b, :m] = times
-        ev_pos[b, :m] = positions
         counts[b] = m
         status[b] = bad
 
+    @njit(cache=True)
+    def _merge_row(b, flat, slots, counts, ev_t, ev_pos, ev_src):
+        # One sample's finite times in ascending order (stable: ties keep input order)
+        # into rows of the event arrays (as long as the longest sample, not the input's
+        # padded width), padded with +inf events at position 0 (never read).
+        m = counts[b]
+        times = np.empty(m, dtype=flat.dtype)
+        positions = np.empty(m, dtype=np.int64)
+        r = 0
+        for q in range(flat.shape[1]):
+            t = flat[b, q]
+            if t < math.inf:
+                times[r] = t
+                positions[r] = q
+                r += 1
+        order = _time_order(times)
+        for r in range(m):
+            q = positions[order[r]]
+            ev_t[b, r] = times[order[r]]
+            ev_pos[b, r] = q
+            ev_src[b, r] = q // slots
+        for r in range(m, ev_t.shape[1]):
+            ev_t[b, r] = np.inf
+            ev_pos[b, r] = 0
+            ev_src[b, r] = 0
+
     @njit(parallel=True, cache=True)
-    def _event_kernel_parallel(flat, slots, ev_t, ev_pos, counts, status):
+    def _count_kernel_parallel(flat, slots, counts, status):
         for b in prange(flat.shape[0]):
-            _event_row(b, flat, slots, ev_t, ev_pos, counts, status)
+            _count_row(b, flat, slots, counts, status)
 
     @njit(cache=True)
-    def _event_kernel_serial(flat, slots, ev_t, ev_pos, counts, status):
+    def _count_kernel_serial(flat, slots, counts, status):
         for b in range(flat.shape[0]):
-            _event_row(b, flat, slots, ev_t, ev_pos, counts, status)
+            _count_row(b, flat, slots, counts, status)
+
+    @njit(parallel=True, cache=True)
+    def _merge_kernel_parallel(flat, slots, counts, ev_t, ev_pos, ev_src):
+        for b in prange(flat.shape[0]):
+            _merge_row(b, flat, slots, counts, ev_t, ev_pos, ev_src)
 
     @njit(cache=True)
-    def _event_arrays(ev_t, ev_pos, counts, slots):
-        # The merged rows trimmed to the longest one, contiguous, padded with +inf
-        # events at position 0 (never read), and the source neuron of every event.
-        batch = ev_t.shape[0]
-        n_events = 0
-        for b in range(batch):
-            n_events = max(n_events, counts[b])
-        times = np.full((batch, n_events), np.inf, dtype=ev_t.dtype)
-        positions = np.zeros((batch, n_events), dtype=np.int64)
-        sources = np.zeros((batch, n_events), dtype=np.int64)
-        for b in range(batch):
-            for e in range(counts[b]):
-                times[b, e] = ev_t[b, e]
-                positions[b, e] = ev_pos[b, e]
-                sources[b, e] = ev_pos[b, e] // slots
-        return times, positions, sources
+    def _merge_kernel_serial(flat, slots, counts, ev_t, ev_pos, ev_src):
+        for b in range(flat.shape[0]):
+            _merge_row(b, flat, slots, counts, ev_t, ev_pos, ev_src)
 
 
 def input_events(times: Tensor) -> tuple[EventList, np.ndarray, np.ndarray]:
@@ -190,17 +198,20 @@ def input_events(times: Tensor) -> tuple[EventList, np.ndarray, np.ndarray]:
     batch, neurons, slots = times.shape
     flat = to_numpy(times.reshape(batch, neurons * slots))
     n = flat.shape[1]
-    ev_t = np.empty((batch, n), dtype=flat.dtype)
-    ev_pos = np.empty((batch, n), dtype=np.int64)
     counts = np.zeros(batch, dtype=np.int64)
     status = np.zeros(batch, dtype=np.int64)
+    parallel = use_thread_pool(batch * n)
     if batch and n:
-        kernel = _event_kernel_parallel if use_thread_pool(batch * n) else _event_kernel_serial
-        kernel(flat, slots, ev_t, ev_pos, counts, status)
+        (_count_kernel_parallel if parallel else _count_kernel_serial)(flat, slots, counts, status)
         if status.any():
             check_spike_values(times)  # raises the precise error
             raise AssertionError("event kernel flagged valid spike times")  # pragma: no cover
-    ev_t, ev_pos, ev_src = _event_arrays(ev_t, ev_pos, counts, slots)
+    n_events = int(counts.max()) if batch else 0
+    ev_t = np.empty((batch, n_events), dtype=flat.dtype)
+    ev_pos = np.empty((batch, n_events), dtype=np.int64)
+    ev_src = np.empty((batch, n_events), dtype=np.int64)
+    if batch and n_events:
+        (_merge_kernel_parallel if parallel else _merge_kernel_serial)(flat, slots, counts, ev_t, ev_pos, ev_src)
     device = times.device
     events = EventList(
         times=torch.from_numpy(ev_t).to(device),
@@ -214,11 +225,11 @@ def window_order(flat: Tensor, window: float) -> tuple[Tensor, Tensor]:
     """Compiled :meth:`eventprop.model.trajectory.VoltageTrajectory.event_order` (same results)."""
     values = to_numpy(flat, torch.float64)
     batch, width = values.shape
-    position = np.zeros((batch, width), dtype=np.int64)
-    counts = np.zeros(batch, dtype=np.int64)
-    if batch and width:
-        kernel = _window_order_parallel if use_thread_pool(batch * width) else _window_order_serial
-        kernel(values, float(window), position, counts)
+    counts = (values < window).sum(axis=1) if batch else np.zeros(0, dtype=np.int64)
     n_events = int(counts.max()) if batch else 0
+    position = np.zeros((batch, n_events), dtype=np.int64)
+    if batch and n_events:
+        kernel = _window_order_parallel if use_thread_pool(batch * width) else _window_order_serial
+        kernel(values, float(window), position)
     valid = np.arange(n_events)[None, :] < counts[:, None]
-    return torch.from_numpy(np.ascontiguousarray(position[:, :n_events])), torch.from_numpy(valid)
+    return torch.from_numpy(position), torch.from_numpy(valid)
