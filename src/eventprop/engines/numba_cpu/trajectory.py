@@ -34,8 +34,8 @@ batch size only, in a fixed order: they do not depend on the number of threads.
 Everything is computed in float64 and rounded to the trajectory's dtype. The backward is
 not itself differentiable: ``create_graph=True`` through it raises a ``RuntimeError``
 (:func:`eventprop.errors.refuse_create_graph`; the PyTorch engine's trajectory is
-differentiable twice). A NaN voltage is the maximum
-wherever it occurs (as ``torch.argmax`` picks it).
+differentiable twice). A NaN voltage is the maximum wherever it occurs (as
+``torch.argmax`` picks it).
 """
 
 from __future__ import annotations
@@ -68,9 +68,6 @@ _CACHE = source_sha256() == SCALAR_SHA256
 
 #: Most batch chunks the current gradient is summed over.
 MAX_CHUNKS = 16
-
-# kinds of maximum
-_START, _END, _INTERIOR = 0, 1, 2
 
 
 if numba is not None:
