@@ -61,7 +61,6 @@ from .scalar import (
     _HORIZON,
     _INF,
     _KMAX,
-    _MARGIN,
     _RATIO,
     _SPEAK,
     _THETA,
@@ -74,6 +73,7 @@ from .scalar import (
     _input_adjoint,
     _input_gradients,
     _may_cross,
+    _near,
     require_numba,
     source_sha256,
 )
@@ -88,7 +88,7 @@ __all__ = ["feedforward_forward_numba", "feedforward_backward_numba"]
 
 #: SHA-256 of :mod:`.scalar`'s source when these kernels were last checked against it; a
 #: mismatch compiles them without numba's on-disk cache (see :mod:`.scalar`).
-SCALAR_SHA256 = "4d2c16324419f09e8506f1e9c8f8e9792cb35c06a11b6e3a04b55c3190a6f5c0"
+SCALAR_SHA256 = "913ff77ac4fb70416934d2653a10b47f966a101d4f4a8c73c40e121633a6fb09"
 _CACHE = source_sha256() == SCALAR_SHA256
 
 #: Most batch chunks the weight gradient is summed over (each holds a partial sum of
@@ -165,9 +165,7 @@ if numba is not None:
         cap = out_t.shape[2]
         n_events = ev_t.shape[1]
         horizon = c[_HORIZON]
-        theta = c[_THETA]
         zero = c[_ZERO]
-        margin = c[_MARGIN]
         status[b] = 0
         v = np.zeros(n)  # the state at the current event, before its jump
         i = np.zeros(n)
@@ -208,12 +206,7 @@ if numba is not None:
                 i_j = i[j] + w_t[src, j]
                 v_j = v[j]
                 v_end = v_j * e_mem + i_j * k
-                v_pos = v_j if v_j > zero else zero
-                i_pos = i_j if i_j > zero else zero
-                bound = v_pos + i_pos * k_bound
-                bound = bound if bound < i_j else i_j
-                near = bound + margin * (theta + abs(v_j) + abs(i_j) * k_bound) >= theta
-                f = np.uint8((v_end >= theta) | ((i_j > v_j) & near))
+                f = _near(v_j, i_j, v_end, k_bound, c)
                 flag[j] = f
                 flagged |= f
                 i[j] = i_j

@@ -49,7 +49,6 @@ from .scalar import (
     _HORIZON,
     _INF,
     _KMAX,
-    _MARGIN,
     _ONE,
     _RATIO,
     _SPEAK,
@@ -62,6 +61,7 @@ from .scalar import (
     _flow,
     _input_adjoint,
     _may_cross,
+    _near,
     require_numba,
     source_sha256,
 )
@@ -76,7 +76,7 @@ __all__ = ["NumbaRecurrentTape", "recurrent_forward_numba", "recurrent_backward_
 
 #: SHA-256 of :mod:`.scalar`'s source when these kernels were last checked against it; a
 #: mismatch compiles them without numba's on-disk cache (see :mod:`.scalar`).
-SCALAR_SHA256 = "4d2c16324419f09e8506f1e9c8f8e9792cb35c06a11b6e3a04b55c3190a6f5c0"
+SCALAR_SHA256 = "913ff77ac4fb70416934d2653a10b47f966a101d4f4a8c73c40e121633a6fb09"
 _CACHE = source_sha256() == SCALAR_SHA256
 
 # status of a sample after the forward kernel
@@ -106,7 +106,6 @@ if numba is not None:
         s = np.empty(n)  # their first crossings
         cap = sp_t.shape[1]
         horizon = c[_HORIZON]
-        theta = c[_THETA]
         zero = c[_ZERO]
         n_ev = 0
         while n_ev < ev_t.shape[1] and math.isfinite(ev_t[b, n_ev]):
@@ -135,7 +134,6 @@ if numba is not None:
                 if finite:
                     e_mem, e_syn, k = _flow(length, c)
                     k_bound = k if length <= c[_SPEAK] else c[_KMAX]
-                    margin = c[_MARGIN]
                     # the hot loop: branch-free (it vectorises); flagged neurons collected after
                     flagged = np.uint8(0)
                     for j in range(n):
@@ -144,12 +142,7 @@ if numba is not None:
                         a = v_j * e_mem + i_j * k
                         v_end[j] = a
                         i_end[j] = i_j * e_syn
-                        v_pos = v_j if v_j > zero else zero
-                        i_pos = i_j if i_j > zero else zero
-                        bound = v_pos + i_pos * k_bound
-                        bound = bound if bound < i_j else i_j
-                        near = bound + margin * (theta + abs(v_j) + abs(i_j) * k_bound) >= theta
-                        f = np.uint8((a >= theta) | ((i_j > v_j) & near))
+                        f = _near(v_j, i_j, a, k_bound, c)
                         flag[j] = f
                         flagged |= f
                     if flagged:

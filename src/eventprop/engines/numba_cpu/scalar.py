@@ -298,6 +298,21 @@ if numba is not None:
         return (s0 + s1) + (s2 + s3)
 
     @njit(cache=True)
+    def _near(v0, i0, v_end, k_bound, c):
+        # 1 where a neuron with state (v0, i0) may reach theta in an interval whose end
+        # voltage is v_end (K bounded by k_bound on it), 0 where it cannot: _may_cross's
+        # first tests, branch-free (selects, no calls), for the kernels' vectorised
+        # per-event pass; the flagged neurons then go through _may_cross itself.
+        theta = c[_THETA]
+        zero = c[_ZERO]
+        v_pos = v0 if v0 > zero else zero
+        i_pos = i0 if i0 > zero else zero
+        bound = v_pos + i_pos * k_bound
+        bound = bound if bound < i0 else i0
+        near = bound + c[_MARGIN] * (theta + abs(v0) + abs(i0) * k_bound) >= theta
+        return np.uint8((v_end >= theta) | ((i0 > v0) & near))
+
+    @njit(cache=True)
     def _may_cross(v_s, i_s, length, v_end, i_end, k, c):
         # Whether V can reach theta in [0, length] from the state (v_s, i_s) at s = 0;
         # (v_end, i_end, k) are V, I and K at s = length when length is finite (ignored
