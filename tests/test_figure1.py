@@ -102,13 +102,13 @@ def test_accumulated_gradients_end_at_the_autograd_gradient() -> None:
 def test_main_prints_the_deviations(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     seen: dict[str, object] = {}
 
-    def fake(out_dir: Path, seed: int = 0) -> dict[str, float]:
-        seen.update(out_dir=out_dir, seed=seed)
+    def fake(out_dir: Path, seed: int = 0, *, draw: bool = True) -> dict[str, float]:
+        seen.update(out_dir=out_dir, seed=seed, draw=draw)
         return {"input_weights": 1.5e-9, "w": 2.5e-10}
 
     monkeypatch.setattr(figure1, "run_figure1", fake)
     assert figure1.main(["--out", str(tmp_path / "f"), "--seed", "3"]) == 0
-    assert seen == {"out_dir": tmp_path / "f", "seed": 3}
+    assert seen == {"out_dir": tmp_path / "f", "seed": 3, "draw": True}
     lines = capsys.readouterr().out.splitlines()
     assert float(lines[0].split()[-1]) == 1.5e-9
     assert float(lines[1].split()[-1]) == 2.5e-10

@@ -25,13 +25,13 @@ from eventprop import SpikeLimitError
 from eventprop.engines.pytorch.feedforward import feedforward_backward, feedforward_forward  # noqa: E402
 from eventprop.model.neuron import NeuronParams  # noqa: E402
 
-import eventprop.engines.numba_cpu.events as numba_events  # noqa: E402
+import eventprop.engines.numba_cpu.threads as numba_threads  # noqa: E402
 
 
 @pytest.fixture(autouse=True, params=["serial", "parallel"])
 def kernel_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Force the serial or the parallel kernels whatever the size of the work."""
-    monkeypatch.setattr(numba_events, "PARALLEL_MIN_WORK", 10**18 if request.param == "serial" else 0)
+    monkeypatch.setattr(numba_threads, "PARALLEL_MIN_WORK", 10**18 if request.param == "serial" else 0)
     return request.param
 
 

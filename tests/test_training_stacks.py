@@ -136,7 +136,8 @@ def test_cli_deprecated_flags_work_with_a_notice(tmp_path: Path, capsys: pytest.
 def test_resume_names_the_fields_that_differ(tmp_path: Path) -> None:
     kw = {"train_size": 32, "val_size": 16, "hidden": (8,)}
     train(preset_config("best", epochs=1, **kw), tmp_path, **QUIET)
-    with pytest.raises(ValueError, match="differs from the one in .* in lr, hidden "):
+    match = r"differs from the one in .* in lr \(checkpoint 0\.005, now 1\.0\); hidden \(checkpoint \(8,\), now \(9,\)\) "
+    with pytest.raises(ValueError, match=match):
         train(preset_config("best", epochs=1, lr=1.0, **{**kw, "hidden": (9,)}), tmp_path, resume=True, **QUIET)
 
 

@@ -11,14 +11,23 @@ The package, bottom up (imports flow one way, downwards in this list):
 - :mod:`eventprop.losses`: spike-time and voltage losses and metrics;
 - :mod:`eventprop.datasets`: built-in data and encoders;
 - :mod:`eventprop.inspection`: traces, gradient checks, plots, the paper's Figure 1;
+- :mod:`eventprop.interchange`: NIR export and import (:func:`to_nir`, :func:`from_nir`;
+  the ``nir`` package is imported only when they are called);
 - :mod:`eventprop.training`: configuration, tasks, readouts, the training loop,
   checkpoints, multi-seed runs; :mod:`eventprop.cli`: the ``eventprop`` command.
 """
 
 from importlib import metadata as _metadata
 
+import torch as _torch
+
+from .compat import check_torch_version as _check_torch_version
+
+_check_torch_version(_torch.__version__)
+
 from .errors import SpikeLimitError
 from .inspection.gradcheck import GradcheckReport, gradcheck
+from .interchange import from_nir, to_nir
 from .layers import LIFLayer, LIReadout, lif_layer, lif_trajectory, readout_trajectory
 from .losses import (
     first_spike_correct,
@@ -51,6 +60,7 @@ __all__ = [
     "first_spike_cross_entropy",
     "first_spike_predictions",
     "first_spikes",
+    "from_nir",
     "gradcheck",
     "label_voltage_gap",
     "lif_layer",
@@ -58,6 +68,7 @@ __all__ = [
     "max_voltage_cross_entropy",
     "readout_trajectory",
     "shaped_voltage_cross_entropy",
+    "to_nir",
     "validate_spike_times",
     "voltage_correct",
     "voltage_cross_entropy",

@@ -154,28 +154,48 @@ def plot_voltage(
     return ax
 
 
+def _two_and_five(value: float, _pos: int) -> str:
+    """Minor tick labels of a log axis: only the 2s and 5s of each decade."""
+    if value <= 0:
+        return ""
+    leading = round(value / 10 ** math.floor(math.log10(value)), 6)
+    return f"{value:g}" if leading in (2.0, 5.0) else ""
+
+
 def plot_training_curves(
     metrics_per_seed: list[dict[str, list[float]]],
     path: str | os.PathLike[str],
     *,
     keys: Sequence[str] = ("val_error", "val_loss"),
     labels: Sequence[str] = ("validation error", "validation loss"),
+    title: str | None = None,
+    best_epoch: int | None = None,
 ) -> Path:
-    """Per-epoch curves of several seeds, like the paper's Figure 3 C-D; saved to ``path``.
+    """Per-epoch curves of one or several seeds, like the paper's Figure 3 C-D; saved to ``path``.
 
-    One panel per key: each seed's curve thin grey, the mean over seeds bold (over the
-    epochs all seeds have). The x axis is ``metrics["epoch"]`` when present, else
-    ``1, 2, ...``. ``val_error`` is drawn in percent when all its values are in ``[0, 1]``.
+    One panel per key. Several seeds: each seed's curve thin grey, the mean over seeds
+    bold (over the epochs all seeds have), labelled "mean of N seeds". One seed: its
+    curve bold, with a marker per epoch when there are at most 30. The x axis is
+    ``metrics["epoch"]`` when present, else ``1, 2, ...``, with integer ticks (a single
+    epoch is one centred point). ``val_error`` is drawn in percent when all its values
+    are in ``[0, 1]``, on a log axis labelled with plain numbers (``0.5, 1, 2, 5``)
+    when all values are positive.
 
     Args:
         metrics_per_seed: one dict per seed, ``{key: values per epoch}``.
         path: output image file (format from the suffix, e.g. ``.png``, ``.pdf``).
         keys: metrics to draw (each must be present in every dict).
         labels: y-axis labels of the panels.
+        title: figure title (none by default).
+        best_epoch: an epoch to mark in every panel with a dashed line ("best
+            validation, epoch k"), e.g. the epoch whose model was kept.
 
     Returns:
         The path written.
     """
+    require_matplotlib()
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
     if not metrics_per_seed:
         raise ValueError("metrics_per_seed is empty")
     for key in keys:
@@ -183,25 +203,40 @@ def plot_training_curves(
             if key not in m:
                 raise ValueError(f"seed {i} has no metric {key!r} (has {sorted(m)})")
     fig = new_figure(figsize=(4.0 * len(keys), 3.2), layout="constrained")
+    if title:
+        fig.suptitle(title, fontsize="medium")
     axes = fig.subplots(1, len(keys), squeeze=False)[0]
+    single = len(metrics_per_seed) == 1
+    plain = FuncFormatter(lambda v, _pos: f"{v:g}")
     for ax, key, label in zip(axes, keys, list(labels) + list(keys[len(labels):])):
         curves = [list(map(float, m[key])) for m in metrics_per_seed]
         flat = [x for c in curves for x in c if math.isfinite(x)]
         scale = 100.0 if key.endswith("error") and flat and min(flat) >= 0 and max(flat) <= 1 else 1.0
-        for m, c in zip(metrics_per_seed, curves):
-            x = list(m.get("epoch", range(1, len(c) + 1)))[: len(c)]
-            ax.plot(x, [scale * y for y in c], color="0.7", lw=0.8)
-        common = min(len(c) for c in curves)
-        if common:
-            mean = [scale * sum(c[e] for c in curves) / len(curves) for e in range(common)]
-            first = metrics_per_seed[0]
-            x = list(first.get("epoch", range(1, common + 1)))[:common]
-            ax.plot(x, mean, color="k", lw=2.0, label=f"mean of {len(curves)}")
+        epochs = [list(m.get("epoch", range(1, len(c) + 1)))[: len(c)] for m, c in zip(metrics_per_seed, curves)]
+        if single:
+            marker = "o" if len(curves[0]) <= 30 else None
+            ax.plot(epochs[0], [scale * y for y in curves[0]], color="k", lw=1.5, marker=marker, ms=3)
+        else:
+            for x, c in zip(epochs, curves):
+                ax.plot(x, [scale * y for y in c], color="0.7", lw=0.8)
+            common = min(len(c) for c in curves)
+            if common:
+                mean = [scale * sum(c[e] for c in curves) / len(curves) for e in range(common)]
+                ax.plot(epochs[0][:common], mean, color="k", lw=2.0, label=f"mean of {len(curves)} seeds")
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="tab:blue", ls="--", lw=1.0, label=f"best validation, epoch {best_epoch}")
+        xs = [x for e in epochs for x in e]
+        if xs and min(xs) == max(xs):
+            ax.set_xlim(min(xs) - 1, max(xs) + 1)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(label + (" [%]" if scale == 100.0 else ""))
         if key.endswith("error") and flat and min(flat) > 0:
             ax.set_yscale("log")
-        ax.legend(frameon=False)
+            ax.yaxis.set_major_formatter(plain)
+            ax.yaxis.set_minor_formatter(FuncFormatter(_two_and_five))
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(frameon=False, fontsize="small")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=150)

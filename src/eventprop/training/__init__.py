@@ -1,7 +1,7 @@
 """Training classifiers with exact gradients: configuration (:mod:`.config`), tasks
 (:mod:`.tasks`), readouts (:mod:`.readouts`), the network (:mod:`.network`), activity
 and weight bumping (:mod:`.activity`), the loop (:mod:`.loop`), checkpoints
-(:mod:`.checkpoints`), run files (:mod:`.outputs`) and multi-seed runs (:mod:`.seeds`)."""
+(:mod:`.checkpoints`), run files (:mod:`.outputs`), multi-seed runs (:mod:`.seeds`) and thread settings (:mod:`.threads`)."""
 
 from .checkpoints import load_model
 from .config import TrainConfig, preset_config
@@ -10,6 +10,7 @@ from .network import build_model
 from .readouts import READOUTS, FirstSpikeReadout, Readout, VoltageReadout
 from .seeds import train_seeds
 from .tasks import TASKS, Task
+from .threads import set_threads
 
 __all__ = [
     "READOUTS",
@@ -24,6 +25,7 @@ __all__ = [
     "evaluate_model",
     "load_model",
     "preset_config",
+    "set_threads",
     "train",
     "train_seeds",
 ]

@@ -12,14 +12,14 @@ weights cannot help then).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from ..layers import LIFLayer
 
-__all__ = ["layer_names", "Activity", "bump_first_silent"]
+__all__ = ["layer_names", "Activity", "silent_counts", "bump_first_silent"]
 
 
 def layer_names(n_hidden: int, spiking_output: bool) -> list[str]:
@@ -45,6 +45,16 @@ class Activity:
             self.silent[k] += float(torch.isinf(out[..., 0]).sum())
             self.pairs[k] += out.shape[0] * out.shape[1]
 
+    def total(self, sum_over_processes: Callable[[Tensor], Tensor], device: torch.device | str = "cpu") -> None:
+        """Replace the counts by their sums over the processes of a data-parallel run."""
+        n = len(self.names)
+        counts = torch.tensor([self.samples, *self.spikes, *self.silent, *self.pairs], dtype=torch.float64, device=device)
+        values = sum_over_processes(counts).tolist()
+        self.samples = int(values[0])
+        self.spikes = values[1 : 1 + n]
+        self.silent = values[1 + n : 1 + 2 * n]
+        self.pairs = [int(v) for v in values[1 + 2 * n :]]
+
     def summary(self) -> dict[str, float]:
         """``{name}_spikes`` (per sample) and ``{name}_silent`` (fraction) of every layer."""
         out: dict[str, float] = {}
@@ -54,19 +64,42 @@ class Activity:
         return out
 
 
-def bump_first_silent(layers: Sequence[nn.Module], outputs: Sequence[Tensor], limits: Sequence[float], bump: float) -> int | None:
+def silent_counts(outputs: Sequence[Tensor], n_layers: int, device: torch.device | str = "cpu") -> Tensor:
+    """``(n_layers, 2)`` float64: silent ``(sample, neuron)`` pairs and all pairs per layer (zeros past ``outputs``)."""
+    counts = torch.zeros(n_layers, 2, dtype=torch.float64, device=device)
+    for k, out in enumerate(outputs[:n_layers]):
+        counts[k, 0] = float(torch.isinf(out[..., 0]).sum())
+        counts[k, 1] = out.shape[0] * out.shape[1]
+    return counts
+
+
+def bump_first_silent(
+    layers: Sequence[nn.Module],
+    outputs: Sequence[Tensor],
+    limits: Sequence[float],
+    bump: float,
+    *,
+    total: Callable[[Tensor], Tensor] | None = None,
+) -> int | None:
     """Weight bumping (module docstring); returns the index of the bumped layer, or ``None``.
 
     Args:
         layers, outputs, limits: the spiking layers, their outputs on the minibatch and
             their allowed silent fractions, in network order.
         bump: added to every input weight of the bumped layer (0: no bumping).
+        total: sums the :func:`silent_counts` over the processes of a data-parallel
+            run, whose shards together are the minibatch (``None``: one process).
     """
     if bump == 0:
         return None
+    device = layers[0].weight.device if layers else "cpu"
+    counts = silent_counts(outputs, len(layers), device)
+    if total is not None:
+        counts = total(counts)
     with torch.no_grad():
-        for k, (layer, out, allowed) in enumerate(zip(layers, outputs, limits)):
-            if isinstance(layer, LIFLayer) and float(torch.isinf(out[..., 0]).float().mean()) > allowed:
+        for k, (layer, allowed) in enumerate(zip(layers, limits)):
+            silent, pairs = counts[k].tolist()
+            if isinstance(layer, LIFLayer) and pairs > 0 and silent / pairs > allowed:
                 layer.weight += bump
                 return k
     return None

@@ -19,7 +19,9 @@ clipping, input jitter and a weight EMA, and leaves in its output folder:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import os
 import time
 import warnings
@@ -38,7 +40,8 @@ from .activity import Activity, bump_first_silent, layer_names
 from .checkpoints import FORMAT, RunLock, check_resumable, load_checkpoint, load_model, save_atomic
 from .config import NOISE_SEED_OFFSET, TrainConfig
 from .network import build_model, forward_layers, readout_of
-from .outputs import plot_runs, write_json, write_metrics
+from .distributed import DataParallel
+from .outputs import TensorBoardLog, plot_runs, write_json, write_metrics
 from .readouts import Readout
 from .tasks import TASKS
 
@@ -68,8 +71,15 @@ def _spiking(model: nn.Sequential, readout: Readout, outs: list[Tensor]) -> tupl
 
 
 @torch.no_grad()
-def evaluate_model(model: nn.Sequential, config: TrainConfig, x: Tensor, y: Tensor, batch_size: int = 1000) -> dict[str, float]:
-    """Mean loss, accuracy and spiking activity of every layer on ``(x, y)``."""
+def evaluate_model(
+    model: nn.Sequential, config: TrainConfig, x: Tensor, y: Tensor, batch_size: int = 1000, *, predictions: list[Tensor] | None = None
+) -> dict[str, float]:
+    """Mean loss, accuracy and spiking activity of every layer on ``(x, y)``.
+
+    ``predictions``: a list to which the ``(batch,)`` predicted classes of every
+    evaluated batch are appended (``-1`` where the readout names none, see
+    :meth:`~eventprop.training.readouts.Readout.predict`).
+    """
     readout = readout_of(config)
     loss_sum, correct = 0.0, 0
     activity = Activity(layer_names(len(model) - 1, readout.spiking))
@@ -79,6 +89,8 @@ def evaluate_model(model: nn.Sequential, config: TrainConfig, x: Tensor, y: Tens
         loss_sum += float(readout.loss(outs[-1], labels)) * labels.shape[0]
         correct += int(readout.correct(outs[-1], labels).sum())
         activity.add(_spiking(model, readout, outs)[1])
+        if predictions is not None:
+            predictions.append(readout.predict(outs[-1]))
     n = max(x.shape[0], 1)
     return {"loss": loss_sum / n, "accuracy": correct / n, **activity.summary()}
 
@@ -116,20 +128,46 @@ def train(
     resume: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    tensorboard: bool = False,
 ) -> dict[str, Any]:
     """Train one seed; returns the summary also written to ``out_dir/summary.json``.
+
+    ``progress`` shows a bar per epoch on a terminal (never in a redirected log);
+    ``log`` receives one line per epoch and notices. ``tensorboard=True`` also writes
+    the per-epoch metrics as TensorBoard scalars to ``out_dir/tensorboard``
+    (:class:`~eventprop.training.outputs.TensorBoardLog`).
 
     ``resume=True`` continues the run in ``out_dir`` from its ``checkpoint.pt`` (which
     must exist and hold the same configuration, up to ``epochs``). The run holds
     ``out_dir/run.lock`` while it trains (:class:`~eventprop.training.checkpoints.RunLock`).
+
+    Under ``torchrun`` every process calls this with the same arguments and trains its
+    shard of every minibatch (:mod:`.distributed`); rank 0 holds the lock, writes the
+    files and logs; every process returns the summary.
     """
     config.validate()
     out = Path(out_dir)
-    with RunLock(out):
-        return _train(config, out, resume, progress, log)
+    group = DataParallel.from_environment(config.device)
+    if not group.writer:
+        progress, tensorboard = False, False
+        log = _silent
+    with RunLock(out) if group.writer else contextlib.nullcontext():
+        return _train(config, out, resume, progress, log, tensorboard, group)
 
 
-def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
+def _silent(_line: str) -> None:
+    """The log of a process that does not write (ranks above 0)."""
+
+
+def _train(
+    config: TrainConfig,
+    out: Path,
+    resume: bool,
+    progress: bool,
+    log: Callable[[str], None],
+    tensorboard: bool,
+    group: DataParallel,
+) -> dict[str, Any]:
     ckpt_path = out / "checkpoint.pt"
     if resume and not ckpt_path.exists():
         raise ValueError(f"--resume: {out} holds no checkpoint.pt to continue from")
@@ -140,6 +178,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, log: Ca
     torch.manual_seed(config.seed)
     readout = readout_of(config)
     model = build_model(config, n_inputs, n_classes)
+    group.broadcast(list(model.parameters()))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
     # The evaluated model: the weights themselves, or their exponential moving average.
@@ -157,10 +196,14 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, log: Ca
     if resume:
         state, saved = load_checkpoint(ckpt_path)
         check_resumable(state, ckpt_path)
-        differ = [f.name for f in dataclasses.fields(config) if f.name != "epochs" and getattr(saved, f.name) != getattr(config, f.name)]
+        differ = [
+            f"{f.name} (checkpoint {getattr(saved, f.name)!r}, now {getattr(config, f.name)!r})"
+            for f in dataclasses.fields(config)
+            if f.name != "epochs" and getattr(saved, f.name) != getattr(config, f.name)
+        ]
         if differ:
             raise ValueError(
-                f"--resume: the configuration differs from the one in {ckpt_path} in {', '.join(differ)} "
+                f"--resume: the configuration differs from the one in {ckpt_path} in {'; '.join(differ)} "
                 "(only --epochs may change)"
             )
         try:
@@ -181,34 +224,49 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, log: Ca
 
     meta = {"format": FORMAT, "config": asdict(config), "n_inputs": n_inputs, "n_classes": n_classes}
     n_train = x_train.shape[0]
+    spiking_layers = list(model)[: len(names)]
+    board = TensorBoardLog(out / "tensorboard", start_epoch + 1) if tensorboard else None
     for epoch in range(start_epoch, config.epochs):
         t0 = time.perf_counter()
         perm = torch.randperm(n_train, generator=shuffle).to(config.device)
-        loss_sum, correct, tangential = 0.0, 0, 0
+        # per epoch, summed over the ranks at its end: loss x samples, correct, tangential spikes
+        totals = torch.zeros(3, dtype=torch.float64, device=config.device)
         activity = Activity(names)
         batches = range(0, n_train, config.batch_size)
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not progress)
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=None if progress else True)
         for start in bar:
-            idx = perm[start : start + config.batch_size]
+            batch = perm[start : start + config.batch_size]
+            inputs = _jitter(x_train[batch], config.jitter, noise)[group.shard(batch.shape[0])]
+            idx = batch[group.shard(batch.shape[0])]
             labels = y_train[idx]
-            outs = forward_layers(model, readout, _jitter(x_train[idx], config.jitter, noise))
-            loss = readout.loss(outs[-1], labels)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss {float(loss)} at epoch {epoch + 1}")
-            push = readout.auxiliary_loss(model[-1], outs[-2], outs[-1], labels)
+            share = idx.shape[0] / batch.shape[0]
             optimizer.zero_grad()
-            tangential += _backward(loss if push is None else loss + push)
+            if idx.shape[0]:
+                outs = forward_layers(model, readout, inputs)
+                loss = readout.loss(outs[-1], labels)
+                push = readout.auxiliary_loss(model[-1], outs[-2], outs[-1], labels)
+            else:  # a shard of nothing: the last minibatch has fewer samples than processes
+                outs, loss, push = [], torch.zeros((), dtype=config.torch_dtype, device=config.device), None
+            batch_loss = float(group.sum(loss.detach().to(torch.float64) * share))
+            if not math.isfinite(batch_loss):
+                raise FloatingPointError(f"non-finite loss {batch_loss} at epoch {epoch + 1}")
+            tangential = _backward((loss if push is None else loss + push) * share) if outs else 0
+            group.sum_gradients(model.parameters())
             if config.grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
-            spiking_layers, spiking_outs = _spiking(model, readout, outs)
-            bump_first_silent(spiking_layers, spiking_outs, limits, config.bump)
+            spiking_outs = _spiking(model, readout, outs)[1] if outs else []
+            bump_first_silent(spiking_layers, spiking_outs, limits, config.bump, total=group.sum)
             if averaged is not None:
                 averaged.update_parameters(model)
-            loss_sum += float(loss.detach()) * idx.shape[0]
-            correct += int(readout.correct(outs[-1].detach(), labels).sum())
-            activity.add([o.detach() for o in spiking_outs])
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+            correct = int(readout.correct(outs[-1].detach(), labels).sum()) if outs else 0
+            local = float(loss.detach()) * idx.shape[0]
+            totals += torch.tensor([local, correct, tangential], dtype=torch.float64, device=config.device)
+            if outs:
+                activity.add([o.detach() for o in spiking_outs])
+            bar.set_postfix(loss=f"{batch_loss:.4f}")
+        loss_sum, correct_sum, tangential_sum = group.sum(totals).tolist()
+        activity.total(group.sum, config.device)
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         evaluated = model if averaged is None else averaged.module
@@ -216,43 +274,50 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, log: Ca
         row = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / n_train,
-            "train_accuracy": correct / n_train,
+            "train_accuracy": correct_sum / n_train,
             "val_loss": val["loss"],
             "val_accuracy": val["accuracy"],
             **activity.summary(),
-            "tangential_spikes": tangential,
+            "tangential_spikes": int(tangential_sum),
             "lr": lr,
             "seconds": time.perf_counter() - t0,
         }
         rows.append(row)
         if val["accuracy"] > best_acc:
             best_acc, best_epoch = val["accuracy"], epoch + 1
-            save_atomic({**meta, "model": evaluated.state_dict(), "epoch": epoch}, out / "best.pt")
-        write_metrics(out / "metrics.csv", rows)
-        save_atomic(
-            {
-                **meta,
-                "model": model.state_dict(),
-                "averaged": None if averaged is None else averaged.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "shuffle_rng": shuffle.get_state(),
-                "noise_rng": noise.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "epoch": epoch,
-                "best_accuracy": best_acc,
-                "best_epoch": best_epoch,
-                "metrics": rows,
-            },
-            ckpt_path,
-        )
+            if group.writer:
+                save_atomic({**meta, "model": evaluated.state_dict(), "epoch": epoch}, out / "best.pt")
+        if group.writer:
+            write_metrics(out / "metrics.csv", rows)
+            save_atomic(
+                {
+                    **meta,
+                    "model": model.state_dict(),
+                    "averaged": None if averaged is None else averaged.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "shuffle_rng": shuffle.get_state(),
+                    "noise_rng": noise.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "epoch": epoch,
+                    "best_accuracy": best_acc,
+                    "best_epoch": best_epoch,
+                    "metrics": rows,
+                },
+                ckpt_path,
+            )
+        if board is not None:
+            board.add(row)
         spikes = " ".join(f"{row[f'{name}_spikes']:.1f}" for name in names[: len(config.hidden)])
         log(
             f"seed {config.seed} epoch {epoch + 1:3d}: train loss {row['train_loss']:.4f} acc {100 * row['train_accuracy']:.2f}% | "
             f"val loss {row['val_loss']:.4f} acc {100 * row['val_accuracy']:.2f}% | hidden spikes {spikes} | "
             f"{row['seconds']:.1f} s"
         )
+    if board is not None:
+        board.close()
 
+    group.barrier()  # best.pt is written
     best_model, _ = load_model(out / "best.pt", device=config.device)
     x_test, y_test = load_split(config, "test")
     test = evaluate_model(best_model, config, x_test, y_test)
@@ -264,7 +329,12 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, log: Ca
         "test_accuracy": test["accuracy"],
         "test_loss": test["loss"],
         "train_seconds": sum(r["seconds"] for r in rows),
+        "processes": group.world,
     }
-    write_json(out / "summary.json", summary)
-    plot_runs(out / "training.png", [rows])
+    if group.writer:
+        write_json(out / "summary.json", summary)
+        title = f"{config.task} ({config.preset} preset), seed {config.seed}: test accuracy {100 * test['accuracy']:.2f} %"
+        skipped = plot_runs(out / "training.png", [rows], title=title, best_epoch=best_epoch)
+        if skipped:
+            log(skipped)
     return summary

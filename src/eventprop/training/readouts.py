@@ -29,10 +29,12 @@ from ..layers import LIFLayer, LIReadout, lif_trajectory
 from ..losses import (
     first_spike_correct,
     first_spike_cross_entropy,
+    first_spike_predictions,
     first_spikes,
     label_voltage_gap,
     voltage_correct,
     voltage_cross_entropy,
+    voltage_predictions,
 )
 
 __all__ = ["Readout", "FirstSpikeReadout", "VoltageReadout", "READOUTS"]
@@ -79,6 +81,10 @@ class Readout(ABC):
     @abstractmethod
     def correct(self, out: Tensor, labels: Tensor) -> Tensor:
         """``(batch,)`` bool: correctly classified samples."""
+
+    @abstractmethod
+    def predict(self, out: Tensor) -> Tensor:
+        """``(batch,)`` predicted classes (``-1`` where the readout names none)."""
 
     def auxiliary_loss(self, layer: nn.Module, x: Tensor, out: Tensor, labels: Tensor) -> Tensor | None:
         """A training-only term added to :meth:`loss` (not reported); ``None``: none."""
@@ -130,6 +136,10 @@ class FirstSpikeReadout(Readout):
 
     def correct(self, out: Tensor, labels: Tensor) -> Tensor:
         return first_spike_correct(first_spikes(out), labels)
+
+    def predict(self, out: Tensor) -> Tensor:
+        """The unique earliest output neuron; ``-1`` if none fires or several tie."""
+        return first_spike_predictions(first_spikes(out))
 
     def auxiliary_loss(self, layer: nn.Module, x: Tensor, out: Tensor, labels: Tensor) -> Tensor | None:
         """``silent_push / batch * sum (threshold - max_t V_label)`` over samples whose label neuron is silent.
@@ -191,6 +201,10 @@ class VoltageReadout(Readout):
 
     def correct(self, out: Tensor, labels: Tensor) -> Tensor:
         return voltage_correct(out, labels)
+
+    def predict(self, out: Tensor) -> Tensor:
+        """The output neuron of the largest maximum voltage."""
+        return voltage_predictions(out)
 
 
 #: Readouts by name (the ``readout`` field of the configuration).

@@ -3,7 +3,7 @@ r"""Numba engine: input spike trains to one validated, time-ordered event list p
 A compiled kernel checks the data contract (NaN, negative or non-ascending times raise
 the ``ValueError`` of :func:`eventprop.model.spikes.check_spike_values`) while it merges
 a sample's trains into events sorted by time (stable: ties keep input order), in
-parallel over samples when the batch is large enough (:func:`use_thread_pool`). Also the
+parallel over samples when the batch is large enough (:func:`.threads.launch`). Also the
 numpy plumbing every compiled kernel shares.
 """
 
@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from ...model.spikes import EventList, check_spike_values
+from .threads import launch
 
 try:  # pragma: no cover - exercised only where numba is missing
     import numba
@@ -23,16 +24,7 @@ try:  # pragma: no cover - exercised only where numba is missing
 except ImportError:  # pragma: no cover
     numba = None
 
-__all__ = ["PARALLEL_MIN_WORK", "use_thread_pool", "to_numpy", "input_events", "window_order", "spike_limit"]
-
-# Below this much work (batch x neurons x events, or input entries when sorting events)
-# a kernel runs serially: waking the thread pool costs more than it saves.
-PARALLEL_MIN_WORK = 20_000
-
-
-def use_thread_pool(work: int) -> bool:
-    """Whether a kernel with this much work should run on the thread pool."""
-    return work >= PARALLEL_MIN_WORK and numba.get_num_threads() > 1
+__all__ = ["to_numpy", "input_events", "window_order", "spike_limit"]
 
 
 def spike_limit(max_spikes: int | None) -> np.int64:
@@ -200,9 +192,8 @@ def input_events(times: Tensor) -> tuple[EventList, np.ndarray, np.ndarray]:
     n = flat.shape[1]
     counts = np.zeros(batch, dtype=np.int64)
     status = np.zeros(batch, dtype=np.int64)
-    parallel = use_thread_pool(batch * n)
     if batch and n:
-        (_count_kernel_parallel if parallel else _count_kernel_serial)(flat, slots, counts, status)
+        launch(_count_kernel_parallel, _count_kernel_serial, batch * n, flat, slots, counts, status)
         if status.any():
             check_spike_values(times)  # raises the precise error
             raise AssertionError("event kernel flagged valid spike times")  # pragma: no cover
@@ -211,7 +202,7 @@ def input_events(times: Tensor) -> tuple[EventList, np.ndarray, np.ndarray]:
     ev_pos = np.empty((batch, n_events), dtype=np.int64)
     ev_src = np.empty((batch, n_events), dtype=np.int64)
     if batch and n_events:
-        (_merge_kernel_parallel if parallel else _merge_kernel_serial)(flat, slots, counts, ev_t, ev_pos, ev_src)
+        launch(_merge_kernel_parallel, _merge_kernel_serial, batch * n, flat, slots, counts, ev_t, ev_pos, ev_src)
     device = times.device
     events = EventList(
         times=torch.from_numpy(ev_t).to(device),
@@ -229,7 +220,6 @@ def window_order(flat: Tensor, window: float) -> tuple[Tensor, Tensor]:
     n_events = int(counts.max()) if batch else 0
     position = np.zeros((batch, n_events), dtype=np.int64)
     if batch and n_events:
-        kernel = _window_order_parallel if use_thread_pool(batch * width) else _window_order_serial
-        kernel(values, float(window), position)
+        launch(_window_order_parallel, _window_order_serial, batch * width, values, float(window), position)
     valid = np.arange(n_events)[None, :] < counts[:, None]
     return torch.from_numpy(position), torch.from_numpy(valid)

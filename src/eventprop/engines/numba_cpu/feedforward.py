@@ -7,7 +7,7 @@ arguments, same shapes, same equations (see :mod:`eventprop.model.neuron` and
 :class:`~eventprop.model.spikes.EventList`. Each sample is one compiled pass over its
 time-ordered input events with the state of all neurons, in parallel over samples
 (``numba.prange``) when the work is large enough to pay for waking the thread pool
-(``PARALLEL_MIN_WORK``), serially otherwise:
+(:func:`.threads.launch`), serially otherwise:
 
 * forward: at an input event every neuron's current jumps; over the interval to the
   next event (or the horizon) the flow factors ``exp(-L/tau_mem), exp(-L/tau_syn), K(L)``
@@ -54,7 +54,8 @@ from torch import Tensor
 from ...errors import SpikeLimitError
 from ...model.neuron import NeuronParams
 from ...model.spikes import EventList
-from .events import input_events, spike_limit, to_numpy, use_thread_pool
+from .events import input_events, spike_limit, to_numpy
+from .threads import launch
 from .scalar import (
     _CLIP,
     _DOUBLE_ROOT,
@@ -411,14 +412,14 @@ def feedforward_forward_numba(
     cap = _CAPACITY.get(key, 4)
     if max_spikes is not None:
         cap = min(cap, max_spikes)
-    kernel = _forward_kernel_parallel if use_thread_pool(batch * n_out * ev_t.shape[1]) else _forward_kernel_serial
+    work = batch * n_out * ev_t.shape[1]
     stop_t = np.empty((batch, n_out))  # the time of the spike past the limit, where one was
     status = np.zeros(batch, dtype=np.int64)
     while True:
         out_t = np.empty((batch, n_out, cap))
         out_i = np.empty((batch, n_out, cap))
         counts = np.empty((batch, n_out), dtype=np.int64)
-        kernel(ev_t, ev_src, w_t, c, limit, out_t, out_i, counts, stop_t, status)
+        launch(_forward_kernel_parallel, _forward_kernel_serial, work, ev_t, ev_src, w_t, c, limit, out_t, out_i, counts, stop_t, status)
         over = np.flatnonzero(status)
         if over.size:
             b = int(over[0])
@@ -487,8 +488,7 @@ def feedforward_backward_numba(
         to_numpy(events.position),
         _constants(p, math.inf, clip),
     )
-    kernel = _backward_kernel if use_thread_pool(batch * n_out * ev_t.shape[1]) else _backward_kernel_serial
-    kernel(*arrays, grad_times, gw_t, tangential)
+    launch(_backward_kernel, _backward_kernel_serial, batch * n_out * ev_t.shape[1], *arrays, grad_times, gw_t, tangential)
     return (
         torch.from_numpy(grad_times).reshape(tuple(input_shape)).to(device, dtype),
         torch.from_numpy(np.ascontiguousarray(gw_t.sum(axis=0).T)).to(device, dtype),

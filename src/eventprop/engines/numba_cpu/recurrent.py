@@ -42,7 +42,8 @@ from torch import Tensor
 from ...errors import SpikeLimitError
 from ...model.neuron import NeuronParams
 from ...model.spikes import EventList
-from .events import input_events, spike_limit, to_numpy, use_thread_pool
+from .events import input_events, spike_limit, to_numpy
+from .threads import launch
 from .scalar import (
     _CLIP,
     _DOUBLE_ROOT,
@@ -390,7 +391,7 @@ def recurrent_forward_numba(
     limit = spike_limit(max_spikes)
     key = (n, weight.shape[1])
     cap = _CAPACITY.get(key, 64)
-    kernel = _forward_kernel if use_thread_pool(batch * n * max(ev_t.shape[1], 1)) else _forward_kernel_serial
+    work = batch * n * max(ev_t.shape[1], 1)
     counts = np.zeros((batch, n), dtype=np.int64)
     n_sp = np.zeros(batch, dtype=np.int64)
     status = np.zeros(batch, dtype=np.int64)
@@ -401,7 +402,7 @@ def recurrent_forward_numba(
         sp_i = np.empty((batch, cap))
         sp_e = np.empty((batch, cap), dtype=np.int64)
         if batch:
-            kernel(ev_t, ev_src, w_t, r_t, c, limit, sp_t, sp_n, sp_i, sp_e, n_sp, counts, status, where)
+            launch(_forward_kernel, _forward_kernel_serial, work, ev_t, ev_src, w_t, r_t, c, limit, sp_t, sp_n, sp_i, sp_e, n_sp, counts, status, where)
         over = np.flatnonzero(status == _LIMIT)
         if over.size:
             b = int(over[0])
@@ -472,8 +473,7 @@ def recurrent_backward_numba(
             _constants(p, math.inf, clip),
         )
         work = batch * n * max(ev_t.shape[1], 1)
-        kernel = _backward_kernel if use_thread_pool(work) else _backward_kernel_serial
-        kernel(*arrays, grad_times, gw_t, gr_t, tangential)
+        launch(_backward_kernel, _backward_kernel_serial, work, *arrays, grad_times, gw_t, gr_t, tangential)
     grad_rec = gr_t.sum(axis=0).T
     np.fill_diagonal(grad_rec, 0.0)
     return (

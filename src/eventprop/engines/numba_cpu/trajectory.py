@@ -50,7 +50,8 @@ from torch import Tensor
 from ...errors import refuse_create_graph
 from ...model.neuron import NeuronParams
 from ...model.trajectory import VoltageTrajectory
-from .events import to_numpy, use_thread_pool, window_order
+from .events import to_numpy, window_order
+from .threads import launch
 from .scalar import _INF, _THETA, _TM, _TS, _constants, _dot, _extremum, _flow, require_numba, source_sha256
 
 try:  # pragma: no cover - exercised only where numba is missing
@@ -333,8 +334,7 @@ class _Max(torch.autograd.Function):
         c = _constants(params)
         if batch:
             work = batch * n_neurons * max(ev_t.shape[1], 1)
-            kernel = _max_kernel if use_thread_pool(work) else _max_kernel_serial
-            kernel(ev_t, ev_src, cur_t, n_inputs, float(window), c, best, t_best, seg, offset, tie, slope)
+            launch(_max_kernel, _max_kernel_serial, work, ev_t, ev_src, cur_t, n_inputs, float(window), c, best, t_best, seg, offset, tie, slope)
         ctx.save_for_backward(times, current, source, *(torch.from_numpy(a) for a in (seg, offset, tie, slope)))
         ctx.n_inputs, ctx.c = n_inputs, c
         t_peak = torch.from_numpy(t_best).to(times.dtype)
@@ -353,8 +353,7 @@ class _Max(torch.autograd.Function):
         gcur = np.zeros((_parts(batch), n_sources, n_neurons))
         if batch:
             work = batch * n_neurons * max(n_events, 1)
-            kernel = _max_adjoint_kernel if use_thread_pool(work) else _max_adjoint_kernel_serial
-            kernel(to_numpy(grad_max, torch.float64), ev_t, ev_src, cur_t, ctx.n_inputs, ctx.c, seg, offset, tie, slope, grad_t, gcur)
+            launch(_max_adjoint_kernel, _max_adjoint_kernel_serial, work, to_numpy(grad_max, torch.float64), ev_t, ev_src, cur_t, ctx.n_inputs, ctx.c, seg, offset, tie, slope, grad_t, gcur)
         grad_current = torch.from_numpy(np.ascontiguousarray(gcur.sum(axis=0).T)).to(current.dtype)
         return torch.from_numpy(grad_t).to(times.dtype), grad_current, None, None, None, None
 
@@ -375,8 +374,7 @@ class _Values(torch.autograd.Function):
         c = _constants(params)
         if batch:
             work = batch * n_neurons * (ev_t.shape[1] + n_points)
-            kernel = _values_kernel if use_thread_pool(work) else _values_kernel_serial
-            kernel(q_t, q_gov, ev_t, ev_src, cur_t, n_inputs, c, out, out_slope)
+            launch(_values_kernel, _values_kernel_serial, work, q_t, q_gov, ev_t, ev_src, cur_t, n_inputs, c, out, out_slope)
         ctx.save_for_backward(times, current, t, governing, source, torch.from_numpy(out_slope))
         ctx.n_inputs, ctx.c = n_inputs, c
         return torch.from_numpy(out).to(times.dtype).transpose(1, 2)
@@ -396,8 +394,7 @@ class _Values(torch.autograd.Function):
         if batch:
             grad = to_numpy(grad_v.transpose(1, 2), torch.float64)  # (B, P, N)
             work = batch * n_neurons * (n_events + n_points)
-            kernel = _values_adjoint_kernel if use_thread_pool(work) else _values_adjoint_kernel_serial
-            kernel(grad, q_t, q_gov, out_slope, ev_t, ev_src, cur_t, ctx.n_inputs, ctx.c, grad_t, grad_q, gcur)
+            launch(_values_adjoint_kernel, _values_adjoint_kernel_serial, work, grad, q_t, q_gov, out_slope, ev_t, ev_src, cur_t, ctx.n_inputs, ctx.c, grad_t, grad_q, gcur)
         grad_current = torch.from_numpy(np.ascontiguousarray(gcur.sum(axis=0).T)).to(current.dtype)
         grad_points = torch.from_numpy(grad_q).to(t.dtype) if ctx.needs_input_grad[2] else None
         return torch.from_numpy(grad_t).to(times.dtype), grad_current, grad_points, None, None, None, None
