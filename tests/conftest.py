@@ -4,6 +4,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import helpers  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _restore_thread_counts():  # noqa: ANN202
+    """The CLI sets torch's and numba's thread counts (``--threads``); no test leaks its setting to the next."""
+    import numba
+
+    torch_threads, numba_threads = torch.get_num_threads(), numba.get_num_threads()
+    yield
+    torch.set_num_threads(torch_threads)
+    numba.set_num_threads(numba_threads)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ANN001, ANN201

@@ -202,3 +202,28 @@ def test_packaging_metadata() -> None:
     assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
     assert "build/" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_help_needs_no_torch() -> None:
+    """``eventprop --help`` and ``eventprop train TASK --help`` answer without importing torch;
+    the lazy package still hands out every public name."""
+    code = """
+import sys
+import eventprop
+from eventprop.cli import main
+for argv in (["--help"], ["train", "--help"], ["train", "yinyang", "--help"], ["train", "digits", "--help"]):
+    try:
+        main(argv)
+    except SystemExit as exit:
+        assert exit.code == 0, argv
+assert "torch" not in sys.modules, "torch was imported"
+assert set(eventprop.__all__) <= set(dir(eventprop))
+from eventprop import *  # noqa: F403
+assert eventprop.LIFLayer.__name__ == "LIFLayer" and "torch" in sys.modules
+assert eventprop.training.checkpoints.load_checkpoint  # submodules as attributes
+print("ok")
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("ok")

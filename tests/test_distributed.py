@@ -68,6 +68,17 @@ def test_two_processes_give_the_single_process_numbers(tmp_path: Path) -> None:
     _weights_close(double, single)
 
 
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without torch.distributed")
+def test_an_empty_shard(tmp_path: Path) -> None:
+    """63 samples in minibatches of 31: the last one holds a single sample, so rank 0's shard is empty."""
+    argv = [*ARGV[:2], "--train-size", "63", "--val-size", "32", "--hidden", "40", "--batch-size", "31", "--quiet", "--epochs", "1"]
+    assert _run([*argv, "--out", str(tmp_path / "single")], 1).returncode == 0
+    result = _run([*argv, "--out", str(tmp_path / "double")], 2)
+    assert result.returncode == 0, result.stderr[-3000:]
+    _close(_metrics(tmp_path / "double"), _metrics(tmp_path / "single"))
+    _weights_close(tmp_path / "double", tmp_path / "single")
+
+
 def test_seeds_under_torchrun_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     from eventprop.cli import main
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import Tensor
 
-pytest.importorskip("numba")
+numba = pytest.importorskip("numba")
 
 from eventprop.engines.numba_cpu.feedforward import (  # noqa: E402
     feedforward_backward_numba,
@@ -30,8 +30,11 @@ import eventprop.engines.numba_cpu.threads as numba_threads  # noqa: E402
 
 @pytest.fixture(autouse=True, params=["serial", "parallel"])
 def kernel_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Force the serial or the parallel kernels whatever the size of the work."""
+    """Force the serial or the parallel kernels whatever the size of the work (and the
+    thread count an earlier CLI test left; the conftest restores it afterwards)."""
     monkeypatch.setattr(numba_threads, "PARALLEL_MIN_WORK", 10**18 if request.param == "serial" else 0)
+    if request.param == "parallel":
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     return request.param
 
 

@@ -61,6 +61,16 @@ def test_parallel_kernels_keep_torchs_thread_count(layer: str | None) -> None:
     assert numba_threads == "2"
 
 
+@pytest.mark.parametrize(
+    "start", ["from eventprop.training import set_threads; set_threads(2)", "import numba; numba.set_num_threads(2)"]
+)
+def test_workqueue_when_the_pool_starts_before_any_layer(start: str) -> None:
+    """Importing eventprop is enough: a pool started by the user (or set_threads) before any layer is fork-safe."""
+    result = _python(f"import eventprop\n{start}\nimport numba\nprint(numba.threading_layer())", {"NUMBA_NUM_THREADS": "2"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "workqueue"
+
+
 def test_forked_dataloader_workers_after_parallel_kernels() -> None:
     """The default (fork) DataLoader workers run the compiled engine after the parent has used its pool."""
     code = (
@@ -116,7 +126,8 @@ def test_threads_beyond_numbas_pool_is_one_line_error(tmp_path: Path, capsys: py
     too_many = numba.config.NUMBA_NUM_THREADS + 1
     assert main(["train", "yinyang", "--threads", str(too_many), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip()
-    assert f"exceeds numba's pool of {too_many - 1} (raise it with NUMBA_NUM_THREADS={too_many})" in err
+    assert not (tmp_path / "r").exists()  # refused before the output folder
+    assert f"--threads: {too_many} exceeds numba's pool of {too_many - 1} (raise it with NUMBA_NUM_THREADS={too_many})" in err
     assert "\n" not in err
     assert main(["train", "yinyang", "--threads", "0"]) == 2
     assert "--threads must be a positive int, got 0" in capsys.readouterr().err

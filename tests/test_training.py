@@ -15,7 +15,7 @@ import torch
 
 from eventprop.cli import main
 from eventprop.training import build_model, encode, preset_config, train
-from eventprop.training.activity import bump_first_silent
+from eventprop.training.activity import bump_first_silent, silent_counts
 from eventprop.training.network import forward_layers, readout_of
 
 SMALL = ["--train-size", "96", "--val-size", "64", "--hidden", "20", "--quiet"]
@@ -138,6 +138,22 @@ def test_bumping_raises_only_the_first_too_silent_layer() -> None:
         for k, (layer, old) in enumerate(zip(model, before)):
             shift = config.bump if k == expected else 0.0
             assert torch.allclose(layer.weight.detach(), old + shift, rtol=0, atol=1e-15)
+
+
+def test_bumping_fraction_is_the_float32_mean_alone_and_across_processes() -> None:
+    """At 6000 silent of 40000 pairs the float32 fraction (0.15000000596) exceeds 0.15:
+    one process bumps, as it always did, and so does a split over two processes."""
+    config = preset_config("paper", hidden=200)
+    model = build_model(config, 5, 3)
+    out = torch.zeros(200, 200, 1)
+    out.view(-1)[:6000] = math.inf
+    limits = [0.15]
+    assert bump_first_silent(list(model)[:1], [out], limits, config.bump) == 0
+    halves = [out[:100], out[100:]]
+    totals = sum(silent_counts([h], 1) for h in halves)
+    assert bump_first_silent(list(model)[:1], [halves[0]], limits, config.bump, total=lambda _local: totals) == 0
+    out.view(-1)[5999] = 0.0  # 5999 / 40000 < 0.15
+    assert bump_first_silent(list(model)[:1], [out], limits, config.bump) is None
 
 
 def test_silent_label_push_gives_silent_label_neurons_a_gradient() -> None:

@@ -136,6 +136,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .training import preset_config, set_threads, train, train_seeds
+    from .training.outputs import TensorBoardLog
 
     try:
         config = preset_config(args.preset, task=args.task, **_overrides(args))
@@ -149,11 +150,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed and args.seeds > 1:
         raise ValueError("--seeds: under torchrun every process trains a shard of one run; train seeds one after another")
+    if distributed and ":" in config.device:
+        raise ValueError(f"--device: under torchrun pass cuda without an index (each process uses its LOCAL_RANK GPU), got {config.device!r}")
+    if args.tensorboard:
+        TensorBoardLog.require()
+    try:
+        set_threads(args.threads)
+    except ValueError as exc:
+        raise ValueError(f"--{exc}") from None
     say = print if int(os.environ.get("RANK", "0")) == 0 else _quiet
     suffix = "-voltage" if config.readout == "voltage" else ""
     out = Path(args.out or f"runs/{args.task}-{args.preset}{suffix}")
     _check_output_folder(out, resume=args.resume, seeds=args.seeds)
-    set_threads(args.threads)
     say(f"training {args.task} ({args.preset} preset, {config.readout} readout) into {out}: " + json.dumps(dataclasses.asdict(config)))
     if args.seeds == 1:
         summary = train(config, out, resume=args.resume, progress=not args.quiet, tensorboard=args.tensorboard)
@@ -174,6 +182,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
             f"(best validation {100 * agg['best_val_accuracy_mean']:.2f} +- {100 * agg['best_val_accuracy_std']:.2f}%)"
         )
     say(f"results in {out}")
+    if distributed:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
     return 0
 
 

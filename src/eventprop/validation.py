@@ -13,11 +13,13 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import Tensor
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 __all__ = [
     "real",
@@ -120,6 +122,8 @@ def optional_positive_int(name: str, value: Any) -> int | None:
 def smallest(x: Tensor) -> float:
     """``x.min()`` as a float: NaN if ``x`` holds a NaN, ``+inf`` if it is empty; through a
     numpy view for CPU tensors (losses check their inputs on every call)."""
+    import torch  # here, not at the top: the scalar checks serve the CLI before torch loads
+
     if x.numel() == 0:
         return math.inf
     if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
@@ -130,6 +134,8 @@ def smallest(x: Tensor) -> float:
 def all_finite(x: Tensor) -> bool:
     """``torch.isfinite(x).all()``; through a numpy view for CPU float32/float64 tensors,
     which takes a third of the time of the two tensor operations (layers check every call)."""
+    import torch
+
     if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
         return bool(np.isfinite(x.detach().numpy()).all())
     return bool(torch.isfinite(x).all())
@@ -137,20 +143,26 @@ def all_finite(x: Tensor) -> bool:
 
 def check_matrix(name: str, weight: Any) -> Tensor:
     """``weight`` if it is a 2-d tensor ``(out_features, in_features)``, else ``ValueError``."""
-    if not isinstance(weight, Tensor) or weight.dim() != 2:
+    import torch
+
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
         raise ValueError(f"{name} must be a 2-d tensor of shape (out_features, in_features)")
     return weight
 
 
 def check_float_dtype(name: str, dtype: torch.dtype | None) -> None:
     """``ValueError`` unless ``dtype`` is ``None`` (the default dtype) or a floating dtype."""
+    import torch
+
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise ValueError(f"{name} must be a floating dtype, got {dtype}")
 
 
 def check_weight(weight: Any, name: str, shape: tuple[int, ...], like: Tensor) -> None:
     """``ValueError`` unless ``weight`` is a finite tensor of ``shape`` with ``like``'s dtype and device."""
-    if not isinstance(weight, Tensor):
+    import torch
+
+    if not isinstance(weight, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(weight).__name__}")
     if tuple(weight.shape) != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(weight.shape)}")

@@ -21,9 +21,13 @@ import functools
 
 import torch
 
-from .base import Engine, LayerKind, LayerSpec
-from .numba_cpu import NumbaEngine
-from .pytorch import TorchEngine
+from ..compat import check_torch_version
+
+check_torch_version(torch.__version__)  # every computation goes through the engines
+
+from .base import Engine, LayerKind, LayerSpec  # noqa: E402 (after the version check)
+from .numba_cpu import NumbaEngine  # noqa: E402
+from .pytorch import TorchEngine  # noqa: E402
 
 __all__ = ["Engine", "LayerKind", "LayerSpec", "register_engine", "get_engine", "engine_names", "select_engine"]
 

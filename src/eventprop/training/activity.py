@@ -92,14 +92,14 @@ def bump_first_silent(
     """
     if bump == 0:
         return None
-    device = layers[0].weight.device if layers else "cpu"
-    counts = silent_counts(outputs, len(layers), device)
-    if total is not None:
-        counts = total(counts)
+    if total is None:  # one process: the silent fraction as a float32 mean, as ever
+        fractions = [float(torch.isinf(out[..., 0]).float().mean()) for out in outputs]
+    else:  # the same float32 quotient of the counts summed over the processes
+        counts = total(silent_counts(outputs, len(layers), layers[0].weight.device)).float()
+        fractions = (counts[:, 0] / counts[:, 1]).tolist()  # NaN (no bump) for an empty layer, as a mean
     with torch.no_grad():
-        for k, (layer, allowed) in enumerate(zip(layers, limits)):
-            silent, pairs = counts[k].tolist()
-            if isinstance(layer, LIFLayer) and pairs > 0 and silent / pairs > allowed:
+        for k, (layer, fraction, allowed) in enumerate(zip(layers, fractions, limits)):
+            if isinstance(layer, LIFLayer) and fraction > allowed:
                 layer.weight += bump
                 return k
     return None

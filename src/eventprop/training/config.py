@@ -17,15 +17,15 @@ import functools
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from ..engines import LayerKind, check_engine_name, select_engine
 from ..errors import DEFAULT_MAX_SPIKES
 from ..validation import fraction, integer, non_negative, non_negative_int, positive, positive_int, real
 from .readouts import READOUTS
 from .tasks import TASKS
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["TrainConfig", "HiddenLayerPlan", "preset_config", "config_from_dict", "cli_fields", "RENAMED_FIELDS", "option"]
 
@@ -227,6 +227,8 @@ class TrainConfig:
             raise ValueError(f"tangent_safeguard must be True or False, got {self.tangent_safeguard!r}")
 
     def _check_device(self) -> None:
+        import torch  # here, not at the top: the CLI's help needs the configuration before torch
+
         try:
             device = torch.device(self.device)
         except (RuntimeError, TypeError):
@@ -238,6 +240,10 @@ class TrainConfig:
 
     def _check_engine(self) -> None:
         """An explicit engine must serve every kind of layer the network has (raises before any training)."""
+        import torch
+
+        from ..engines import LayerKind, check_engine_name, select_engine
+
         check_engine_name(self.engine)
         if self.engine == "auto":
             return
@@ -255,6 +261,8 @@ class TrainConfig:
     @property
     def torch_dtype(self) -> torch.dtype:
         """``torch.float64`` or ``torch.float32``."""
+        import torch
+
         return torch.float64 if self.dtype == "float64" else torch.float32
 
     def hidden_layers(self) -> list[HiddenLayerPlan]:

@@ -132,7 +132,8 @@ def train(
 ) -> dict[str, Any]:
     """Train one seed; returns the summary also written to ``out_dir/summary.json``.
 
-    ``progress`` shows a bar per epoch on a terminal (never in a redirected log);
+    ``progress`` shows a bar per epoch on a terminal (never in a redirected log, nor in
+    a notebook, whose output stream is no terminal);
     ``log`` receives one line per epoch and notices. ``tensorboard=True`` also writes
     the per-epoch metrics as TensorBoard scalars to ``out_dir/tensorboard``
     (:class:`~eventprop.training.outputs.TensorBoardLog`).
@@ -143,7 +144,10 @@ def train(
 
     Under ``torchrun`` every process calls this with the same arguments and trains its
     shard of every minibatch (:mod:`.distributed`); rank 0 holds the lock, writes the
-    files and logs; every process returns the summary.
+    files and logs; every process returns the summary. An error in one process (a
+    spike limit, a file rank 0 cannot write) ends that process; torchrun then stops the
+    others (a launcher that does not would leave them waiting at the next collective
+    until torch.distributed's timeout).
     """
     config.validate()
     out = Path(out_dir)
@@ -244,19 +248,19 @@ def _train(
             if idx.shape[0]:
                 outs = forward_layers(model, readout, inputs)
                 loss = readout.loss(outs[-1], labels)
-                push = readout.auxiliary_loss(model[-1], outs[-2], outs[-1], labels)
             else:  # a shard of nothing: the last minibatch has fewer samples than processes
-                outs, loss, push = [], torch.zeros((), dtype=config.torch_dtype, device=config.device), None
+                outs, loss = [], torch.zeros((), dtype=config.torch_dtype, device=config.device)
             batch_loss = float(group.sum(loss.detach().to(torch.float64) * share))
             if not math.isfinite(batch_loss):
                 raise FloatingPointError(f"non-finite loss {batch_loss} at epoch {epoch + 1}")
+            push = readout.auxiliary_loss(model[-1], outs[-2], outs[-1], labels) if outs else None
             tangential = _backward((loss if push is None else loss + push) * share) if outs else 0
             group.sum_gradients(model.parameters())
             if config.grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             spiking_outs = _spiking(model, readout, outs)[1] if outs else []
-            bump_first_silent(spiking_layers, spiking_outs, limits, config.bump, total=group.sum)
+            bump_first_silent(spiking_layers, spiking_outs, limits, config.bump, total=group.sum if group.world > 1 else None)
             if averaged is not None:
                 averaged.update_parameters(model)
             correct = int(readout.correct(outs[-1].detach(), labels).sum()) if outs else 0

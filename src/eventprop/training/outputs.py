@@ -76,11 +76,18 @@ class TensorBoardLog:
     """
 
     def __init__(self, folder: Path, first_epoch: int = 1) -> None:
+        self.require()
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._writer = SummaryWriter(str(folder), purge_step=first_epoch)
+
+    @staticmethod
+    def require() -> None:
+        """``ValueError`` with the install hint unless the ``tensorboard`` package is installed."""
         try:
-            from torch.utils.tensorboard import SummaryWriter
+            import tensorboard  # noqa: F401
         except ImportError:
             raise ValueError("--tensorboard needs the tensorboard package: pip install eventprop[tensorboard]") from None
-        self._writer = SummaryWriter(str(folder), purge_step=first_epoch)
 
     @staticmethod
     def tag(column: str) -> str:

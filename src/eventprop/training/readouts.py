@@ -20,22 +20,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import torch
-from torch import Tensor, nn
+from .. import layers, losses  # lazy packages: torch loads when a readout computes
 
-from ..layers import LIFLayer, LIReadout, lif_trajectory
-from ..losses import (
-    first_spike_correct,
-    first_spike_cross_entropy,
-    first_spike_predictions,
-    first_spikes,
-    label_voltage_gap,
-    voltage_correct,
-    voltage_cross_entropy,
-    voltage_predictions,
-)
+if TYPE_CHECKING:
+    from torch import Tensor, nn
 
 __all__ = ["Readout", "FirstSpikeReadout", "VoltageReadout", "READOUTS"]
 
@@ -82,9 +72,10 @@ class Readout(ABC):
     def correct(self, out: Tensor, labels: Tensor) -> Tensor:
         """``(batch,)`` bool: correctly classified samples."""
 
-    @abstractmethod
     def predict(self, out: Tensor) -> Tensor:
-        """``(batch,)`` predicted classes (``-1`` where the readout names none)."""
+        """``(batch,)`` predicted classes (``-1`` where the readout names none); needed by
+        ``eventprop evaluate --predictions``."""
+        raise NotImplementedError(f"{type(self).__name__} does not name predicted classes")
 
     def auxiliary_loss(self, layer: nn.Module, x: Tensor, out: Tensor, labels: Tensor) -> Tensor | None:
         """A training-only term added to :meth:`loss` (not reported); ``None``: none."""
@@ -121,7 +112,7 @@ class FirstSpikeReadout(Readout):
         tangent_safeguard: bool,
         **factory: object,
     ) -> nn.Module:
-        return LIFLayer(
+        return layers.LIFLayer(
             n_in, n_classes, **neuron, init_mean=init[0], init_std=init[1], engine=engine, max_spikes=max_spikes,
             tangent_safeguard=tangent_safeguard, **factory,
         )  # fmt: skip
@@ -130,16 +121,16 @@ class FirstSpikeReadout(Readout):
         return layer(x)
 
     def loss(self, out: Tensor, labels: Tensor) -> Tensor:
-        return first_spike_cross_entropy(
-            first_spikes(out), labels, tau0=self.tau0, tau1=self.tau1, alpha=self.alpha, t_silent=self.t_silent
+        return losses.first_spike_cross_entropy(
+            losses.first_spikes(out), labels, tau0=self.tau0, tau1=self.tau1, alpha=self.alpha, t_silent=self.t_silent
         )
 
     def correct(self, out: Tensor, labels: Tensor) -> Tensor:
-        return first_spike_correct(first_spikes(out), labels)
+        return losses.first_spike_correct(losses.first_spikes(out), labels)
 
     def predict(self, out: Tensor) -> Tensor:
         """The unique earliest output neuron; ``-1`` if none fires or several tie."""
-        return first_spike_predictions(first_spikes(out))
+        return losses.first_spike_predictions(losses.first_spikes(out))
 
     def auxiliary_loss(self, layer: nn.Module, x: Tensor, out: Tensor, labels: Tensor) -> Tensor | None:
         """``silent_push / batch * sum (threshold - max_t V_label)`` over samples whose label neuron is silent.
@@ -148,16 +139,16 @@ class FirstSpikeReadout(Readout):
         """
         if self.silent_push == 0:
             return None
-        silent = torch.isinf(first_spikes(out).gather(1, labels[:, None]).squeeze(1))
+        silent = losses.first_spikes(out).gather(1, labels[:, None]).squeeze(1).isinf()
         if not bool(silent.any()):
             return None
         idx = silent.nonzero().squeeze(1)
         p = layer.params
-        trajectory = lif_trajectory(
+        trajectory = layers.lif_trajectory(
             x[idx], out[idx], layer.weight, tau_mem=p.tau_mem, tau_syn=p.tau_syn, threshold=p.threshold, window=self.t_silent,
             engine=layer.engine,
         )  # fmt: skip
-        return self.silent_push * label_voltage_gap(trajectory, labels[idx], reduction="sum") / labels.shape[0]
+        return self.silent_push * losses.label_voltage_gap(trajectory, labels[idx], reduction="sum") / labels.shape[0]
 
 
 @dataclass(frozen=True)
@@ -189,7 +180,7 @@ class VoltageReadout(Readout):
     ) -> nn.Module:
         # no threshold: it never fires
         taus = {"tau_mem": neuron["tau_mem"], "tau_syn": neuron["tau_syn"]}
-        return LIReadout(
+        return layers.LIReadout(
             n_in, n_classes, **taus, window=self.window, init_mean=init[0], init_std=init[1], engine=engine, **factory
         )
 
@@ -197,14 +188,14 @@ class VoltageReadout(Readout):
         return layer(x).max()[0]
 
     def loss(self, out: Tensor, labels: Tensor) -> Tensor:
-        return voltage_cross_entropy(out, labels, scale=self.voltage_scale)
+        return losses.voltage_cross_entropy(out, labels, scale=self.voltage_scale)
 
     def correct(self, out: Tensor, labels: Tensor) -> Tensor:
-        return voltage_correct(out, labels)
+        return losses.voltage_correct(out, labels)
 
     def predict(self, out: Tensor) -> Tensor:
         """The output neuron of the largest maximum voltage."""
-        return voltage_predictions(out)
+        return losses.voltage_predictions(out)
 
 
 #: Readouts by name (the ``readout`` field of the configuration).

@@ -52,6 +52,8 @@ def train_seeds(
     ``tensorboard`` logs every seed's metrics into ``out_dir/seed_<k>/tensorboard``.
     """
     config.validate()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("train_seeds: under torchrun every process trains a shard of one run; train seeds one after another")
     out = Path(out_dir)
     with RunLock(out):
         return _train_seeds(config, n_seeds, out, resume, workers, threads, progress, log, tensorboard)

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from torch import Tensor
 
-from ..datasets import digits_split, intensity_encode, latency_encode, yinyang_split
+from .. import datasets
+from ..datasets import digits_split, yinyang_split
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 __all__ = ["Task", "TASKS"]
 
@@ -43,6 +46,16 @@ class Task:
     encoding: str = ""
 
 
+def _latency_encode(values: Tensor, **kwargs: Any) -> Tensor:
+    """:func:`eventprop.datasets.latency_encode` (loaded on first use: the CLI's help needs no torch)."""
+    return datasets.latency_encode(values, **kwargs)
+
+
+def _intensity_encode(values: Tensor, **kwargs: Any) -> Tensor:
+    """:func:`eventprop.datasets.intensity_encode` (loaded on first use)."""
+    return datasets.intensity_encode(values, **kwargs)
+
+
 # Readout fields that suit any task with inputs in [0, 30] ms and tau = 20 / 5 ms.
 _VOLTAGE_READOUT: dict[str, Any] = {"output_init": (0.0, 0.3), "window": 60.0, "voltage_scale": 5.0}
 
@@ -51,7 +64,7 @@ TASKS: dict[str, Task] = {
         split=yinyang_split,
         n_features=4,
         n_classes=3,
-        encoder=latency_encode,
+        encoder=_latency_encode,
         scale=1.0,
         features="[x, y, 1-x, 1-y]",
         encoding="value v spikes at t_first + v (t_last - t_first)",
@@ -91,7 +104,7 @@ TASKS: dict[str, Task] = {
         split=digits_split,
         n_features=64,
         n_classes=10,
-        encoder=intensity_encode,
+        encoder=_intensity_encode,
         scale=16.0,
         features="64 pixel intensities 0..16 (row-major 8x8)",
         encoding="intensity p > 0 spikes at t_first + (1 - p/16) (t_last - t_first), blank pixels stay silent",

@@ -4,16 +4,15 @@ Every compiled kernel exists twice, serial and ``parallel=True``; :func:`launch`
 one by the work (batch x neurons x events, or input entries when ordering events) and
 runs a parallel one so that it changes nothing outside the call:
 
-- **Threading layer.** Unless the user chose one (``NUMBA_THREADING_LAYER``, or
-  ``numba.config.THREADING_LAYER`` set before the first parallel call), the engine
-  asks numba for its ``workqueue`` layer when this module is imported. numba's OpenMP
-  layer shares GNU OpenMP with torch: starting it raises ``torch.get_num_threads()``
-  to numba's thread count, and a process that forks after using it (the default
-  ``DataLoader`` workers) has its children killed ("fork() called from a process
-  already using GNU OpenMP"). ``workqueue`` is fork-safe and leaves torch's OpenMP
-  alone. It is not safe for two Python threads at once, so parallel kernels run under
-  one process-wide lock (threads calling the engine concurrently take turns on the
-  pool; serial kernels do not wait).
+- **Threading layer.** Unless the user chose one, importing ``eventprop`` asks numba
+  for its ``workqueue`` layer (:func:`eventprop.compat.prefer_fork_safe_threading`).
+  numba's OpenMP layer shares GNU OpenMP with torch: starting it raises
+  ``torch.get_num_threads()`` to numba's thread count, and a process that forks after
+  using it (the default ``DataLoader`` workers) has its children killed ("fork() called
+  from a process already using GNU OpenMP"). ``workqueue`` is fork-safe and leaves
+  torch's OpenMP alone. It is not safe for two Python threads at once, so parallel
+  kernels run under one process-wide lock (threads calling the engine concurrently take
+  turns on the pool; serial kernels do not wait).
 - **torch's thread count** is restored after every parallel kernel, whatever the
   layer (under the OpenMP layer the first launch would otherwise change it).
 
@@ -24,7 +23,6 @@ threads give the same bits.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -36,26 +34,12 @@ try:  # pragma: no cover - exercised only where numba is missing
 except ImportError:  # pragma: no cover
     numba = None
 
-__all__ = ["PARALLEL_MIN_WORK", "launch", "threading_layer_choice"]
+__all__ = ["PARALLEL_MIN_WORK", "launch"]
 
 # Below this much work a kernel runs serially: waking the thread pool costs more than it saves.
 PARALLEL_MIN_WORK = 20_000
 
 _POOL_LOCK = threading.Lock()
-
-
-def threading_layer_choice() -> str:
-    """The threading layer numba will use or uses (``"workqueue"`` unless the user chose another)."""
-    return str(numba.config.THREADING_LAYER)
-
-
-def _prefer_workqueue() -> None:
-    # numba fixes its layer at the first parallel launch; before that the config decides.
-    if numba is not None and "NUMBA_THREADING_LAYER" not in os.environ and numba.config.THREADING_LAYER == "default":
-        numba.config.THREADING_LAYER = "workqueue"
-
-
-_prefer_workqueue()
 
 
 def launch(parallel: Callable[..., Any], serial: Callable[..., Any], work: int, *args: Any) -> None:
