@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -113,3 +114,36 @@ def engines_for(kind: str) -> list[str]:
 FEEDFORWARD_ENGINES = engines_for("feedforward")
 RECURRENT_ENGINES = engines_for("recurrent")
 TRAJECTORY_ENGINES = engines_for("trajectory")
+
+
+def write_heidelberg(folder: Path, name: str, samples: Sequence[tuple[object, object, int, int]], *, classes: int = 20) -> Path:
+    """An SHD/SSC file in the original layout (Cramer et al. 2020) at ``folder/name``:
+    ``spikes/times`` (float16 seconds) and ``spikes/units`` (uint16) as variable-length
+    rows, ``labels`` (uint16), ``extra/speaker`` (uint16), ``extra/keys``; samples are
+    ``(times_s, units, label, speaker)``. Returns the path."""
+    import h5py
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    with h5py.File(path, "w") as f:
+        times = f.create_dataset("spikes/times", (len(samples),), dtype=h5py.vlen_dtype(np.float16))
+        units = f.create_dataset("spikes/units", (len(samples),), dtype=h5py.vlen_dtype(np.uint16))
+        for k, (t, u, _, _) in enumerate(samples):
+            times[k], units[k] = np.asarray(t, dtype=np.float16), np.asarray(u, dtype=np.uint16)
+        f["labels"] = np.array([s[2] for s in samples], dtype=np.uint16)
+        f["extra/speaker"] = np.array([s[3] for s in samples], dtype=np.uint16)
+        f["extra/keys"] = np.array([f"class-{k}".encode() for k in range(classes)])
+    return path
+
+
+def heidelberg_samples(n: int, seed: int, *, classes: int = 20, speakers: int = 3) -> list:
+    """``n`` random SHD-like samples (about 300 spikes in 1.2 s over 700 channels)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        count = int(rng.integers(200, 400))
+        out.append((np.sort(rng.uniform(0, 1.2, count)), rng.integers(0, 700, count), int(k % classes), int(k % speakers)))
+    return out

@@ -88,6 +88,8 @@ def _add_task_parser(sub: argparse._SubParsersAction, task_name: str, task: Task
         "another process holds a core)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars (they never go to a redirected log)")
+    if getattr(task, "source", None) is not None:
+        p.add_argument("--download", action="store_true", help="fetch missing files into --data first (needs the internet)")
     p.add_argument(
         "--tensorboard", action="store_true", help="also log the per-epoch metrics for TensorBoard into OUT/tensorboard"
     )
@@ -112,7 +114,7 @@ def _add_task_parser(sub: argparse._SubParsersAction, task_name: str, task: Task
                 kwargs[key] = meta[key]
         kwargs.setdefault("metavar", new.upper())
         deprecated.add_argument(_flag(old), **kwargs)
-    p.set_defaults(func=_cmd_train, task=task_name)
+    p.set_defaults(func=_cmd_train, task=task_name, download=False)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -135,7 +137,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .training import preset_config, set_threads, train, train_seeds
+    from .training import TASKS, preset_config, set_threads, train, train_seeds
     from .training.outputs import TensorBoardLog
 
     try:
@@ -154,12 +156,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise ValueError(f"--device: under torchrun pass cuda without an index (each process uses its LOCAL_RANK GPU), got {config.device!r}")
     if args.tensorboard:
         TensorBoardLog.require()
+    if args.download:
+        if distributed:
+            raise ValueError("--download: fetch the data once without torchrun, then start the processes")
+        _download(config)
     try:
         set_threads(args.threads)
     except ValueError as exc:
         raise ValueError(f"--{exc}") from None
     say = print if int(os.environ.get("RANK", "0")) == 0 else _quiet
-    suffix = "-voltage" if config.readout == "voltage" else ""
+    suffix = "" if config.readout == TASKS[args.task].default_readout else f"-{config.readout}"
     out = Path(args.out or f"runs/{args.task}-{args.preset}{suffix}")
     _check_output_folder(out, resume=args.resume, seeds=args.seeds)
     say(f"training {args.task} ({args.preset} preset, {config.readout} readout) into {out}: " + json.dumps(dataclasses.asdict(config)))
@@ -189,12 +195,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _download(config: Any) -> None:
+    """Let tonic fetch an event task's missing files into ``config.data``."""
+    from .datasets.heidelberg import heidelberg_split
+    from .training import TASKS
+
+    Path(config.data).mkdir(parents=True, exist_ok=True)
+    for name in ("train", "validation", "test"):
+        heidelberg_split(TASKS[config.task].source, config.data, name, download=True)
+
+
 def _quiet(*_args: Any, **_kwargs: Any) -> None:
     """``print`` of the processes above rank 0 in a torchrun run."""
 
 
 def _check_output_folder(out: Path, *, resume: bool, seeds: int) -> None:
-    """Refuse, before any work, an ``--out`` that cannot hold this run (module docstring)."""
+    """Refuse, before any work, an ``--out`` that is a file, cannot be created or written, already
+    holds a run (without ``--resume``) or holds no checkpoint to resume (with it)."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"output folder {str(out)!r} (--out) is a file")
     single = (out / "checkpoint.pt").exists()
@@ -223,22 +240,29 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from .training import TASKS, encode, evaluate_model, load_model
+    from .training.loop import load_split
+    from .training.splits import EncodedSplit
+    from .training.tasks import EventTask
 
     if Path(args.checkpoint).is_dir():
         raise ValueError(f"checkpoint {args.checkpoint!r} is a folder: pass the model file in it, e.g. {Path(args.checkpoint) / 'best.pt'}")
     model, config = load_model(args.checkpoint, device=args.device)
     task = TASKS[config.task]
     if args.inputs is not None or args.labels is not None:
+        if isinstance(task, EventTask):
+            raise ValueError(f"--inputs/--labels: the {config.task} task reads its samples from --data")
         if args.inputs is None or args.labels is None:
             raise ValueError("--inputs and --labels must be given together")
         x, y = _load_points(args.inputs, args.labels, task)
+        split = EncodedSplit(encode(config, x), torch.as_tensor(y, dtype=torch.long, device=config.device))
         source = f"{args.inputs}"
-    else:
-        x, y = task.split(args.split)
+    else:  # the whole split
+        whole = dataclasses.replace(config, train_size=None, val_size=None, data=args.data or config.data)
+        split = load_split(whole, args.split)
         source = f"the {args.split} split"
     predictions: list[torch.Tensor] = []
-    labels = torch.as_tensor(y, dtype=torch.long, device=config.device)
-    result = evaluate_model(model, config, encode(config, x), labels, predictions=predictions)
+    y = split.labels.cpu().numpy()
+    result = evaluate_model(model, config, split, predictions=predictions)
     print(f"accuracy {100 * result['accuracy']:.2f}% on {len(y)} points of {source} ({config.task}, loss {result['loss']:.4f})")
     if args.predictions is not None:
         predicted = torch.cat(predictions).cpu().numpy() if predictions else np.zeros(0, dtype=np.int64)
@@ -296,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--inputs", help="X.npy of shape (n, features): Yin-Yang [x, y, 1-x, 1-y]; digits 64 pixels 0..16")
     e.add_argument("--labels", help="y.npy of shape (n,): classes (Yin-Yang 0..2, digits 0..9)")
     e.add_argument("--device", default=None, help="cpu or cuda[:N] (default: the run's)")
+    e.add_argument("--data", default=None, help="event tasks: the data folder (default: the run's --data)")
     e.add_argument("--predictions", metavar="FILE.csv", help="also write index,label,prediction per point (-1: no class)")
     e.set_defaults(func=_cmd_evaluate)
     f = sub.add_parser("figure1", help="reproduce the paper's Figure 1 and its gradient check")

@@ -35,6 +35,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..datasets.events import ToSpikeTimes
+from ..datasets.heidelberg import heidelberg_split
 from ..errors import TangentialCrossingWarning
 from .activity import Activity, bump_first_silent, layer_names
 from .checkpoints import FORMAT, RunLock, check_resumable, load_checkpoint, load_model, save_atomic
@@ -43,7 +45,8 @@ from .network import build_model, forward_layers, readout_of
 from .distributed import DataParallel
 from .outputs import TensorBoardLog, plot_runs, write_json, write_metrics
 from .readouts import Readout
-from .tasks import TASKS
+from .splits import DatasetSplit, EncodedSplit, Split
+from .tasks import TASKS, EventTask
 
 __all__ = ["train", "evaluate_model", "encode", "load_split"]
 
@@ -55,13 +58,23 @@ def encode(config: TrainConfig, features: np.ndarray) -> Tensor:
     return task.encoder(x, t_first=config.t_first, t_last=config.t_last, bias_times=config.bias_times)
 
 
-def load_split(config: TrainConfig, name: str) -> tuple[Tensor, Tensor]:
-    """Encoded inputs and labels of a split (``train`` / ``validation`` cut to ``train_size`` / ``val_size``)."""
-    x, y = TASKS[config.task].split(name)
+def load_split(config: TrainConfig, name: str) -> Split:
+    """A split of ``config.task`` (``train`` / ``validation`` cut to ``train_size`` / ``val_size``):
+    a built-in task's rows encoded once, an event task's samples read from ``config.data``
+    as minibatches ask for them."""
+    task = TASKS[config.task]
     size = {"train": config.train_size, "validation": config.val_size}.get(name)
+    if isinstance(task, EventTask):
+        to_times = ToSpikeTimes(task.sensor_size, t_stop=task.trial_ms * 1000.0, dtype=config.torch_dtype)
+        dataset, labels = heidelberg_split(task.source, config.data, name, transform=to_times)
+        if size is not None:
+            dataset, labels = torch.utils.data.Subset(dataset, range(min(size, len(labels)))), labels[:size]
+        labels = torch.as_tensor(labels, dtype=torch.long, device=config.device)
+        return DatasetSplit(dataset, labels, task.n_features, device=config.device, dtype=config.torch_dtype)
+    x, y = task.split(name)
     if size is not None:
         x, y = x[:size], y[:size]
-    return encode(config, x), torch.as_tensor(y, dtype=torch.long, device=config.device)
+    return EncodedSplit(encode(config, x), torch.as_tensor(y, dtype=torch.long, device=config.device))
 
 
 def _spiking(model: nn.Sequential, readout: Readout, outs: list[Tensor]) -> tuple[list[nn.Module], list[Tensor]]:
@@ -72,26 +85,31 @@ def _spiking(model: nn.Sequential, readout: Readout, outs: list[Tensor]) -> tupl
 
 @torch.no_grad()
 def evaluate_model(
-    model: nn.Sequential, config: TrainConfig, x: Tensor, y: Tensor, batch_size: int = 1000, *, predictions: list[Tensor] | None = None
-) -> dict[str, float]:
-    """Mean loss, accuracy and spiking activity of every layer on ``(x, y)``.
+    model: nn.Sequential, config: TrainConfig, x: Tensor | Split, y: Tensor | None = None, batch_size: int = 1000, *,
+    predictions: list[Tensor] | None = None,
+) -> dict[str, float]:  # fmt: skip
+    """Mean loss, accuracy and spiking activity of every layer on ``(x, y)`` (spike times and
+    labels) or on a :class:`~eventprop.training.splits.Split` ``x``.
 
     ``predictions``: a list to which the ``(batch,)`` predicted classes of every
     evaluated batch are appended (``-1`` where the readout names none, see
     :meth:`~eventprop.training.readouts.Readout.predict`).
     """
+    split = x if isinstance(x, Split) else EncodedSplit(x, y)
     readout = readout_of(config)
     loss_sum, correct = 0.0, 0
     activity = Activity(layer_names(len(model) - 1, readout.spiking))
-    for start in range(0, x.shape[0], batch_size):
-        outs = forward_layers(model, readout, x[start : start + batch_size])
-        labels = y[start : start + batch_size]
+    n = len(split)
+    for start in range(0, n, batch_size):
+        idx = torch.arange(start, min(start + batch_size, n), device=split.labels.device)
+        outs = forward_layers(model, readout, split.batch(idx))
+        labels = split.labels[idx]
         loss_sum += float(readout.loss(outs[-1], labels)) * labels.shape[0]
         correct += int(readout.correct(outs[-1], labels).sum())
         activity.add(_spiking(model, readout, outs)[1])
         if predictions is not None:
             predictions.append(readout.predict(outs[-1]))
-    n = max(x.shape[0], 1)
+    n = max(n, 1)
     return {"loss": loss_sum / n, "accuracy": correct / n, **activity.summary()}
 
 
@@ -175,9 +193,8 @@ def _train(
     ckpt_path = out / "checkpoint.pt"
     if resume and not ckpt_path.exists():
         raise ValueError(f"--resume: {out} holds no checkpoint.pt to continue from")
-    x_train, y_train = load_split(config, "train")
-    x_val, y_val = load_split(config, "validation")
-    n_inputs, n_classes = x_train.shape[1], TASKS[config.task].n_classes
+    train_split, val_split = load_split(config, "train"), load_split(config, "validation")
+    n_inputs, n_classes = train_split.n_inputs, TASKS[config.task].n_classes
 
     torch.manual_seed(config.seed)
     readout = readout_of(config)
@@ -203,12 +220,12 @@ def _train(
         differ = [
             f"{f.name} (checkpoint {getattr(saved, f.name)!r}, now {getattr(config, f.name)!r})"
             for f in dataclasses.fields(config)
-            if f.name != "epochs" and getattr(saved, f.name) != getattr(config, f.name)
+            if f.name not in ("epochs", "data") and getattr(saved, f.name) != getattr(config, f.name)
         ]
         if differ:
             raise ValueError(
                 f"--resume: the configuration differs from the one in {ckpt_path} in {'; '.join(differ)} "
-                "(only --epochs may change)"
+                "(only --epochs and --data may change)"
             )
         try:
             model.load_state_dict(state["model"])
@@ -227,7 +244,7 @@ def _train(
         log(f"resuming {out} after epoch {state['epoch'] + 1}")
 
     meta = {"format": FORMAT, "config": asdict(config), "n_inputs": n_inputs, "n_classes": n_classes}
-    n_train = x_train.shape[0]
+    n_train = len(train_split)
     spiking_layers = list(model)[: len(names)]
     board = TensorBoardLog(out / "tensorboard", start_epoch + 1) if tensorboard else None
     for epoch in range(start_epoch, config.epochs):
@@ -240,9 +257,9 @@ def _train(
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=None if progress else True)
         for start in bar:
             batch = perm[start : start + config.batch_size]
-            inputs = _jitter(x_train[batch], config.jitter, noise)[group.shard(batch.shape[0])]
+            inputs = _jitter(train_split.batch(batch), config.jitter, noise)[group.shard(batch.shape[0])]
             idx = batch[group.shard(batch.shape[0])]
-            labels = y_train[idx]
+            labels = train_split.labels[idx]
             share = idx.shape[0] / batch.shape[0]
             optimizer.zero_grad()
             if idx.shape[0]:
@@ -274,7 +291,7 @@ def _train(
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         evaluated = model if averaged is None else averaged.module
-        val = evaluate_model(evaluated, config, x_val, y_val)
+        val = evaluate_model(evaluated, config, val_split)
         row = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / n_train,
@@ -323,8 +340,7 @@ def _train(
 
     group.barrier()  # best.pt is written
     best_model, _ = load_model(out / "best.pt", device=config.device)
-    x_test, y_test = load_split(config, "test")
-    test = evaluate_model(best_model, config, x_test, y_test)
+    test = evaluate_model(best_model, config, load_split(config, "test"))
     summary = {
         "config": asdict(config),
         "best_epoch": best_epoch,

@@ -1,5 +1,10 @@
 """Tasks: a data set as the trainer sees it (splits, encoder, sizes) and its presets.
 
+:class:`Task`: built-in feature data (rows of values, encoded into spike times once).
+:class:`EventTask`: event data read from the user's ``--data`` folder through tonic
+(:mod:`eventprop.datasets.heidelberg`), each sample's events turned into spike times
+when a minibatch asks for it.
+
 A preset is a dictionary of :class:`~eventprop.training.config.TrainConfig` fields; its
 optional key ``"readouts"`` maps a readout name to further fields applied when that
 readout is selected (:func:`~eventprop.training.config.preset_config`).
@@ -19,7 +24,7 @@ from ..datasets import digits_split, yinyang_split
 if TYPE_CHECKING:
     from torch import Tensor
 
-__all__ = ["Task", "TASKS"]
+__all__ = ["Task", "EventTask", "TASKS"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,33 @@ class Task:
     features: str
     presets: dict[str, dict[str, Any]]
     encoding: str = ""
+    default_readout: str = "first-spike"
+
+
+@dataclass(frozen=True)
+class EventTask:
+    """An event data set as the trainer sees it (read from ``--data DIR``).
+
+    Attributes:
+        source: the reader in :mod:`eventprop.datasets.heidelberg` (``"shd"``, ``"ssc"``).
+        n_features: input channels (``W * H * P`` of ``sensor_size``).
+        n_classes: size of the label range.
+        sensor_size: ``(W, H, P)`` as in tonic.
+        trial_ms: the trial length: events at or after it are cropped.
+        features, encoding: what a sample is and how it becomes spike times (for the CLI's help).
+        presets: as :class:`Task`'s.
+        default_readout: the readout unless ``--readout`` says otherwise.
+    """
+
+    source: str
+    n_features: int
+    n_classes: int
+    sensor_size: tuple[int, int, int]
+    trial_ms: float
+    features: str
+    presets: dict[str, dict[str, Any]]
+    encoding: str = ""
+    default_readout: str = "voltage"
 
 
 def _latency_encode(values: Tensor, **kwargs: Any) -> Tensor:
@@ -56,10 +88,23 @@ def _intensity_encode(values: Tensor, **kwargs: Any) -> Tensor:
     return datasets.intensity_encode(values, **kwargs)
 
 
+_HEIDELBERG_PRESET: dict[str, Any] = {
+    "epochs": 100,
+    "batch_size": 32,
+    "lr": 1e-3,
+    "lr_decay": 1.0,
+    "hidden": (256,),
+    "recurrent": (True,),
+    "hidden_init": (0.023, 0.04),
+    "recurrent_init": (0.0, 0.02),
+    "dtype": "float32",
+    "readouts": {"voltage": {"output_init": (0.0, 0.0625), "window": 1000.0, "voltage_scale": 1.0}},
+}
+
 # Readout fields that suit any task with inputs in [0, 30] ms and tau = 20 / 5 ms.
 _VOLTAGE_READOUT: dict[str, Any] = {"output_init": (0.0, 0.3), "window": 60.0, "voltage_scale": 5.0}
 
-TASKS: dict[str, Task] = {
+TASKS: dict[str, Task | EventTask] = {
     "yinyang": Task(
         split=yinyang_split,
         n_features=4,
@@ -125,5 +170,29 @@ TASKS: dict[str, Task] = {
                 },
             },
         },
+    ),
+    # One recurrent hidden layer of 256 and a leaky-integrator readout with the max-over-time
+    # voltage loss, as in the published EventProp SHD set-up (tau_mem 20 ms, tau_syn 5 ms,
+    # 1 s trials). Initial weights make the hidden layer fire at about 8 Hz on SHD-shaped
+    # input (benchmarks/bench_shd.py). Not tuned on the real data here (README).
+    "shd": EventTask(
+        source="shd",
+        n_features=700,
+        n_classes=20,
+        sensor_size=(700, 1, 1),
+        trial_ms=1000.0,
+        features="700 cochlea channels of a spoken digit (Spiking Heidelberg Digits)",
+        encoding="each event is a spike of its channel at its time (ms), cropped at 1 s",
+        presets={"best": _HEIDELBERG_PRESET},
+    ),
+    "ssc": EventTask(
+        source="ssc",
+        n_features=700,
+        n_classes=35,
+        sensor_size=(700, 1, 1),
+        trial_ms=1000.0,
+        features="700 cochlea channels of a spoken command (Spiking Speech Commands)",
+        encoding="each event is a spike of its channel at its time (ms), cropped at 1 s",
+        presets={"best": _HEIDELBERG_PRESET},
     ),
 }
