@@ -88,7 +88,7 @@ def test_bad_data_is_one_line_error(shd: tuple[Path, list, list], tmp_path: Path
     folder, train, _ = shd
     base = ["train", "shd", "--epochs", "1", "--hidden", "4", "--quiet"]
     assert main([*base, "--out", str(tmp_path / "a")]) == 2
-    _one_line(capsys, "--data: data: the shd task reads its files from --data DIR")
+    _one_line(capsys, "--data: data must name the folder of the shd task's files")
     assert main([*base, "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "b")]) == 2
     _one_line(capsys, f"--data: folder {tmp_path / 'nowhere'} does not exist")
     empty = tmp_path / "empty"

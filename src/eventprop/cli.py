@@ -197,12 +197,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _download(config: Any) -> None:
     """Let tonic fetch an event task's missing files into ``config.data``."""
-    from .datasets.heidelberg import heidelberg_split
+    from .datasets.sources import event_split
     from .training import TASKS
 
     Path(config.data).mkdir(parents=True, exist_ok=True)
     for name in ("train", "validation", "test"):
-        heidelberg_split(TASKS[config.task].source, config.data, name, download=True)
+        event_split(TASKS[config.task].source, config.data, name, download=True)
 
 
 def _quiet(*_args: Any, **_kwargs: Any) -> None:

@@ -1,10 +1,12 @@
-"""Data: the built-in data sets (Yin-Yang, 8x8 digits), the encoders that turn values into spike
+"""Data: the built-in data sets (Yin-Yang, 8x8 digits, Randman), the encoders that turn values into spike
 times, and the adapters that turn event data (tonic's event arrays) into spike times (:mod:`.events`)."""
 
 from typing import TYPE_CHECKING
 
 from ..lazy import lazy_exports
 from .digits import DIGITS_SPLITS, digits_split, digits_split_indices, load_digits
+from .mnist import MNIST_FILES, mnist_split, read_idx
+from .randman import RANDMAN_CONFIG, RANDMAN_SEED, RANDMAN_SPLITS, randman, randman_split
 from .yinyang import YINYANG_SPLITS, yinyang, yinyang_split
 
 # the encoders and the event-data adapters need torch: loaded on first use
@@ -21,6 +23,10 @@ __all__ = [
     "ChannelShift",
     "ClassBlend",
     "DIGITS_SPLITS",
+    "MNIST_FILES",
+    "RANDMAN_CONFIG",
+    "RANDMAN_SEED",
+    "RANDMAN_SPLITS",
     "ToSpikeTimes",
     "YINYANG_SPLITS",
     "channel_count",
@@ -32,6 +38,10 @@ __all__ = [
     "intensity_encode",
     "latency_encode",
     "load_digits",
+    "mnist_split",
+    "read_idx",
+    "randman",
+    "randman_split",
     "yinyang",
     "yinyang_split",
 ]

@@ -162,7 +162,7 @@ class TrainConfig:
     jitter: float = option(0.0, "training augmentation: Gaussian jitter of input spike times (ms; 0 = off)", type=float, group=OPT)
     ema: float = option(0.0, "evaluate an exponential moving average of the weights (decay per step; 0 = off)", type=float, group=OPT)
     grad_clip: float = option(0.0, "clip the gradient norm (0 = off)", type=float, group=OPT)
-    data: str | None = option(None, "folder of an event task's files in tonic's layout (shd, ssc: DIR/SHD/shd_train.h5 ...)", group=RUN)
+    data: str | None = option(None, "folder of the task's files (shd, ssc: tonic's layout DIR/SHD/shd_train.h5 ...; mnist: its IDX files)", group=RUN)
     train_size: int | None = option(None, "use only the first N training points (quick runs)", type=int, group=RUN)
     val_size: int | None = option(None, "use only the first N validation points (quick runs)", type=int, group=RUN)
     seed: int = option(0, "random seed", type=int, group=RUN)
@@ -216,8 +216,8 @@ class TrainConfig:
         fraction("max_silent_output", self.max_silent_output)
         _check_choice("dtype", self.dtype, DTYPES)
         _check_choice("task", self.task, TASKS)
-        if getattr(TASKS[self.task], "source", None) is not None and self.data is None:
-            raise ValueError(f"data: the {self.task} task reads its files from --data DIR (tonic's layout; --download fetches them)")
+        if TASKS[self.task].needs_data and self.data is None:
+            raise ValueError(f"data must name the folder of the {self.task} task's files")
         _check_choice("readout", self.readout, READOUTS)
         self._check_engine()
         for name in ("train_size", "val_size"):

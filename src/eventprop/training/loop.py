@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..datasets.events import ToSpikeTimes
-from ..datasets.heidelberg import heidelberg_split
+from ..datasets.sources import event_split
 from ..errors import TangentialCrossingWarning
 from .activity import Activity, bump_first_silent, layer_names
 from .checkpoints import FORMAT, RunLock, check_resumable, load_checkpoint, load_model, save_atomic
@@ -66,12 +66,12 @@ def load_split(config: TrainConfig, name: str) -> Split:
     size = {"train": config.train_size, "validation": config.val_size}.get(name)
     if isinstance(task, EventTask):
         to_times = ToSpikeTimes(task.sensor_size, t_stop=task.trial_ms * 1000.0, dtype=config.torch_dtype)
-        dataset, labels = heidelberg_split(task.source, config.data, name, transform=to_times)
+        dataset, labels = event_split(task.source, config.data, name, transform=to_times)
         if size is not None:
             dataset, labels = torch.utils.data.Subset(dataset, range(min(size, len(labels)))), labels[:size]
         labels = torch.as_tensor(labels, dtype=torch.long, device=config.device)
         return DatasetSplit(dataset, labels, task.n_features, device=config.device, dtype=config.torch_dtype)
-    x, y = task.split(name)
+    x, y = task.split(name, config.data) if task.needs_data else task.split(name)
     if size is not None:
         x, y = x[:size], y[:size]
     return EncodedSplit(encode(config, x), torch.as_tensor(y, dtype=torch.long, device=config.device))

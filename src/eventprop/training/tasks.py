@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from .. import datasets
-from ..datasets import digits_split, yinyang_split
+from ..datasets import RANDMAN_CONFIG, digits_split, randman_split, yinyang_split
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -39,9 +39,12 @@ class Task:
         features: what a row of ``X`` is (for messages).
         presets: name -> field overrides (module docstring); the first is the default.
         encoding: how the encoder places the spikes (for the CLI's help).
+        default_readout: the readout unless ``--readout`` says otherwise.
+        needs_data: ``split`` reads the user's files: it is called as ``split(name, data_dir)``
+            with ``--data`` (MNIST), not ``split(name)``.
     """
 
-    split: Callable[[str], tuple[np.ndarray, np.ndarray]]
+    split: Callable[..., tuple[np.ndarray, np.ndarray]]
     n_features: int
     n_classes: int
     encoder: Callable[..., Tensor]
@@ -50,6 +53,7 @@ class Task:
     presets: dict[str, dict[str, Any]]
     encoding: str = ""
     default_readout: str = "first-spike"
+    needs_data: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ class EventTask:
     """An event data set as the trainer sees it (read from ``--data DIR``).
 
     Attributes:
-        source: the reader in :mod:`eventprop.datasets.heidelberg` (``"shd"``, ``"ssc"``).
+        source: the data set in :mod:`eventprop.datasets.sources` (``"shd"``, ``"ssc"``, ``"nmnist"``).
         n_features: input channels (``W * H * P`` of ``sensor_size``).
         n_classes: size of the label range.
         sensor_size: ``(W, H, P)`` as in tonic.
@@ -76,6 +80,7 @@ class EventTask:
     presets: dict[str, dict[str, Any]]
     encoding: str = ""
     default_readout: str = "voltage"
+    needs_data: ClassVar[bool] = True
 
 
 def _latency_encode(values: Tensor, **kwargs: Any) -> Tensor:
@@ -100,6 +105,11 @@ _HEIDELBERG_PRESET: dict[str, Any] = {
     "dtype": "float32",
     "readouts": {"voltage": {"output_init": (0.0, 0.0625), "window": 1000.0, "voltage_scale": 1.0}},
 }
+
+def _mnist_split(name: str, data_dir: str) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`eventprop.datasets.mnist_split` with the task's argument order."""
+    return datasets.mnist_split(data_dir, name)
+
 
 # Readout fields that suit any task with inputs in [0, 30] ms and tau = 20 / 5 ms.
 _VOLTAGE_READOUT: dict[str, Any] = {"output_init": (0.0, 0.3), "window": 60.0, "voltage_scale": 5.0}
@@ -194,5 +204,69 @@ TASKS: dict[str, Task | EventTask] = {
         features="700 cochlea channels of a spoken command (Spiking Speech Commands)",
         encoding="each event is a spike of its channel at its time (ms), cropped at 1 s",
         presets={"best": _HEIDELBERG_PRESET},
+    ),
+    # Randman (eventprop.datasets.randman): one spike per input neuron, the class is in the timing.
+    "randman": Task(
+        split=randman_split,
+        n_features=int(RANDMAN_CONFIG["n_units"]),
+        n_classes=int(RANDMAN_CONFIG["n_classes"]),
+        encoder=_latency_encode,
+        scale=1.0,
+        features=f"{RANDMAN_CONFIG['n_units']} firing times in [0, 1] (points of {RANDMAN_CONFIG['dim']}-d random manifolds)",
+        encoding="value v spikes at t_first + v (t_last - t_first), plus the bias spike(s)",
+        presets={
+            "best": {"epochs": 30, "hidden": (200,), "hidden_init": (0.5, 0.5), "output_init": (0.5, 0.2)},
+            "recurrent": {"epochs": 30, "hidden": (200,), "recurrent": (True,), "hidden_init": (0.5, 0.5), "output_init": (0.5, 0.2)},
+        },
+    ),
+    # The authors' latency MNIST set-up: 784-350-10 with a maximum-voltage readout (they
+    # report 97.6 +- 0.1 %); pixels of intensity p > 0 spike once, brighter earlier, blank
+    # pixels stay silent. Initial weights scaled from the digits preset by the number of
+    # lit pixels (about 150 against 30). Not tuned on the real data here (README).
+    "mnist": Task(
+        split=_mnist_split,
+        n_features=784,
+        n_classes=10,
+        encoder=_intensity_encode,
+        scale=255.0,
+        features="784 pixel intensities 0..255 (row-major 28x28, MNIST's IDX files)",
+        encoding="intensity p > 0 spikes at t_first + (1 - p/255) (t_last - t_first), blank pixels stay silent",
+        default_readout="voltage",
+        needs_data=True,
+        presets={
+            "best": {
+                "epochs": 30,
+                "hidden": (350,),
+                "t_first": 0.0,
+                "t_last": 30.0,
+                "bias_times": (0.0,),
+                "readouts": {
+                    "voltage": {"hidden_init": (0.13, 0.13), "output_init": (0.0, 0.16), "window": 60.0, "voltage_scale": 5.0}
+                },
+            },
+        },
+    ),
+    # N-MNIST, all three saccades (300 ms): 34 x 34 x 2 = 2312 input channels, a hidden layer
+    # of 200 and a leaky-integrator readout. Not tuned on the real data here (README).
+    "nmnist": EventTask(
+        source="nmnist",
+        n_features=2312,
+        n_classes=10,
+        sensor_size=(34, 34, 2),
+        trial_ms=300.0,
+        features="34 x 34 x 2 event-camera channels of a moving MNIST digit (N-MNIST)",
+        encoding="each event is a spike of channel (p * 34 + y) * 34 + x at its time (ms), cropped at 300 ms",
+        presets={
+            "best": {
+                "epochs": 20,
+                "batch_size": 32,
+                "lr": 1e-3,
+                "lr_decay": 1.0,
+                "hidden": (200,),
+                "hidden_init": (0.02, 0.05),
+                "dtype": "float32",
+                "readouts": {"voltage": {"output_init": (0.0, 0.07), "window": 300.0, "voltage_scale": 1.0}},
+            }
+        },
     ),
 }
