@@ -79,7 +79,7 @@ import numpy as np
 
 from ..validation import non_negative_int, positive, positive_int
 
-__all__ = ["RANDMAN_CONFIG", "RANDMAN_SEED", "RANDMAN_SPLITS", "randman", "randman_split"]
+__all__ = ["RANDMAN_CONFIG", "RANDMAN_SEED", "RANDMAN_SPLITS", "default_n_freqs", "randman", "randman_split"]
 
 #: Configuration of the built-in splits (keyword arguments of :func:`randman`).
 RANDMAN_CONFIG: dict[str, int | float] = {"n_classes": 10, "n_units": 20, "dim": 3, "alpha": 2.0}
@@ -99,7 +99,7 @@ _MAX_SEED = 2**32
 
 
 def default_n_freqs(alpha: float) -> int:
-    """The cut-off ``K = min(ceil(1000^(1/alpha)), 1000)``: ``K^-alpha`` is the first amplitude factor below 1e-3."""
+    """The cut-off ``K = min(ceil(1000^(1/alpha)), 1000)``: the first ``k`` with ``k^-alpha <= 1e-3`` (capped)."""
     return int(min(math.ceil(1000.0 ** (1.0 / positive("alpha", alpha)) - 1e-9), _MAX_FREQS))
 
 
@@ -147,6 +147,7 @@ def _embed(points: np.ndarray, params: np.ndarray, alpha: float) -> np.ndarray:
 
 
 def _seed(name: str, value: int) -> int:
+    """``value`` if it is an int in ``[0, 2**32)`` (what ``RandomState`` takes), else ``ValueError``."""
     if non_negative_int(name, value) >= _MAX_SEED:
         raise ValueError(f"{name} must be an int in [0, 2**32), got {value!r}")
     return int(value)
@@ -214,8 +215,18 @@ def randman(
 
 @lru_cache(maxsize=len(RANDMAN_SPLITS))
 def _split(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``name``, generated once per process (read-only arrays)."""
     per_class, sample_seed = RANDMAN_SPLITS[name]
-    x, y = randman(**RANDMAN_CONFIG, samples_per_class=per_class, seed=RANDMAN_SEED, sample_seed=sample_seed)  # type: ignore[arg-type]
+    config = RANDMAN_CONFIG
+    x, y = randman(
+        int(config["n_classes"]),
+        int(config["n_units"]),
+        int(config["dim"]),
+        float(config["alpha"]),
+        per_class,
+        RANDMAN_SEED,
+        sample_seed=sample_seed,
+    )
     x.setflags(write=False)
     y.setflags(write=False)
     return x, y

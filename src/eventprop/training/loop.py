@@ -1,9 +1,11 @@
 """The training loop: one run = one seed of a configured classifier.
 
 A run trains a stack of hidden LIF layers and a readout (:mod:`.network`,
-:mod:`.readouts`) on a task's latency-encoded data (:mod:`.tasks`) with Adam and an
-exponential learning-rate decay, optional weight bumping (:mod:`.activity`), gradient
-clipping, input jitter and a weight EMA, and leaves in its output folder:
+:mod:`.readouts`) on a task's spike times (:mod:`.tasks`: built-in rows encoded once, or
+event data read per minibatch, :mod:`.splits`) with Adam and an exponential
+learning-rate decay, optional weight bumping (:mod:`.activity`), gradient clipping,
+input jitter and a weight EMA, in one process or data-parallel under torchrun
+(:mod:`.distributed`), and leaves in its output folder:
 
 - ``metrics.csv``: one row per epoch (train/validation loss and accuracy, spikes per
   sample and silent fraction of every spiking layer, the number of tangential spikes
