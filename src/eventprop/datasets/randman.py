@@ -26,8 +26,8 @@ independently and uniformly from ``[0, 1)``: the ``k``-th component oscillates a
 random frequency in ``[0, k)`` cycles per unit length with an amplitude that falls
 off as ``k^-alpha`` (a power spectrum ``1/f^(2 alpha)``). Larger ``alpha`` gives
 smoother manifolds. The sum is cut off at ``K = n_freqs`` components, by default
-``K = min(ceil(1000^(1/alpha)), 1000)``, where the last amplitude factor falls below
-``1e-3`` (32 for ``alpha = 2``).
+``K = min(ceil(1000^(1/alpha)), 1000)``, the first ``k`` whose amplitude factor
+``k^-alpha`` is at most ``1e-3`` (32 for ``alpha = 2``).
 
 Each component is then rescaled into ``[0, 1]`` by its range over the whole cube,
 
@@ -40,9 +40,8 @@ factors' minima and maxima; each factor's extremes are taken on a uniform grid o
 ``min(40 K, 4096) + 1`` points (at least 40 per period of the fastest component
 when ``K <= 102``; beyond, only components with amplitude factors below
 ``102^-alpha`` are sampled more coarsely), and the result is clipped into
-``[0, 1]`` against the grid's rounding. The scale depends on
-the manifold only, not on the samples, so every split of a configuration sees the
-same manifolds.
+``[0, 1]`` against the grid's rounding. The scale depends on the manifold only, not
+on the samples, so every split of a configuration sees the same manifolds.
 
 Samples
 -------
@@ -56,8 +55,18 @@ Difficulty
 ----------
 Harder with a larger manifold dimension ``D`` (a class fills more of the cube of
 spike times), more classes, smaller ``alpha`` (rougher, more folded manifolds) and
-fewer units ``U`` (fewer views of the same intrinsic point); ``D = 1`` manifolds
-with ``alpha = 2`` are nearly linearly separable at ``U = 100``.
+fewer units ``U`` (fewer views of the same intrinsic point, less room between the
+manifolds). Logistic regression on the values (10 classes, manifold seed 0, 300
+training and 100 validation points per class; validation accuracy): ``D = 1`` or
+``2`` at ``U = 100`` 100 %, ``D = 1`` at ``U = 20`` 81 %, ``D = 2`` at ``U = 20``
+52 %, ``D = 3`` at ``U = 20`` 67 %, ``D = 3`` at ``U = 50`` 96 %; a vote of the 5
+nearest training points is right 98-100 % of the time in every case: the classes
+are separable, but not by hyperplanes.
+
+The built-in splits (:func:`randman_split`) use 10 classes, ``U = 20``, ``D = 3``,
+``alpha = 2``: logistic regression stays near 69 % on them, a spiking network
+learns them to above 95 % in a few minutes on one core (README, "Randman
+results").
 
 Random streams
 --------------
@@ -81,7 +90,8 @@ from ..validation import non_negative_int, positive, positive_int
 
 __all__ = ["RANDMAN_CONFIG", "RANDMAN_SEED", "RANDMAN_SPLITS", "default_n_freqs", "randman", "randman_split"]
 
-#: Configuration of the built-in splits (keyword arguments of :func:`randman`).
+#: Configuration of the built-in splits (keyword arguments of :func:`randman`): hard for a
+#: linear classifier on the spike times, learnable by a spiking network (module docstring).
 RANDMAN_CONFIG: dict[str, int | float] = {"n_classes": 10, "n_units": 20, "dim": 3, "alpha": 2.0}
 #: Seed of the built-in splits' manifolds (shared by all three splits).
 RANDMAN_SEED: int = 0
