@@ -147,3 +147,10 @@ def heidelberg_samples(n: int, seed: int, *, classes: int = 20, speakers: int = 
         count = int(rng.integers(200, 400))
         out.append((np.sort(rng.uniform(0, 1.2, count)), rng.integers(0, 700, count), int(k % classes), int(k % speakers)))
     return out
+
+
+def assert_one_line_error(err: str, message: str) -> None:
+    """``err`` (a captured stderr) is one line, no traceback, containing ``message``."""
+    err = err.strip()
+    assert message in err, err
+    assert "\n" not in err and "Traceback" not in err

@@ -13,7 +13,7 @@ import torch
 pytest.importorskip("tonic")
 pytest.importorskip("h5py")
 
-from helpers import heidelberg_samples, write_heidelberg  # noqa: E402
+from helpers import assert_one_line_error, heidelberg_samples, write_heidelberg  # noqa: E402
 
 from eventprop.cli import main  # noqa: E402
 from eventprop.datasets import ToSpikeTimes, collate  # noqa: E402
@@ -79,9 +79,7 @@ def test_cli_one_epoch_and_evaluate(shd: tuple[Path, list, list], tmp_path: Path
 
 
 def _one_line(capsys: pytest.CaptureFixture[str], message: str) -> None:
-    err = capsys.readouterr().err.strip()
-    assert message in err, err
-    assert "\n" not in err and "Traceback" not in err
+    assert_one_line_error(capsys.readouterr().err, message)
 
 
 def test_bad_data_is_one_line_error(shd: tuple[Path, list, list], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

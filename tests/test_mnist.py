@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import assert_one_line_error
 
 from eventprop.cli import main
 from eventprop.datasets import mnist_split, read_idx
@@ -56,9 +57,7 @@ def test_cli_one_epoch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 
 
 def _one_line(capsys: pytest.CaptureFixture[str], message: str) -> None:
-    err = capsys.readouterr().err.strip()
-    assert message in err, err
-    assert "\n" not in err and "Traceback" not in err
+    assert_one_line_error(capsys.readouterr().err, message)
 
 
 def test_bad_files_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -111,6 +111,20 @@ def _mnist_split(name: str, data_dir: str) -> tuple[np.ndarray, np.ndarray]:
     return datasets.mnist_split(data_dir, name)
 
 
+def _heidelberg_task(source: str, n_classes: int, what: str) -> EventTask:
+    """SHD or SSC: 700 cochlea channels, 1 s trials, the shared preset."""
+    return EventTask(
+        source=source,
+        n_features=700,
+        n_classes=n_classes,
+        sensor_size=(700, 1, 1),
+        trial_ms=1000.0,
+        features=f"700 cochlea channels of {what}",
+        encoding="each event is a spike of its channel at its time (ms), cropped at 1 s",
+        presets={"best": _HEIDELBERG_PRESET},
+    )
+
+
 # Readout fields that suit any task with inputs in [0, 30] ms and tau = 20 / 5 ms.
 _VOLTAGE_READOUT: dict[str, Any] = {"output_init": (0.0, 0.3), "window": 60.0, "voltage_scale": 5.0}
 
@@ -185,26 +199,8 @@ TASKS: dict[str, Task | EventTask] = {
     # voltage loss, as in the published EventProp SHD set-up (tau_mem 20 ms, tau_syn 5 ms,
     # 1 s trials). Initial weights make the hidden layer fire at about 8 Hz on SHD-shaped
     # input (benchmarks/bench_shd.py). Not tuned on the real data here (README).
-    "shd": EventTask(
-        source="shd",
-        n_features=700,
-        n_classes=20,
-        sensor_size=(700, 1, 1),
-        trial_ms=1000.0,
-        features="700 cochlea channels of a spoken digit (Spiking Heidelberg Digits)",
-        encoding="each event is a spike of its channel at its time (ms), cropped at 1 s",
-        presets={"best": _HEIDELBERG_PRESET},
-    ),
-    "ssc": EventTask(
-        source="ssc",
-        n_features=700,
-        n_classes=35,
-        sensor_size=(700, 1, 1),
-        trial_ms=1000.0,
-        features="700 cochlea channels of a spoken command (Spiking Speech Commands)",
-        encoding="each event is a spike of its channel at its time (ms), cropped at 1 s",
-        presets={"best": _HEIDELBERG_PRESET},
-    ),
+    "shd": _heidelberg_task("shd", 20, "a spoken digit (Spiking Heidelberg Digits)"),
+    "ssc": _heidelberg_task("ssc", 35, "a spoken command (Spiking Speech Commands)"),
     # Randman (eventprop.datasets.randman): one spike per input neuron, the class is in the timing.
     "randman": Task(
         split=randman_split,
