@@ -75,19 +75,29 @@ def record(kind: str, value: float) -> None:
 
 
 def assert_gradients_match(
-    loss: Callable[[], Tensor], tensors: Sequence[Tensor], names: Sequence[str], kind: str, tol: float = 1e-6
+    loss: Callable[[], Tensor],
+    tensors: Sequence[Tensor],
+    names: Sequence[str],
+    kind: str,
+    tol: float = 1e-6,
+    richardson: bool = False,
 ) -> dict[str, float]:
     """Autograd gradients of ``loss()`` vs central finite differences, relative error <= ``tol``.
 
     ``tensors`` are leaves (parameters or inputs) that ``loss()`` reads; each gradient
     must be non-zero (else the comparison would be vacuous). Errors go to :func:`record`
-    under ``kind`` and are returned by name.
+    under ``kind`` and are returned by name. ``richardson``: the differences are
+    ``(4 g(h/2) - g(h)) / 3`` (error O(h^4), for losses with large curvature near
+    ill-conditioned crossings).
     """
     for name, t in zip(names, tensors):
         if not t.requires_grad:
             raise ValueError(f"{name} must require grad")
     grads = torch.autograd.grad(loss(), list(tensors), allow_unused=True)
     numeric = central_differences(loss, tensors)
+    if richardson:
+        half = central_differences(loss, tensors, h=5e-7)
+        numeric = [(4 * g2 - g1) / 3 for g1, g2 in zip(numeric, half)]
     errors = {}
     for name, g, n in zip(names, grads, numeric):
         assert g is not None, f"{name}: no gradient path"

@@ -184,9 +184,12 @@ def _as_matrix(w, name: str) -> list[list[float]]:
     return m
 
 
-def _input_events(input_times: Sequence[Sequence[float]]) -> list[tuple[float, int]]:
-    """All input spikes as (time, input index), in time order.  +inf entries
-    (padding) are ignored."""
+def _input_events(input_times: Sequence[Sequence[float]], n: int, delays=None) -> list[tuple[float, int, int]]:
+    """All input spike arrivals as (time, input index, target), in time order;
+    target -1: every neuron.  +inf entries (padding) are ignored.  ``delays``:
+    None, one per input (delays[i]: every spike of input i arrives that much
+    later, at every neuron) or N x n_inputs (delays[j][i]: at neuron j)."""
+    per_synapse = delays is not None and len(delays) > 0 and isinstance(delays[0], (list, tuple, np.ndarray))
     events = []
     for i, times in enumerate(input_times):
         for t in times:
@@ -195,7 +198,12 @@ def _input_events(input_times: Sequence[Sequence[float]]) -> list[tuple[float, i
                 raise ValueError(f"invalid input spike time {t} for input {i}")
             if math.isinf(t):
                 continue
-            events.append((t, i))
+            if delays is None:
+                events.append((t, i, -1))
+            elif per_synapse:
+                events.extend((t + float(delays[j][i]), i, j) for j in range(n))
+            else:
+                events.append((t + float(delays[i]), i, -1))
     events.sort()
     return events
 
@@ -214,26 +222,29 @@ def _run(
     t_max: float,
     t_stop: float,
     max_events: int,
+    delays=None,
 ) -> tuple[list[list[float]], list[float], list[float]]:
     """Simulate up to t_stop (may be inf: until nothing can happen any more).
     Spikes only at times <= t_max.  Returns (spikes, V, I); V, I are the states
-    at t_stop after every event at times <= t_stop (meaningless if t_stop is inf)."""
+    at t_stop after every event at times <= t_stop (meaningless if t_stop is inf).
+    ``threshold``: one for all neurons, or a list with one per neuron."""
     if not (tau_mem > 0.0 and tau_syn > 0.0):
         raise ValueError("time constants must be positive")
-    if not threshold > 0.0:
-        raise ValueError("threshold must be positive")
-    tau_mem, tau_syn, threshold = float(tau_mem), float(tau_syn), float(threshold)
+    tau_mem, tau_syn = float(tau_mem), float(tau_syn)
     t_max, t_stop = float(t_max), float(t_stop)
 
     w_in = _as_matrix(w_in, "w_in")
     n = len(w_in)  # number of neurons
+    thetas = [float(x) for x in threshold] if isinstance(threshold, (list, tuple, np.ndarray)) else [float(threshold)] * n
+    if len(thetas) != n or not all(x > 0.0 for x in thetas):
+        raise ValueError("threshold must be positive (one, or one per neuron)")
     if n and len(w_in[0]) != len(input_times):
         raise ValueError(f"w_in has {len(w_in[0])} columns but there are {len(input_times)} inputs")
     if w_rec is not None:
         w_rec = _as_matrix(w_rec, "w_rec")
         if len(w_rec) != n or any(len(row) != n for row in w_rec):
             raise ValueError("w_rec must be N x N")
-    events = _input_events(input_times)
+    events = _input_events(input_times, n, delays)
 
     v = [0.0] * n
     i_syn = [0.0] * n
@@ -260,7 +271,7 @@ def _run(
         if t_search_end > t_cur:
             for j in range(n):
                 tc = _first_crossing(
-                    v[j], i_syn[j], t_cur, t_search_end, theta=threshold, tau_mem=tau_mem, tau_syn=tau_syn
+                    v[j], i_syn[j], t_cur, t_search_end, theta=thetas[j], tau_mem=tau_mem, tau_syn=tau_syn
                 )
                 if tc is not None and tc < t_spike:
                     t_spike = tc
@@ -270,10 +281,10 @@ def _run(
             # at this instant spikes (this includes the one that determined t_spike,
             # since advance() evaluates exactly the expression _first_crossing did).
             advance(t_spike)
-            spiking = [j for j in range(n) if v[j] >= threshold]
+            spiking = [j for j in range(n) if v[j] >= thetas[j]]
             assert spiking, "internal error: no neuron at threshold at a spike time"
             for j in spiking:
-                v[j] -= threshold  # reset by subtraction
+                v[j] -= thetas[j]  # reset by subtraction
                 spikes[j].append(t_spike)
             if w_rec is not None:
                 for j in spiking:  # every spiking neuron transmits
@@ -289,8 +300,8 @@ def _run(
             break
         advance(t_free_end)
         while k_ev < len(events) and events[k_ev][0] == t_cur:  # all inputs at this instant
-            i = events[k_ev][1]
-            for j in range(n):
+            _, i, target = events[k_ev]
+            for j in range(n) if target < 0 else (target,):
                 i_syn[j] += w_in[j][i]
             k_ev += 1
         if t_cur >= t_stop:
@@ -309,12 +320,15 @@ def simulate(
     w_rec=None,
     t_max: float = math.inf,
     max_events: int = 100000,
+    delays=None,
 ) -> list[list[float]]:
     """Spike times of a (possibly recurrent) LIF layer.
 
     input_times[i]: spike times of input neuron i (any order; +inf = padding).
     w_in: N x n_inputs (w_in[j][i] = weight from input i to neuron j).
+    threshold: one, or a list with one per neuron.
     w_rec: optional N x N (w_rec[m][n] = weight from neuron n to neuron m).
+    delays: optional input delays, one per input or N x n_inputs (see _input_events).
     Returns, for each of the N neurons, its ascending list of spike times (<= t_max).
     Raises RuntimeError if more than max_events spikes occur.
     """
@@ -328,6 +342,7 @@ def simulate(
         t_max=t_max,
         t_stop=t_max,
         max_events=max_events,
+        delays=delays,
     )
     return spikes
 

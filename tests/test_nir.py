@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from eventprop import LIFLayer, LIReadout, from_nir, to_nir
+from eventprop import LIFConv2d, LIFLayer, LIReadout, from_nir, to_nir
 from helpers import F64, random_inputs, record
 
 nir = pytest.importorskip("nir")
@@ -436,3 +436,27 @@ def test_import_eventprop_without_nir() -> None:
         "assert callable(to_nir) and callable(from_nir) and 'to_nir' in eventprop.__all__\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=300)
+
+
+def test_export_of_masks_axonal_delays_and_learned_constants() -> None:
+    mask = torch.tensor([[True, False, True], [False, True, True]])
+    layer = LIFLayer(3, 2, tau_mem=20.0, tau_syn=5.0, mask=mask, delays="axon", init_delay=4.0, learn_tau="neuron",
+                     learn_threshold=True)  # fmt: skip
+    with torch.no_grad():
+        layer.log_threshold.copy_(torch.log(torch.tensor([0.5, 2.0])))
+        layer.log_tau_mem.copy_(torch.log(torch.tensor([10.0, 30.0])))
+    graph = to_nir(layer)
+    assert ("input", "0.delay") in graph.edges and ("0.delay", "0.linear") in graph.edges
+    np.testing.assert_allclose(graph.nodes["0.delay"].delay, layer.delay.detach().numpy())
+    np.testing.assert_array_equal(graph.nodes["0.linear"].weight, (layer.weight * mask).detach().numpy())
+    np.testing.assert_allclose(graph.nodes["0.lif"].v_threshold, [0.5, 2.0], rtol=1e-6)
+    np.testing.assert_allclose(graph.nodes["0.lif"].tau_mem, [10.0, 30.0], rtol=1e-6)
+    with pytest.raises(ValueError, match="Delay"):
+        from_nir(graph)  # eventprop reads no Delay nodes yet: a one-line refusal, not a network without them
+
+
+def test_export_refuses_what_nir_cannot_express() -> None:
+    with pytest.raises(ValueError, match="delay per synapse, which NIR cannot express"):
+        to_nir(LIFLayer(3, 2, tau_mem=20.0, tau_syn=5.0, delays="synapse"))
+    with pytest.raises(ValueError, match="module 0 is a LIFConv2d"):
+        to_nir(torch.nn.Sequential(LIFConv2d(1, 1, 2, input_size=(3, 3), tau_mem=20.0, tau_syn=5.0)))

@@ -38,8 +38,11 @@ _EXPORTS = {
     "gradcheck": ".inspection.gradcheck",
     "GradcheckReport": ".inspection.gradcheck",
     "label_voltage_gap": ".losses",
+    "Connectivity": ".layers",
+    "lif_connections": ".layers",
     "lif_layer": ".layers",
     "lif_trajectory": ".layers",
+    "LIFConv2d": ".layers",
     "LIFLayer": ".layers",
     "LIReadout": ".layers",
     "max_voltage_cross_entropy": ".losses",
@@ -61,7 +64,16 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time 
     from .errors import SpikeLimitError
     from .inspection.gradcheck import GradcheckReport, gradcheck
     from .interchange import from_nir, to_nir
-    from .layers import LIFLayer, LIReadout, lif_layer, lif_trajectory, readout_trajectory
+    from .layers import (
+        Connectivity,
+        LIFConv2d,
+        LIFLayer,
+        LIReadout,
+        lif_connections,
+        lif_layer,
+        lif_trajectory,
+        readout_trajectory,
+    )
     from .losses import (
         first_spike_correct,
         first_spike_cross_entropy,
@@ -83,7 +95,9 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - running from a sour
     __version__ = "0+unknown"
 
 __all__ = [
+    "Connectivity",
     "GradcheckReport",
+    "LIFConv2d",
     "LIFLayer",
     "LIReadout",
     "NeuronParams",
@@ -96,6 +110,7 @@ __all__ = [
     "from_nir",
     "gradcheck",
     "label_voltage_gap",
+    "lif_connections",
     "lif_layer",
     "lif_trajectory",
     "max_voltage_cross_entropy",

@@ -9,10 +9,10 @@ why. A new engine is one module (or folder) with an :class:`Engine` subclass, an
 Registered:
 
 - ``"numba"`` (:mod:`eventprop.engines.numba_cpu`): compiled CPU kernels, every kind
-  (feed-forward, recurrent, trajectory); picked by ``auto`` for CPU tensors when numba
-  is installed;
-- ``"torch"`` (:mod:`eventprop.engines.pytorch`): vectorised PyTorch, every kind and
-  device.
+  (feed-forward, recurrent, connection lists, trajectory); picked by ``auto`` for CPU
+  tensors when numba is installed;
+- ``"torch"`` (:mod:`eventprop.engines.pytorch`): vectorised PyTorch, feed-forward,
+  recurrent and trajectory, any device.
 """
 
 from __future__ import annotations
@@ -25,11 +25,22 @@ from ..compat import check_torch_version
 
 check_torch_version(torch.__version__)  # every computation goes through the engines
 
-from .base import Engine, LayerKind, LayerSpec  # noqa: E402 (after the version check)
+from .base import ConnectionGradients, Connections, Engine, LayerGradients, LayerKind, LayerSpec  # noqa: E402 (after the version check)
 from .numba_cpu import NumbaEngine  # noqa: E402
 from .pytorch import TorchEngine  # noqa: E402
 
-__all__ = ["Engine", "LayerKind", "LayerSpec", "register_engine", "get_engine", "engine_names", "select_engine"]
+__all__ = [
+    "Engine",
+    "LayerKind",
+    "LayerSpec",
+    "LayerGradients",
+    "Connections",
+    "ConnectionGradients",
+    "register_engine",
+    "get_engine",
+    "engine_names",
+    "select_engine",
+]
 
 _REGISTRY: dict[str, Engine] = {}
 

@@ -35,14 +35,24 @@ Entry points, for a layer with ``N = weight.shape[0]`` neurons and input
   :class:`~eventprop.errors.SpikeLimitError`); ``saved`` is a tuple of tensors, passed
   to ``save_for_backward`` and back to ``adjoint`` unchanged. It holds per-event and
   per-spike data only (memory grows with spikes, never with simulated time).
-- ``adjoint(kind, spec, grad_out, saved, input_shape) -> (grad_times, grad_weight,
-  grad_recurrent_weight, n_tangential)``: the exact EventProp gradient (paper Table 2,
-  :mod:`eventprop.model.neuron`) for ``grad_out = dL/d out_times`` (entries at padding
-  are ignored); shapes of ``times``, ``weight`` and ``recurrent_weight`` (``None`` for a
-  feed-forward layer; zero diagonal for a recurrent one); ``n_tangential`` counts the
-  spikes with ``|I - theta| <= tangent_tolerance * theta``, whose jump denominator is
-  clipped to that bound when ``spec.tangent_safeguard`` is set (see
-  :func:`~eventprop.model.neuron.adjoint_jump`; never a division error).
+- ``adjoint(kind, spec, grad_out, saved, input_shape) -> LayerGradients``: the exact
+  EventProp gradient (paper Table 2, :mod:`eventprop.model.neuron`) for ``grad_out =
+  dL/d out_times`` (entries at padding are ignored): ``times``, ``weight`` and
+  ``recurrent_weight`` (``None`` for a feed-forward layer; zero diagonal for a
+  recurrent one) gradients in their shapes; ``n_tangential`` counts the spikes with
+  ``|I - theta| <= tangent_tolerance * theta``, whose jump denominator is clipped to
+  that bound when ``spec.tangent_safeguard`` is set (see
+  :func:`~eventprop.model.neuron.adjoint_jump`; never a division error); ``jumps``:
+  the jump ``J_k`` of the spiking neuron's ``lambda_V`` at every output spike
+  (``out_times``' shape, 0 at padding), from which the gradients of the time
+  constants follow (:mod:`eventprop.model.sensitivity`).
+- ``simulate_connections(spec, times, connections) -> (out_times, saved)`` and
+  ``adjoint_connections(spec, grad_out, saved, input_shape, want_tau) ->
+  ConnectionGradients`` (kind ``connections``): a feed-forward layer given as a list of
+  synapses grouped by target neuron (:class:`Connections`: a source, weight and delay
+  per synapse, time constants per neuron, threshold 1); the same outputs and the
+  gradients of every tensor of :class:`Connections` (the time constants' only where
+  ``want_tau``, zeros otherwise).
 - ``trajectory(times, spikes, weight, recurrent_weight, params, window) ->
   VoltageTrajectory``: states just after every event on ``[0, window]``
   (:class:`~eventprop.model.trajectory.VoltageTrajectory`), differentiable by autograd
@@ -56,7 +66,7 @@ from __future__ import annotations
 import enum
 from abc import ABC
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import torch
 from torch import Tensor
@@ -64,7 +74,7 @@ from torch import Tensor
 from ..model.neuron import NeuronParams, tangent_tolerance
 from ..model.trajectory import VoltageTrajectory
 
-__all__ = ["LayerKind", "LayerSpec", "Engine"]
+__all__ = ["LayerKind", "LayerSpec", "LayerGradients", "Connections", "ConnectionGradients", "Engine"]
 
 
 class LayerKind(str, enum.Enum):
@@ -72,6 +82,7 @@ class LayerKind(str, enum.Enum):
 
     FEEDFORWARD = "feedforward"
     RECURRENT = "recurrent"
+    CONNECTIONS = "connections"
     TRAJECTORY = "trajectory"
 
 
@@ -94,6 +105,50 @@ class LayerSpec:
     def clip(self, dtype: torch.dtype) -> float:
         """The jump denominator's bound for ``dtype``: ``tangent_tolerance * theta``, or 0 without the safeguard."""
         return tangent_tolerance(dtype) * self.params.threshold if self.tangent_safeguard else 0.0
+
+
+class LayerGradients(NamedTuple):
+    """What :meth:`Engine.adjoint` returns (module docstring)."""
+
+    times: Tensor
+    weight: Tensor
+    recurrent_weight: Tensor | None
+    n_tangential: int
+    jumps: Tensor
+
+
+class Connections(NamedTuple):
+    """A feed-forward layer as a list of synapses grouped by target neuron (kind ``connections``).
+
+    Synapse ``c`` with ``pointer[j] <= c < pointer[j + 1]`` carries every spike of input
+    neuron ``source[c]`` to neuron ``j``, arriving ``delay[c]`` later, where it adds
+    ``weight[c]`` to ``I_j``; neuron ``j`` has time constants ``tau_mem[j]``,
+    ``tau_syn[j]`` and threshold 1 (``spec.params.threshold``).
+
+    Shape:
+        - source, weight, delay: ``(C,)`` (``source`` int64, ``delay >= 0``)
+        - pointer: ``(N + 1,)`` int64, ascending, ``pointer[0] = 0``, ``pointer[N] = C``
+        - tau_mem, tau_syn: ``(N,)``, positive
+    """
+
+    source: Tensor
+    pointer: Tensor
+    weight: Tensor
+    delay: Tensor
+    tau_mem: Tensor
+    tau_syn: Tensor
+
+
+class ConnectionGradients(NamedTuple):
+    """What :meth:`Engine.adjoint_connections` returns: the gradients of the input times and of :class:`Connections`' tensors."""
+
+    times: Tensor
+    weight: Tensor
+    delay: Tensor
+    tau_mem: Tensor
+    tau_syn: Tensor
+    n_tangential: int
+    jumps: Tensor
 
 
 class Engine(ABC):
@@ -143,9 +198,21 @@ class Engine(ABC):
         grad_out: Tensor,
         saved: tuple[Tensor, ...],
         input_shape: torch.Size,
-    ) -> tuple[Tensor, Tensor, Tensor | None, int]:
+    ) -> LayerGradients:
         """EventProp backward of :meth:`simulate` (module docstring)."""
         raise NotImplementedError(f"engine {self.name!r} has no adjoint for {kind.value} layers")
+
+    def simulate_connections(
+        self, spec: LayerSpec, times: Tensor, connections: Connections
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """Exact forward simulation of a layer given as :class:`Connections` (module docstring)."""
+        raise NotImplementedError(f"engine {self.name!r} does not simulate connection-list layers")
+
+    def adjoint_connections(
+        self, spec: LayerSpec, grad_out: Tensor, saved: tuple[Tensor, ...], input_shape: torch.Size, want_tau: bool
+    ) -> ConnectionGradients:
+        """EventProp backward of :meth:`simulate_connections` (module docstring)."""
+        raise NotImplementedError(f"engine {self.name!r} has no adjoint for connection-list layers")
 
     def trajectory(
         self,

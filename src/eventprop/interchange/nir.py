@@ -14,6 +14,12 @@ The graph (layer ``k`` of the sequence; node keys in quotes)::
     LIReadout k: "k.linear" Linear(weight) -> "k.li" CubaLI          (last layer only)
     "output"     Output, shape (out_features of the last layer,)
 
+A layer with axonal delays (``delays="axon"``) gets ``"k.delay"`` Delay(delay) before its
+``Linear``; a masked layer's ``Linear`` holds ``weight * mask`` (absent synapses are
+zero weights); learned time constants and thresholds are written with their current
+values, one per neuron. Delays per synapse and convolutional layers have no NIR form
+here: :func:`to_nir` refuses them.
+
 The equations. eventprop, between events (:mod:`eventprop.model.neuron`)::
 
     tau_mem dV/dt = -V + I,    tau_syn dI/dt = -I,
@@ -184,8 +190,13 @@ def to_nir(model: nn.Module, *, time_unit: str = "ms", spike_area: float | str =
     source = "input"
     for k, layer in enumerate(layers):
         linear, neuron = f"{k}.linear", (f"{k}.lif" if isinstance(layer, LIFLayer) else f"{k}.li")
-        nodes[linear] = nir.Linear(weight=_numpy(layer.weight))
+        mask = getattr(layer, "mask", None)
+        nodes[linear] = nir.Linear(weight=_numpy(layer.weight if mask is None else layer.weight * mask))
         nodes[neuron] = _neuron_node(nir, layer, unit, area)
+        if isinstance(layer, LIFLayer) and layer.delays == "axon":
+            nodes[f"{k}.delay"] = nir.Delay(delay=_numpy(layer.delay.clamp(min=0.0)).astype(np.float64) / unit)
+            edges.append((source, f"{k}.delay"))
+            source = f"{k}.delay"
         edges += [(source, linear), (linear, neuron)]
         if isinstance(layer, LIFLayer) and layer.recurrent_weight is not None:
             nodes[f"{k}.recurrent"] = nir.Linear(weight=_numpy(without_self_connections(layer.recurrent_weight)))
@@ -207,6 +218,11 @@ def _layers_of(model: nn.Module) -> list[LIFLayer | LIReadout]:
                 f"to_nir exports an LIFLayer, an LIReadout or an nn.Sequential of them; module {k} is a "
                 f"{type(layer).__name__}"
             )
+        if isinstance(layer, LIFLayer) and layer.delays == "synapse":
+            raise ValueError(
+                f"to_nir: module {k} has a delay per synapse, which NIR cannot express (its Delay node delays a whole "
+                "input neuron: delays='axon')"
+            )
         if isinstance(layer, LIReadout) and k < len(layers) - 1:
             raise ValueError(f"to_nir: module {k} is an LIReadout but not the last module (a readout emits no spikes)")
         if k and layer.in_features != layers[k - 1].out_features:
@@ -224,18 +240,24 @@ def _numpy(tensor: Tensor) -> np.ndarray:
 
 def _neuron_node(nir: Any, layer: LIFLayer | LIReadout, unit: float, spike_area: float | str) -> Any:
     """The ``CubaLIF`` (LIF layer) or ``CubaLI`` (readout) node of ``layer``, times in the graph's unit."""
-    p, n = layer.params, layer.out_features
-    tau_syn = p.tau_syn / unit
+    n = layer.out_features
 
-    def full(value: float) -> np.ndarray:
+    def full(value: float | Tensor) -> np.ndarray:
+        if isinstance(value, Tensor):  # a learned constant: its current values
+            return np.broadcast_to(value.detach().cpu().numpy().astype(np.float64), (n,)).copy()
         return np.full(n, value, dtype=np.float64)
 
+    if isinstance(layer, LIFLayer):
+        tau_mem, tau_syn, threshold = full(layer.tau_mem), full(layer.tau_syn), full(layer.threshold)
+    else:
+        tau_mem, tau_syn, threshold = full(layer.params.tau_mem), full(layer.params.tau_syn), None
+    tau_syn = tau_syn / unit
     common = {
-        "tau_syn": full(tau_syn),
-        "tau_mem": full(p.tau_mem / unit),
+        "tau_syn": tau_syn,
+        "tau_mem": tau_mem / unit,
         "r": full(1.0),
         "v_leak": full(0.0),
-        "w_in": full(tau_syn / _area(spike_area, tau_syn)),
+        "w_in": tau_syn / np.array([_area(spike_area, t) for t in tau_syn]),
     }
     if isinstance(layer, LIReadout):
         return nir.CubaLI(**common, metadata={_KEY: {"window": layer.window / unit, "engine": layer.engine}})
@@ -245,7 +267,7 @@ def _neuron_node(nir: Any, layer: LIFLayer | LIReadout, unit: float, spike_area:
         "engine": layer.engine,
         "tangent_safeguard": layer.tangent_safeguard,
     }
-    return nir.CubaLIF(**common, v_threshold=full(p.threshold), v_reset=full(0.0), metadata={_KEY: settings})
+    return nir.CubaLIF(**common, v_threshold=threshold, v_reset=full(0.0), metadata={_KEY: settings})
 
 
 # --- import ----------------------------------------------------------------------------

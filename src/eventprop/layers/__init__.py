@@ -10,14 +10,29 @@ __getattr__, __dir__ = lazy_exports(
         "lif_layer": ".functional",
         "lif_trajectory": ".functional",
         "readout_trajectory": ".functional",
+        "lif_connections": ".connected",
+        "Connectivity": ".connectivity",
         "LIFLayer": ".lif",
+        "LIFConv2d": ".conv",
         "LIReadout": ".readout",
     },
 )
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers; at run time the names load on first use
+    from .connected import lif_connections
+    from .connectivity import Connectivity
+    from .conv import LIFConv2d
     from .functional import lif_layer, lif_trajectory, readout_trajectory
     from .lif import LIFLayer
     from .readout import LIReadout
 
-__all__ = ["LIFLayer", "LIReadout", "lif_layer", "lif_trajectory", "readout_trajectory"]
+__all__ = [
+    "LIFLayer",
+    "LIFConv2d",
+    "LIReadout",
+    "Connectivity",
+    "lif_layer",
+    "lif_connections",
+    "lif_trajectory",
+    "readout_trajectory",
+]

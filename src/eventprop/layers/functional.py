@@ -22,17 +22,26 @@ import torch
 from torch import Tensor
 
 from ..engines import Engine, LayerKind, LayerSpec, check_engine_name, select_engine
+from ..engines.numba_cpu.time_constants import time_constant_gradients
 from ..errors import DEFAULT_MAX_SPIKES, TangentialCrossingWarning, refuse_create_graph
 from ..model.neuron import NeuronParams
 from ..model.spikes import check_spike_layout, check_spike_values, validate_spike_times
 from ..model.trajectory import VoltageTrajectory
 from ..validation import all_finite, check_matrix, check_weight, optional_positive_int, positive, renamed
+from .connected import lif_connections
+from .connectivity import Connectivity
+from .constants import check_constant, check_delay, constant_value
 
 __all__ = ["lif_layer", "readout_trajectory", "lif_trajectory", "without_self_connections", "check_horizon"]
 
 
 class _LIFFunction(torch.autograd.Function):
-    """Input spike times -> output spike times, forward and backward by one engine."""
+    """Input spike times -> output spike times, forward and backward by one engine.
+
+    ``tau_mem`` and ``tau_syn`` are tensors holding ``spec.params``' values, of shape
+    ``()`` or ``(out_features,)`` (their gradients: :mod:`eventprop.model.sensitivity`),
+    or ``None``.
+    """
 
     @staticmethod
     def forward(
@@ -40,23 +49,30 @@ class _LIFFunction(torch.autograd.Function):
         times: Tensor,
         weight: Tensor,
         recurrent_weight: Tensor | None,
+        tau_mem: Tensor | None,
+        tau_syn: Tensor | None,
         engine: Engine,
         kind: LayerKind,
         spec: LayerSpec,
     ) -> Tensor:
         wide = engine.compute_dtype or times.dtype  # the engine's dtype (engine contract), results rounded back
-        out_times, saved = engine.simulate(
-            kind, spec, times.to(wide), weight.to(wide), recurrent_weight.to(wide) if recurrent_weight is not None else None
-        )
-        out_times = out_times.to(times.dtype)
-        ctx.save_for_backward(*saved, out_times)  # the output marks where dL/dt must be a number
+        times_w, weight_w = times.to(wide), weight.to(wide)
+        rec_w = recurrent_weight.to(wide) if recurrent_weight is not None else None
+        out_times, saved = engine.simulate(kind, spec, times_w, weight_w, rec_w)
+        ctx.taus = ctx.needs_input_grad[3] or ctx.needs_input_grad[4]
+        ctx.tau_shapes = tuple(tuple(tau.shape) if tau is not None else () for tau in (tau_mem, tau_syn))
+        ctx.tau_dtypes = tuple(tau.dtype if tau is not None else times.dtype for tau in (tau_mem, tau_syn))
+        ctx.n_saved = len(saved)
+        extra = (times_w, weight_w, rec_w if rec_w is not None else weight_w.new_zeros(0)) if ctx.taus else ()
+        ctx.save_for_backward(*saved, out_times, *extra)  # the output marks where dL/dt must be a number
         ctx.engine, ctx.kind, ctx.spec, ctx.input_shape, ctx.wide = engine, kind, spec, times.shape, wide
-        return out_times
+        return out_times.to(times.dtype)
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         refuse_create_graph("a LIF layer's EventProp gradient")
-        *saved, out_times = ctx.saved_tensors
+        tensors = ctx.saved_tensors
+        saved, out_times, extra = tensors[: ctx.n_saved], tensors[ctx.n_saved], tensors[ctx.n_saved + 1 :]
         if not all_finite(grad_out):
             bad = ~torch.isfinite(grad_out) & torch.isfinite(out_times)
             if bool(bad.any()):
@@ -67,19 +83,30 @@ class _LIFFunction(torch.autograd.Function):
                     "it; nothing is set to zero)"
                 )
         dtype = grad_out.dtype
-        grad_times, grad_weight, grad_rec, n_tangential = ctx.engine.adjoint(
-            ctx.kind, ctx.spec, grad_out.to(ctx.wide), tuple(saved), ctx.input_shape
-        )
-        grad_times, grad_weight = grad_times.to(dtype), grad_weight.to(dtype)
-        grad_rec = grad_rec.to(dtype) if grad_rec is not None else None
-        if n_tangential:
+        grads = ctx.engine.adjoint(ctx.kind, ctx.spec, grad_out.to(ctx.wide), tuple(saved), ctx.input_shape)
+        grad_times, grad_weight = grads.times.to(dtype), grads.weight.to(dtype)
+        grad_rec = grads.recurrent_weight.to(dtype) if grads.recurrent_weight is not None else None
+        if grads.n_tangential:
             n_spikes = int(torch.isfinite(out_times).sum())
-            warnings.warn(TangentialCrossingWarning(n_tangential, n_spikes, ctx.spec.tangent_safeguard), stacklevel=2)
+            warnings.warn(TangentialCrossingWarning(grads.n_tangential, n_spikes, ctx.spec.tangent_safeguard), stacklevel=2)
+        grad_tau_mem = grad_tau_syn = None
+        if ctx.taus:
+            times_w, weight_w, rec_w = extra
+            d_mem, d_syn = time_constant_gradients(
+                times_w, weight_w, rec_w if ctx.kind is LayerKind.RECURRENT else None, out_times, grads.jumps, ctx.spec.params
+            )
+            # per neuron for a tensor of shape (out_features,), their sum for one of shape ()
+            grad_tau_mem, grad_tau_syn = (
+                (d if shape else d.sum()).to(device=out_times.device, dtype=tau_dtype)
+                for d, shape, tau_dtype in zip((d_mem, d_syn), ctx.tau_shapes, ctx.tau_dtypes)
+            )
         needs = ctx.needs_input_grad
         return (
             grad_times if needs[0] else None,
             grad_weight if needs[1] else None,
             grad_rec if needs[2] else None,
+            grad_tau_mem if needs[3] else None,
+            grad_tau_syn if needs[4] else None,
             None,
             None,
             None,
@@ -102,9 +129,11 @@ def lif_layer(
     weight: Tensor,
     recurrent_weight: Tensor | None = None,
     *,
-    tau_mem: float,
-    tau_syn: float,
-    threshold: float = 1.0,
+    tau_mem: float | Tensor,
+    tau_syn: float | Tensor,
+    threshold: float | Tensor = 1.0,
+    delay: Tensor | None = None,
+    mask: Tensor | None = None,
     horizon: float = math.inf,
     max_spikes: int | None = DEFAULT_MAX_SPIKES,
     engine: str = "auto",
@@ -114,9 +143,15 @@ def lif_layer(
     r"""Output spike times of a layer of LIF neurons, differentiable by EventProp.
 
     Dynamics (paper Table 1): ``tau_mem dV/dt = -V + I``, ``tau_syn dI/dt = -I``; an
-    input spike of neuron ``i`` adds ``weight[j, i]`` to ``I_j``; when ``V_j`` reaches
-    ``threshold`` neuron ``j`` spikes, ``V_j -> V_j - threshold`` and (recurrent layers)
-    ``I_m += recurrent_weight[m, j]``. ``V = I = 0`` at ``t = 0``.
+    input spike of neuron ``i`` at ``t_i`` adds ``weight[j, i]`` to ``I_j`` at
+    ``t_i + delay[i]``; when ``V_j`` reaches ``threshold_j`` neuron ``j`` spikes,
+    ``V_j -> V_j - threshold_j`` and (recurrent layers) ``I_m += recurrent_weight[m, j]``.
+    ``V = I = 0`` at ``t = 0``.
+
+    Gradients flow to every tensor argument that requires grad: ``times``, the weights,
+    the time constants (:mod:`eventprop.model.sensitivity`), the thresholds (the layer
+    fires as one with threshold 1 and weights ``W[j, :] / threshold_j``) and the delays
+    (a delayed spike is an input at ``t_i + delay[i]``).
 
     Args:
         times: input spike times, ascending along the last axis, ``+inf`` padded
@@ -124,8 +159,21 @@ def lif_layer(
         weight: ``(out_features, in_features)``.
         recurrent_weight: ``(out_features, out_features)`` or ``None`` for a
             feed-forward layer; its diagonal is ignored (treated as zero).
-        tau_mem, tau_syn: time constants (> 0; any ratio, equal included).
-        threshold: firing threshold (> 0).
+        tau_mem, tau_syn: time constants (> 0; any ratio, equal included): numbers or
+            tensors of shape ``()`` or ``(out_features,)`` (one per neuron).
+        threshold: firing threshold (> 0): a number or a tensor of shape ``()`` or
+            ``(out_features,)``.
+        delay: ``None``; an axonal delay per input neuron, ``(in_features,)``; or a
+            delay per synapse, ``(out_features, in_features)`` (spikes of input ``i``
+            reach neuron ``j`` at ``t_i + delay[j, i]``); finite and ``>= 0``.
+        mask: ``None`` or a bool ``(out_features, in_features)``: fixed connectivity,
+            only the synapses where it is true exist (the others' weights get zero
+            gradient).
+
+    Per-synapse delays, a mask and time constants that differ between neurons run as a
+    synapse list (:func:`eventprop.layers.connected.lif_connections`; feed-forward
+    layers, engines with the ``connections`` kind); recurrent layers take the other
+    options.
         horizon: no spike is emitted after it (default: none).
         max_spikes: spike budget per neuron and sample (default
             :data:`~eventprop.errors.DEFAULT_MAX_SPIKES` = 1000; ``None``: no limit);
@@ -155,15 +203,39 @@ def lif_layer(
     horizon = check_horizon(renamed("lif_layer", "t_max", t_max, "horizon", horizon, math.inf))
     if not isinstance(tangent_safeguard, bool):
         raise ValueError(f"tangent_safeguard must be True or False, got {tangent_safeguard!r}")
-    spec = LayerSpec(
-        NeuronParams(tau_mem, tau_syn, threshold), horizon, optional_positive_int("max_spikes", max_spikes), tangent_safeguard
-    )
+    max_spikes = optional_positive_int("max_spikes", max_spikes)
     check_engine_name(engine)
     check_spike_layout(times, check_matrix("weight", weight).shape[1])
-    n_out = weight.shape[0]
+    n_out, n_in = weight.shape
     if n_out == 0:
         raise ValueError("weight must have at least one output neuron (out_features >= 1), got shape (0, ...)")
     check_weight(weight, "weight", tuple(weight.shape), times)
+    taus = {name: check_constant(name, value, n_out, times) for name, value in (("tau_mem", tau_mem), ("tau_syn", tau_syn))}
+    values = {name: constant_value(value) for name, value in taus.items()}
+    threshold = check_constant("threshold", threshold, n_out, times)
+    if delay is not None:
+        delay = check_delay(delay, n_out, n_in, times)
+    if mask is not None and (not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != weight.shape):
+        shape = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__
+        raise ValueError(f"mask must be a bool tensor of weight's shape {tuple(weight.shape)}, got {shape}")
+    per_synapse = delay is not None and delay.dim() == 2
+    per_neuron = [name for name, v in values.items() if v is None]
+    if per_synapse or per_neuron or mask is not None:  # a synapse list (layers.connected)
+        if recurrent_weight is not None:
+            what = "a delay per synapse" if per_synapse else "a mask" if mask is not None else f"per-neuron {per_neuron[0]}"
+            raise ValueError(f"{what} is supported for feed-forward layers only, not yet with recurrent_weight")
+        if delay is not None and not per_synapse:
+            times, delay = times + delay[None, :, None], None
+        if mask is not None:
+            connectivity, weight = Connectivity.from_mask(mask), weight[mask]
+            delay = delay[mask] if delay is not None else None
+        else:
+            connectivity, weight = Connectivity.dense(n_out, n_in, times.device), weight.reshape(-1)
+            delay = delay.reshape(-1) if delay is not None else None
+        return lif_connections(
+            times, weight, connectivity, tau_mem=taus["tau_mem"], tau_syn=taus["tau_syn"], threshold=threshold,
+            delay=delay, horizon=horizon, max_spikes=max_spikes, engine=engine, tangent_safeguard=tangent_safeguard,
+        )  # fmt: skip
     kind = LayerKind.FEEDFORWARD if recurrent_weight is None else LayerKind.RECURRENT
     chosen = select_engine(engine, kind, times.device, times.dtype)
     if not chosen.checks_spike_values:
@@ -171,7 +243,17 @@ def lif_layer(
     if recurrent_weight is not None:
         check_weight(recurrent_weight, "recurrent_weight", (n_out, n_out), times)
         recurrent_weight = without_self_connections(recurrent_weight)
-    return _LIFFunction.apply(times, weight, recurrent_weight, chosen, kind, spec)
+    if delay is not None:
+        times = times + delay[None, :, None]  # +inf padding stays +inf; the order along the last axis is kept
+    if isinstance(threshold, Tensor):  # the same spike times as threshold 1 with the weights divided (module docstring)
+        scale = threshold.to(weight.dtype).reshape(-1, 1)
+        weight = weight / scale
+        recurrent_weight = recurrent_weight / scale if recurrent_weight is not None else None
+        threshold = 1.0
+    params = NeuronParams(values["tau_mem"], values["tau_syn"], threshold)
+    spec = LayerSpec(params, horizon, max_spikes, tangent_safeguard)
+    tau_tensors = [value if isinstance(value, Tensor) and value.requires_grad else None for value in taus.values()]
+    return _LIFFunction.apply(times, weight, recurrent_weight, *tau_tensors, chosen, kind, spec)
 
 
 def readout_trajectory(

@@ -11,10 +11,16 @@ from torch import Tensor, nn
 from ..engines import check_engine_name
 from ..errors import DEFAULT_MAX_SPIKES
 from ..model.neuron import NeuronParams
-from ..validation import check_float_dtype, optional_positive_int, positive_int, real, renamed
+from ..validation import check_float_dtype, non_negative, optional_positive_int, positive_int, real, renamed
+from .constants import constant_value
 from .functional import check_horizon, lif_layer
 
-__all__ = ["LIFLayer", "check_features", "normal_init"]
+__all__ = ["LIFLayer", "check_features", "normal_init", "DELAY_KINDS", "TAU_KINDS"]
+
+#: The values of ``LIFLayer(delays=...)``.
+DELAY_KINDS = (None, "axon", "synapse")
+#: The values of ``LIFLayer(learn_tau=...)`` (``True`` is ``"layer"``).
+TAU_KINDS = (False, True, "layer", "neuron")
 
 
 def check_features(in_features: int, out_features: int) -> tuple[int, int]:
@@ -35,8 +41,8 @@ class LIFLayer(nn.Module):
 
     ``layer(times) -> times``: input spike times ``(batch, in_features, max_in)`` to
     output spike times ``(batch, out_features, max_out)``, both ascending along the last
-    axis and padded with ``+inf``. Gradients (weights and input times) are exact,
-    computed by EventProp. See :func:`eventprop.lif_layer` for the model.
+    axis and padded with ``+inf``. Gradients (weights, input times and, where they are
+    learned, time constants, thresholds and delays) are exact, computed by EventProp. See :func:`eventprop.lif_layer` for the model.
 
     Args:
         in_features, out_features: layer sizes.
@@ -50,6 +56,24 @@ class LIFLayer(nn.Module):
         engine: ``"auto"`` or a registered engine name (see :func:`eventprop.lif_layer`).
         tangent_safeguard: clip the gradient at tangential spikes (see
             :func:`eventprop.lif_layer`; off by default).
+        learn_tau: learn ``tau_mem`` and ``tau_syn``: ``False``; ``True`` or
+            ``"layer"``: one of each for the layer; ``"neuron"``: one of each per
+            neuron (feed-forward layers). Held as their logarithms ``log_tau_mem``,
+            ``log_tau_syn`` (positivity kept by that parametrisation; exact gradients,
+            :mod:`eventprop.model.sensitivity`).
+        learn_threshold: learn one threshold per neuron, held as ``log_threshold``
+            ``(out_features,)``.
+        delays: ``None``; ``"axon"``: a learnable delay per input neuron, parameter
+            ``delay`` ``(in_features,)`` (every spike of input ``i`` arrives
+            ``delay[i]`` later); ``"synapse"``: one per synapse, ``delay``
+            ``(out_features, in_features)`` (feed-forward layers). Delays stay
+            ``>= 0``: the forward uses ``delay.clamp(min=0)`` and :meth:`project_`
+            (which the trainer calls after every optimiser step) clamps the parameter
+            itself.
+        init_delay: the delays are drawn uniformly from ``[0, init_delay]`` (default 0).
+        mask: ``None`` or a bool ``(out_features, in_features)``: fixed sparse
+            connectivity (a buffer; the weights outside it are never used and get zero
+            gradient; feed-forward layers).
         init_mean, init_std: the weights are drawn from ``N(init_mean, init_std^2)``;
             default ``init_std`` is ``threshold / sqrt(in_features)``.
         recurrent_init_mean, recurrent_init_std: the same for ``recurrent_weight``
@@ -76,6 +100,11 @@ class LIFLayer(nn.Module):
         tau_syn: float,
         threshold: float = 1.0,
         recurrent: bool = False,
+        learn_tau: bool = False,
+        learn_threshold: bool = False,
+        delays: str | None = None,
+        init_delay: float = 0.0,
+        mask: Tensor | None = None,
         horizon: float = math.inf,
         max_spikes: int | None = DEFAULT_MAX_SPIKES,
         engine: str = "auto",
@@ -90,7 +119,22 @@ class LIFLayer(nn.Module):
     ) -> None:
         super().__init__()
         self.in_features, self.out_features = check_features(in_features, out_features)
-        self.params = NeuronParams(tau_mem, tau_syn, threshold)
+        initial = NeuronParams(tau_mem, tau_syn, threshold)
+        if not isinstance(learn_threshold, bool):
+            raise ValueError(f"learn_threshold must be True or False, got {learn_threshold!r}")
+        if not (isinstance(learn_tau, bool) or (isinstance(learn_tau, str) and learn_tau in TAU_KINDS)):
+            raise ValueError(f"learn_tau must be one of {list(TAU_KINDS)}, got {learn_tau!r}")
+        tau_shape = (out_features,) if learn_tau == "neuron" else ()
+        if delays not in DELAY_KINDS:
+            raise ValueError(f"delays must be one of {list(DELAY_KINDS)}, got {delays!r}")
+        init_delay = non_negative("init_delay", init_delay)
+        if mask is not None and (not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != (out_features, in_features)):
+            shape = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__
+            raise ValueError(f"mask must be a bool tensor of shape (out_features, in_features) = ({out_features}, {in_features}), got {shape}")
+        per_neuron = {"learn_tau='neuron'": learn_tau == "neuron", "delays='synapse'": delays == "synapse", "mask": mask is not None}
+        if recurrent and any(per_neuron.values()):
+            raise ValueError(f"{[k for k, v in per_neuron.items() if v][0]} is supported for feed-forward layers only (recurrent=False)")
+        self.delays = delays
         self.horizon = check_horizon(renamed("LIFLayer", "t_max", t_max, "horizon", horizon, math.inf))
         self.max_spikes = optional_positive_int("max_spikes", max_spikes)
         self.engine = check_engine_name(engine)
@@ -103,7 +147,67 @@ class LIFLayer(nn.Module):
         self.recurrent_weight = (
             nn.Parameter(torch.empty(out_features, out_features, **factory)) if recurrent else None
         )
+        self._fixed = initial  # the constants that are not learned
+        self.log_tau_mem = self.log_tau_syn = self.log_threshold = self.delay = None
+        if learn_tau:
+            self.log_tau_mem = nn.Parameter(torch.full(tau_shape, math.log(initial.tau_mem), **factory))
+            self.log_tau_syn = nn.Parameter(torch.full(tau_shape, math.log(initial.tau_syn), **factory))
+        if learn_threshold:
+            self.log_threshold = nn.Parameter(torch.full((out_features,), math.log(initial.threshold), **factory))
+        if delays is not None:
+            shape = (in_features,) if delays == "axon" else (out_features, in_features)
+            self.delay = nn.Parameter(torch.empty(shape, **factory))
+            with torch.no_grad():
+                self.delay.uniform_(0.0, init_delay)
+        self.register_buffer("mask", mask.to(device) if mask is not None else None)
         self.reset_parameters(init_mean, init_std, recurrent_init_mean, recurrent_init_std)
+
+    @property
+    def learn_tau(self) -> bool | str:
+        """``False``, ``"layer"`` or ``"neuron"``: whether (and how) the time constants are parameters."""
+        if self.log_tau_mem is None:
+            return False
+        return "neuron" if self.log_tau_mem.dim() else "layer"
+
+    @property
+    def learn_threshold(self) -> bool:
+        """Whether the thresholds are parameters."""
+        return self.log_threshold is not None
+
+    @property
+    def tau_mem(self) -> float | Tensor:
+        """The membrane time constant: a float, or the learned ``exp(log_tau_mem)`` (``()`` or ``(out_features,)``)."""
+        return self.log_tau_mem.exp() if self.log_tau_mem is not None else self._fixed.tau_mem
+
+    @property
+    def tau_syn(self) -> float | Tensor:
+        """The synaptic time constant: a float, or the learned ``exp(log_tau_syn)``."""
+        return self.log_tau_syn.exp() if self.log_tau_syn is not None else self._fixed.tau_syn
+
+    @property
+    def threshold(self) -> float | Tensor:
+        """The threshold: a float, or the learned ``exp(log_threshold)`` ``(out_features,)``."""
+        return self.log_threshold.exp() if self.log_threshold is not None else self._fixed.threshold
+
+    @property
+    def params(self) -> NeuronParams:
+        """The constants' current values (``ValueError`` where learned per-neuron values differ)."""
+        values = {}
+        for name in ("tau_mem", "tau_syn", "threshold"):
+            value = constant_value(getattr(self, name))
+            if value is None:
+                raise ValueError(
+                    f"this layer learns one {name} per neuron and they differ: it has no single NeuronParams (read "
+                    f"LIFLayer.{name} instead)"
+                )
+            values[name] = value
+        return NeuronParams(**values)
+
+    def project_(self) -> None:
+        """Put the parameters back into their domain in place: delays ``>= 0`` (after an optimiser step)."""
+        if self.delay is not None:
+            with torch.no_grad():
+                self.delay.clamp_(min=0.0)
 
     @property
     def recurrent(self) -> bool:
@@ -129,7 +233,7 @@ class LIFLayer(nn.Module):
         recurrent_std: float | None = None,
     ) -> None:
         """Redraw the weights from normal distributions (see the class docstring)."""
-        theta = self.params.threshold
+        theta = self._fixed.threshold
         normal_init(self.weight, mean, theta / math.sqrt(self.in_features) if std is None else std, "init")
         if self.recurrent_weight is not None:
             rstd = theta / math.sqrt(self.out_features) if recurrent_std is None else recurrent_std
@@ -138,14 +242,15 @@ class LIFLayer(nn.Module):
                 self.recurrent_weight.fill_diagonal_(0.0)
 
     def forward(self, times: Tensor) -> Tensor:
-        p = self.params
         return lif_layer(
             times,
             self.weight,
             self.recurrent_weight,
-            tau_mem=p.tau_mem,
-            tau_syn=p.tau_syn,
-            threshold=p.threshold,
+            tau_mem=self.tau_mem,
+            tau_syn=self.tau_syn,
+            threshold=self.threshold,
+            delay=self.delay.clamp(min=0.0) if self.delay is not None else None,
+            mask=self.mask,
             horizon=self.horizon,
             max_spikes=self.max_spikes,
             engine=self.engine,
@@ -153,8 +258,11 @@ class LIFLayer(nn.Module):
         )
 
     def extra_repr(self) -> str:
-        p = self.params
+        p = self._fixed
+        learned = [name for name, on in (("tau", self.learn_tau), ("threshold", self.learn_threshold)) if on]
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, tau_mem={p.tau_mem}, "
             f"tau_syn={p.tau_syn}, threshold={p.threshold}, recurrent={self.recurrent}, horizon={self.horizon}"
+            + (f", learn={'+'.join(learned)}" if learned else "")
+            + (f", delays={self.delays!r}" if self.delays else "")
         )

@@ -117,6 +117,20 @@ class TrainConfig:
     tau_mem: float = option(20.0, "membrane time constant (ms)", type=float, group=NET)
     tau_syn: float = option(5.0, "synaptic time constant (ms)", type=float, group=NET)
     threshold: float = option(1.0, "firing threshold", type=float, group=NET)
+    learn_tau: str = option(
+        "off", "learn tau_mem and tau_syn of every hidden layer (exact gradients): off, layer (one pair per layer) or "
+        "neuron (one pair per neuron; feed-forward layers)", choices=("off", "layer", "neuron"), group=NET,
+    )  # fmt: skip
+    learn_threshold: bool = option(
+        False, "learn one threshold per hidden neuron (exact gradients)", type=parse_bool, metavar="ON", group=NET
+    )
+    delays: str = option(
+        "none", "learnable delays of the hidden layers' inputs, kept >= 0: none, axon (one per input neuron) or "
+        "synapse (one per synapse; feed-forward layers)", choices=("none", "axon", "synapse"), group=NET,
+    )  # fmt: skip
+    init_delay: float = option(
+        0.0, "initial delays ~ U(0, INIT_DELAY) ms (with --delays axon)", type=float, group=NET
+    )
     tangent_safeguard: bool = option(
         False, "clip the gradient at tangential spikes (|I - theta| at rounding level; counted in metrics.csv either way)",
         type=parse_bool, metavar="ON", group=OPT,
@@ -226,6 +240,18 @@ class TrainConfig:
         if not 0 <= integer("seed", self.seed) <= MAX_SEED:
             raise ValueError(f"seed must lie in 0..{MAX_SEED} (torch generators take 64-bit seeds), got {self.seed}")
         self._check_device()
+        if not isinstance(self.learn_threshold, bool):
+            raise ValueError(f"learn_threshold must be True or False, got {self.learn_threshold!r}")
+        if self.learn_tau not in ("off", "layer", "neuron"):
+            raise ValueError(f"learn_tau must be 'off', 'layer' or 'neuron', got {self.learn_tau!r}")
+        if self.delays not in ("none", "axon", "synapse"):
+            raise ValueError(f"delays must be 'none', 'axon' or 'synapse', got {self.delays!r}")
+        non_negative("init_delay", self.init_delay)
+        if self.init_delay > 0 and self.delays == "none":
+            raise ValueError("init_delay is set but delays is 'none' (see delays)")
+        if any(self.recurrent) and (self.delays == "synapse" or self.learn_tau == "neuron"):
+            option_ = "delays synapse" if self.delays == "synapse" else "learn_tau neuron"
+            raise ValueError(f"{option_} is supported for feed-forward hidden layers only, but recurrent is on")
         if not isinstance(self.tangent_safeguard, bool):
             raise ValueError(f"tangent_safeguard must be True or False, got {self.tangent_safeguard!r}")
 

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from ..datasets.events import ToSpikeTimes
 from ..datasets.sources import event_split
 from ..errors import TangentialCrossingWarning
+from ..layers import LIFLayer
 from .activity import Activity, bump_first_silent, layer_names
 from .checkpoints import FORMAT, RunLock, check_resumable, load_checkpoint, load_model, save_atomic
 from .config import NOISE_SEED_OFFSET, TrainConfig
@@ -278,6 +279,9 @@ def _train(
             if config.grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
+            for layer in model.modules():
+                if isinstance(layer, LIFLayer):
+                    layer.project_()  # delays back to >= 0
             spiking_outs = _spiking(model, readout, outs)[1] if outs else []
             bump_first_silent(spiking_layers, spiking_outs, limits, config.bump, total=group.sum if group.world > 1 else None)
             if averaged is not None:

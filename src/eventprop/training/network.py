@@ -23,12 +23,19 @@ def build_model(config: TrainConfig, n_inputs: int, n_classes: int) -> nn.Sequen
     """``n_inputs -> hidden[0] -> ... -> hidden[-1] -> n_classes``.
 
     Every hidden layer is a :class:`~eventprop.LIFLayer` (feed-forward or recurrent, as
-    configured per layer); the last module is the readout's output layer. Weights are
-    drawn in network order (input weights, then recurrent weights, layer by layer).
+    configured per layer; learned time constants, thresholds and delays as configured);
+    the last module is the readout's output layer. Weights are drawn in network order
+    (input weights, then recurrent weights, layer by layer; then the delays).
     """
     factory = {"dtype": config.torch_dtype, "device": config.device}
     neuron = {"tau_mem": config.tau_mem, "tau_syn": config.tau_syn, "threshold": config.threshold}
     budget = config.max_spikes or None  # 0: no limit
+    learned = {
+        "learn_tau": False if config.learn_tau == "off" else config.learn_tau,
+        "learn_threshold": config.learn_threshold,
+        "delays": None if config.delays == "none" else config.delays,
+        "init_delay": config.init_delay,
+    }
     layers: list[nn.Module] = []
     n_in = n_inputs
     for plan in config.hidden_layers():
@@ -36,7 +43,8 @@ def build_model(config: TrainConfig, n_inputs: int, n_classes: int) -> nn.Sequen
         layers.append(
             LIFLayer(
                 n_in, plan.size, recurrent=plan.recurrent, init_mean=plan.init[0], init_std=plan.init[1],
-                engine=config.engine, max_spikes=budget, tangent_safeguard=config.tangent_safeguard, **rec, **neuron, **factory,
+                engine=config.engine, max_spikes=budget, tangent_safeguard=config.tangent_safeguard, **rec, **neuron,
+                **learned, **factory,
             )  # fmt: skip
         )
         n_in = plan.size

@@ -9,13 +9,16 @@ float32 results are correctly rounded at any trial length); ``engine="auto"`` pr
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
 from ...model.neuron import NeuronParams
 from ...model.spikes import EventList
 from ...model.trajectory import VoltageTrajectory
-from ..base import Engine, LayerKind, LayerSpec
+from ..base import ConnectionGradients, Connections, Engine, LayerGradients, LayerKind, LayerSpec
+from .connections import connections_backward_numba, connections_forward_numba, neuron_constants
 from .feedforward import feedforward_backward_numba, feedforward_forward_numba
 from .recurrent import NumbaRecurrentTape, recurrent_backward_numba, recurrent_forward_numba
 from .scalar import numba_available
@@ -28,7 +31,7 @@ class NumbaEngine(Engine):
     """Compiled CPU kernels for feed-forward and recurrent layers and for trajectories."""
 
     name = "numba"
-    kinds = frozenset({LayerKind.FEEDFORWARD, LayerKind.RECURRENT, LayerKind.TRAJECTORY})
+    kinds = frozenset({LayerKind.FEEDFORWARD, LayerKind.RECURRENT, LayerKind.CONNECTIONS, LayerKind.TRAJECTORY})
     devices = frozenset({"cpu"})
     priority = 10
     compute_dtype = torch.float64
@@ -50,21 +53,52 @@ class NumbaEngine(Engine):
 
     def adjoint(
         self, kind: LayerKind, spec: LayerSpec, grad_out: Tensor, saved: tuple[Tensor, ...], input_shape: torch.Size
-    ) -> tuple[Tensor, Tensor, Tensor | None, int]:
+    ) -> LayerGradients:
         clip = spec.clip(grad_out.dtype)
         if kind is LayerKind.RECURRENT:
             weight, recurrent_weight, ev_times, ev_source, ev_position, *parts = saved
             events = EventList(ev_times, ev_source, ev_position)
             tape = NumbaRecurrentTape(*parts)
-            return recurrent_backward_numba(
-                grad_out, weight, recurrent_weight, events, tape, spec.params, input_shape, clip
+            return LayerGradients(
+                *recurrent_backward_numba(grad_out, weight, recurrent_weight, events, tape, spec.params, input_shape, clip)
             )
         weight, ev_times, ev_source, ev_position, out, current = saved
         events = EventList(ev_times, ev_source, ev_position)
-        grad_times, grad_weight, n_tangential = feedforward_backward_numba(
+        grad_times, grad_weight, n_tangential, jumps = feedforward_backward_numba(
             grad_out, weight, events, out, current, spec.params, input_shape, clip
         )
-        return grad_times, grad_weight, None, n_tangential
+        return LayerGradients(grad_times, grad_weight, None, n_tangential, jumps)
+
+    def simulate_connections(
+        self, spec: LayerSpec, times: Tensor, connections: Connections
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        constants = self._neuron_constants(spec, connections.tau_mem, connections.tau_syn, spec.horizon)
+        out, current = connections_forward_numba(
+            times, connections.source, connections.pointer, connections.weight, connections.delay, constants, spec.max_spikes
+        )
+        out = out.to(times.device, times.dtype)
+        saved = (times, *connections, out, current.to(times.device, times.dtype))
+        return out, saved
+
+    def adjoint_connections(
+        self, spec: LayerSpec, grad_out: Tensor, saved: tuple[Tensor, ...], input_shape: torch.Size, want_tau: bool
+    ) -> ConnectionGradients:
+        times, source, pointer, weight, delay, tau_mem, tau_syn, out, current = saved
+        constants = self._neuron_constants(spec, tau_mem, tau_syn, float("inf"), spec.clip(grad_out.dtype))
+        *grads, n_tangential, jumps = connections_backward_numba(
+            grad_out, out, current, times, source, pointer, weight, delay, constants, want_tau
+        )
+        dtype, device = grad_out.dtype, grad_out.device
+        grads = [g.to(device, dtype) for g in grads]
+        return ConnectionGradients(*grads, n_tangential, jumps.to(device, dtype))
+
+    @staticmethod
+    def _neuron_constants(spec: LayerSpec, tau_mem: Tensor, tau_syn: Tensor, horizon: float, clip: float = 0.0) -> Any:
+        """Each neuron's kernel constants (threshold ``spec.params.threshold`` = 1)."""
+        if spec.params.threshold != 1.0:
+            raise ValueError(f"a connection-list layer has threshold 1 (weights divided by it), got {spec.params.threshold}")
+        taus = [t.detach().to("cpu", torch.float64).numpy() for t in (tau_mem, tau_syn)]
+        return neuron_constants(*taus, horizon, clip)
 
     def trajectory(
         self,

@@ -247,7 +247,7 @@ if numba is not None:
             for q in range(cnt[j] - 1, -1, -1):
                 if q + 1 < cnt[j]:
                     gap = out_t[b, j, q + 1] - out_t[b, j, q]
-                    lv_plus = (lv_plus + jumps[j, q + 1]) * math.exp(-gap / c[_TM])
+                    lv_plus = (lv_plus + jumps[b, j, q + 1]) * math.exp(-gap / c[_TM])
                 numerator = theta * lv_plus + grad_out[b, j, q]
                 denominator = out_i[b, j, q] - theta
                 if abs(denominator) <= c[_DOUBLE_ROOT]:
@@ -256,7 +256,7 @@ if numba is not None:
                     denominator = -c[_CLIP] if denominator < 0 else c[_CLIP]
                 if denominator == 0:  # a double root: the exact value is infinite (neuron.adjoint_jump)
                     denominator = c[_DOUBLE_ROOT]
-                jumps[j, q] = numerator / denominator
+                jumps[b, j, q] = numerator / denominator
 
     @njit(cache=_CACHE)
     def _adjoint_row(b, part, grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, grad_times, gw_t, tangential,
@@ -312,7 +312,7 @@ if numba is not None:
                     e_mem, e_syn, k_u = _flow(t_loc[j] - tk, c)
                     li_loc[j] = li_loc[j] * e_syn + lv_loc[j] * ratio * k_u
                     lv_loc[j] = lv_loc[j] * e_mem
-                lv_loc[j] += jumps[j, sp_q[order[r]]]
+                lv_loc[j] += jumps[b, j, sp_q[order[r]]]
                 t_loc[j] = tk
                 r -= 1
             for u in range(n_touched):
@@ -343,7 +343,7 @@ if numba is not None:
             grad_times[b, ev_pos[b, e]] = _input_gradients(lv, li, w_row, g_row, tau_syn)
 
     @njit(cache=_CACHE)
-    def _backward_part(part, grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, grad_times, gw_t, tangential):
+    def _backward_part(part, grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, grad_times, gw_t, tangential, jumps):
         # the samples of chunk ``part`` (a contiguous range, in order), with their scratch
         n = w_t.shape[1]
         slots = out_t.shape[2]
@@ -351,7 +351,6 @@ if numba is not None:
         parts = gw_t.shape[0]
         size = n * slots
         cnt = np.empty(n, dtype=np.int64)
-        jumps = np.empty((n, slots))
         lv = np.empty(n)
         li = np.empty(n)
         sp_t = np.empty(size)
@@ -367,14 +366,14 @@ if numba is not None:
                          cnt, jumps, lv, li, sp_t, sp_j, sp_q, t_loc, lv_loc, li_loc, touched, stamp)  # fmt: skip
 
     @njit(parallel=True, cache=_CACHE)
-    def _backward_kernel(grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, grad_times, gw_t, tangential):
+    def _backward_kernel(grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, grad_times, gw_t, tangential, jumps):
         for part in prange(gw_t.shape[0]):  # one partial sum per chunk
-            _backward_part(part, grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, grad_times, gw_t, tangential)
+            _backward_part(part, grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, grad_times, gw_t, tangential, jumps)
 
     @njit(cache=_CACHE)
-    def _backward_kernel_serial(grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, grad_times, gw_t, tangential):
+    def _backward_kernel_serial(grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, grad_times, gw_t, tangential, jumps):
         for part in range(gw_t.shape[0]):
-            _backward_part(part, grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, grad_times, gw_t, tangential)
+            _backward_part(part, grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, grad_times, gw_t, tangential, jumps)
 
 
 # simulates each layer once (a second pass only when a neuron fires clearly more than
@@ -448,7 +447,7 @@ def feedforward_backward_numba(
     p: NeuronParams,
     input_shape: torch.Size,
     clip: float = 0.0,
-) -> tuple[Tensor, Tensor, int]:
+) -> tuple[Tensor, Tensor, int, Tensor]:
     """Compiled equivalent of :func:`eventprop.engines.pytorch.feedforward.feedforward_backward`.
 
     Args:
@@ -458,11 +457,12 @@ def feedforward_backward_numba(
         input_shape: shape of the forward's ``times``.
 
     Returns:
-        ``(grad_times, grad_weight, n_tangential)``: the gradients, of shapes
-        ``input_shape`` and ``weight.shape`` in ``out_times``' dtype and device, and the
+        ``(grad_times, grad_weight, n_tangential, jumps)``: the gradients, of shapes
+        ``input_shape`` and ``weight.shape`` in ``out_times``' dtype and device, the
         number of tangential spikes (``|I - theta| <= tangent_tolerance theta``, as
         :func:`eventprop.model.neuron.count_tangential` counts them), counted in the
-        kernel that evaluates their jumps.
+        kernel that evaluates their jumps, and the jumps ``J_k`` of ``lambda_V`` at the
+        output spikes (``out_times``' shape, 0 at padding).
     """
     require_numba()
     dtype = out_times.dtype
@@ -471,13 +471,15 @@ def feedforward_backward_numba(
     device = out_times.device
     if events.times.shape[1] == 0 or batch == 0 or n_out == 0:
         grad_times = torch.zeros(tuple(input_shape), dtype=dtype, device=device)
-        return grad_times, torch.zeros(tuple(weight.shape), dtype=dtype, device=device), 0
+        grad_weight = torch.zeros(tuple(weight.shape), dtype=dtype, device=device)
+        return grad_times, grad_weight, 0, torch.zeros_like(out_times, dtype=dtype)
 
     ev_t = to_numpy(events.times, torch.float64)
     parts = max(1, min(batch, MAX_CHUNKS))
     grad_times = np.zeros((batch, n_in * slots))
     gw_t = np.zeros((parts, n_in, n_out))
     tangential = np.zeros(parts, dtype=np.int64)
+    jumps = np.zeros(tuple(out_times.shape))
     arrays = (
         to_numpy(grad_out, torch.float64),
         to_numpy(out_times, torch.float64),
@@ -488,9 +490,11 @@ def feedforward_backward_numba(
         to_numpy(events.position),
         _constants(p, math.inf, clip),
     )
-    launch(_backward_kernel, _backward_kernel_serial, batch * n_out * ev_t.shape[1], *arrays, grad_times, gw_t, tangential)
+    work = batch * n_out * ev_t.shape[1]
+    launch(_backward_kernel, _backward_kernel_serial, work, *arrays, grad_times, gw_t, tangential, jumps)
     return (
         torch.from_numpy(grad_times).reshape(tuple(input_shape)).to(device, dtype),
         torch.from_numpy(np.ascontiguousarray(gw_t.sum(axis=0).T)).to(device, dtype),
         int(tangential.sum()),
+        torch.from_numpy(jumps).to(device, dtype),
     )

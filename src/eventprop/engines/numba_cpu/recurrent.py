@@ -236,7 +236,7 @@ if numba is not None:
 
     @njit(cache=_CACHE)
     def _adjoint(b, part, grad_out, ev_t, ev_src, ev_pos, w_t, r_t, sp_t, sp_n, sp_i, sp_e, n_sp, counts, c,
-                 grad_times, gw_t, gr_t, tangential, lv, li, sent, left):  # fmt: skip
+                 grad_times, gw_t, gr_t, tangential, jumps, lv, li, sent, left):  # fmt: skip
         # Reverse steps of sample b: dL/dt of its input events into grad_times (at their
         # positions ev_pos); dL/dW^T, dL/dR^T and the tangential count into the partial
         # sums of chunk ``part``. lv, li, left (N,) and sent (N,) are scratch.
@@ -289,7 +289,9 @@ if numba is not None:
                         denominator = -c[_CLIP] if denominator < 0 else c[_CLIP]
                     if denominator == 0:  # a double root: the exact value is infinite (neuron.adjoint_jump)
                         denominator = c[_DOUBLE_ROOT]
-                    lv[j] += numerator / denominator
+                    jump = numerator / denominator
+                    jumps[b, j, left[j]] = jump
+                    lv[j] += jump
                 q = first - 1
             else:  # an input event: the flow back to it, dL/dt_e and dL/dW[:, src] in one pass
                 src = ev_src[b, e]
@@ -298,7 +300,7 @@ if numba is not None:
 
     @njit(cache=_CACHE)
     def _backward_part(part, grad_out, ev_t, ev_src, ev_pos, w_t, r_t, sp_t, sp_n, sp_i, sp_e, n_sp, counts, c,
-                       grad_times, gw_t, gr_t, tangential):  # fmt: skip
+                       grad_times, gw_t, gr_t, tangential, jumps):  # fmt: skip
         # the samples of chunk ``part`` (a contiguous range, in order), with their scratch
         n = w_t.shape[1]
         parts = gw_t.shape[0]
@@ -309,21 +311,21 @@ if numba is not None:
         left = np.empty(n, dtype=np.int64)
         for b in range(part * batch // parts, (part + 1) * batch // parts):
             _adjoint(b, part, grad_out, ev_t, ev_src, ev_pos, w_t, r_t, sp_t, sp_n, sp_i, sp_e, n_sp, counts, c,
-                     grad_times, gw_t, gr_t, tangential, lv, li, sent, left)  # fmt: skip
+                     grad_times, gw_t, gr_t, tangential, jumps, lv, li, sent, left)  # fmt: skip
 
     @njit(parallel=True, cache=_CACHE)
     def _backward_kernel(grad_out, ev_t, ev_src, ev_pos, w_t, r_t, sp_t, sp_n, sp_i, sp_e, n_sp, counts, c,
-                         grad_times, gw_t, gr_t, tangential):  # fmt: skip
+                         grad_times, gw_t, gr_t, tangential, jumps):  # fmt: skip
         for part in prange(gw_t.shape[0]):  # one partial sum per chunk
             _backward_part(part, grad_out, ev_t, ev_src, ev_pos, w_t, r_t, sp_t, sp_n, sp_i, sp_e, n_sp, counts, c,
-                           grad_times, gw_t, gr_t, tangential)  # fmt: skip
+                           grad_times, gw_t, gr_t, tangential, jumps)  # fmt: skip
 
     @njit(cache=_CACHE)
     def _backward_kernel_serial(grad_out, ev_t, ev_src, ev_pos, w_t, r_t, sp_t, sp_n, sp_i, sp_e, n_sp, counts, c,
-                                grad_times, gw_t, gr_t, tangential):  # fmt: skip
+                                grad_times, gw_t, gr_t, tangential, jumps):  # fmt: skip
         for part in range(gw_t.shape[0]):
             _backward_part(part, grad_out, ev_t, ev_src, ev_pos, w_t, r_t, sp_t, sp_n, sp_i, sp_e, n_sp, counts, c,
-                           grad_times, gw_t, gr_t, tangential)  # fmt: skip
+                           grad_times, gw_t, gr_t, tangential, jumps)  # fmt: skip
 
 
 @dataclass
@@ -434,7 +436,7 @@ def recurrent_backward_numba(
     p: NeuronParams,
     input_shape: torch.Size,
     clip: float = 0.0,
-) -> tuple[Tensor, Tensor, Tensor, int]:
+) -> tuple[Tensor, Tensor, Tensor, int, Tensor]:
     """Compiled equivalent of :func:`eventprop.engines.pytorch.recurrent.recurrent_backward`.
 
     Args:
@@ -445,8 +447,10 @@ def recurrent_backward_numba(
         clip: the tangent safeguard's bound on ``|I - theta|`` (0: off).
 
     Returns:
-        ``(grad_times, grad_weight, grad_recurrent_weight, n_tangential)`` in
-        ``grad_out``'s dtype; the recurrent gradient has a zero diagonal.
+        ``(grad_times, grad_weight, grad_recurrent_weight, n_tangential, jumps)`` in
+        ``grad_out``'s dtype; the recurrent gradient has a zero diagonal; ``jumps``:
+        the jumps ``J_k`` of ``lambda_V`` at the output spikes (``grad_out``'s shape, 0
+        at padding).
     """
     require_numba()
     dtype = grad_out.dtype
@@ -458,6 +462,7 @@ def recurrent_backward_numba(
     gw_t = np.zeros((parts, n_in, n))
     gr_t = np.zeros((parts, n, n))
     tangential = np.zeros(parts, dtype=np.int64)
+    jumps = np.zeros(tuple(grad_out.shape))
     if batch:
         per_neuron = to_numpy(tape.per_neuron)
         arrays = (
@@ -473,7 +478,7 @@ def recurrent_backward_numba(
             _constants(p, math.inf, clip),
         )
         work = batch * n * max(ev_t.shape[1], 1)
-        launch(_backward_kernel, _backward_kernel_serial, work, *arrays, grad_times, gw_t, gr_t, tangential)
+        launch(_backward_kernel, _backward_kernel_serial, work, *arrays, grad_times, gw_t, gr_t, tangential, jumps)
     grad_rec = gr_t.sum(axis=0).T
     np.fill_diagonal(grad_rec, 0.0)
     return (
@@ -481,4 +486,5 @@ def recurrent_backward_numba(
         torch.from_numpy(np.ascontiguousarray(gw_t.sum(axis=0).T)).to(dtype),
         torch.from_numpy(np.ascontiguousarray(grad_rec)).to(dtype),
         int(tangential.sum()),
+        torch.from_numpy(jumps).to(dtype),
     )

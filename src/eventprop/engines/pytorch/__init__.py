@@ -20,7 +20,7 @@ from torch import Tensor
 from ...model.neuron import NeuronParams, count_tangential
 from ...model.spikes import EventList
 from ...model.trajectory import VoltageTrajectory
-from ..base import Engine, LayerKind, LayerSpec
+from ..base import Engine, LayerGradients, LayerKind, LayerSpec
 from .feedforward import feedforward_backward, feedforward_forward
 from .recurrent import RecurrentTape, recurrent_backward, recurrent_forward
 from .trajectory import ScanTrajectory
@@ -48,18 +48,24 @@ class TorchEngine(Engine):
 
     def adjoint(
         self, kind: LayerKind, spec: LayerSpec, grad_out: Tensor, saved: tuple[Tensor, ...], input_shape: torch.Size
-    ) -> tuple[Tensor, Tensor, Tensor | None, int]:
+    ) -> LayerGradients:
         clip = spec.clip(grad_out.dtype)
         if kind is LayerKind.FEEDFORWARD:
             weight, ev_times, ev_source, ev_position, out, current = saved
             events = EventList(ev_times, ev_source, ev_position)
-            grad_times, grad_weight = feedforward_backward(grad_out, weight, events, out, current, spec.params, input_shape, clip)
-            return grad_times, grad_weight, None, count_tangential(current, torch.isfinite(out), spec.params)
+            grad_times, grad_weight, jumps = feedforward_backward(
+                grad_out, weight, events, out, current, spec.params, input_shape, clip
+            )
+            n_tangential = count_tangential(current, torch.isfinite(out), spec.params)
+            return LayerGradients(grad_times, grad_weight, None, n_tangential, jumps)
         weight, recurrent_weight, ev_times, ev_source, ev_position, *parts = saved
         events = EventList(ev_times, ev_source, ev_position)
         tape = RecurrentTape(*parts)
-        grads = recurrent_backward(grad_out, weight, recurrent_weight, events, tape, spec.params, input_shape, clip)
-        return (*grads, count_tangential(tape.current, tape.fired, spec.params))
+        grad_times, grad_weight, grad_rec, jumps = recurrent_backward(
+            grad_out, weight, recurrent_weight, events, tape, spec.params, input_shape, clip
+        )
+        n_tangential = count_tangential(tape.current, tape.fired, spec.params)
+        return LayerGradients(grad_times, grad_weight, grad_rec, n_tangential, jumps)
 
     def trajectory(
         self,

@@ -270,7 +270,7 @@ def feedforward_backward(
     p: NeuronParams,
     input_shape: torch.Size,
     clip: float = 0.0,
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor]:
     """EventProp backward of :func:`feedforward_forward`.
 
     Args:
@@ -281,13 +281,15 @@ def feedforward_backward(
             :func:`~eventprop.model.neuron.adjoint_jump`).
 
     Returns:
-        ``(grad_times, grad_weight)`` of shapes ``input_shape`` and ``weight.shape``.
+        ``(grad_times, grad_weight, jumps)``: the gradients, of shapes ``input_shape``
+        and ``weight.shape``, and the jumps ``J_k`` of ``lambda_V`` at the output spikes
+        (``out_times``' shape, 0 at padding).
     """
     batch, n_in, slots = input_shape
     grad_times = torch.zeros(batch, n_in * slots, dtype=out_times.dtype, device=out_times.device)
     grad_weight = torch.zeros_like(weight)
     if events.times.shape[1] == 0:
-        return grad_times.reshape(input_shape), grad_weight
+        return grad_times.reshape(input_shape), grad_weight, torch.zeros_like(out_times)
     jumps = _jumps(grad_out, out_times, out_current, p, clip)
     finite = events.finite
     src = torch.where(finite, events.source, torch.zeros_like(events.source)).reshape(-1)
@@ -304,4 +306,4 @@ def feedforward_backward(
         g_ev += (w_ev * (lam_v - lam_i).transpose(1, 2)).sum(-1)
     g_ev = torch.where(finite, g_ev, torch.zeros_like(g_ev))
     grad_times.scatter_(1, events.position, g_ev)
-    return grad_times.reshape(input_shape), grad_weight_t.t().contiguous()
+    return grad_times.reshape(input_shape), grad_weight_t.t().contiguous(), jumps

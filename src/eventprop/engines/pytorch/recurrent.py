@@ -158,12 +158,13 @@ def recurrent_backward(
     p: NeuronParams,
     input_shape: torch.Size,
     clip: float = 0.0,
-) -> tuple[Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """EventProp backward of :func:`recurrent_forward`.
 
     Returns:
-        ``(grad_times, grad_weight, grad_recurrent_weight)``; the recurrent gradient
-        has a zero diagonal.
+        ``(grad_times, grad_weight, grad_recurrent_weight, jumps)``; the recurrent
+        gradient has a zero diagonal; ``jumps``: the jumps ``J_k`` of ``lambda_V`` at
+        the output spikes (``grad_out``'s shape, 0 at padding).
     """
     batch, n_in, slots = input_shape
     n = weight.shape[0]
@@ -177,6 +178,7 @@ def recurrent_backward(
     cursor = torch.zeros(batch, dtype=dtype, device=device)
     started = torch.zeros(batch, dtype=torch.bool, device=device)
     grad_padded = torch.cat([grad_out, torch.zeros_like(grad_out[..., :1])], dim=-1)
+    jumps = torch.zeros_like(grad_padded)
     for k in reversed(range(tape.time.shape[0])):
         t_step = tape.time[k]
         live = torch.isfinite(t_step)
@@ -200,10 +202,12 @@ def recurrent_backward(
             sent_back = (lam_v - lam_i) @ recurrent_weight
             g = grad_padded.gather(2, tape.ordinal[k][..., None]).squeeze(2)
             current = torch.where(fired, tape.current[k], torch.full_like(lam_v, p.threshold + 1))
-            lam_v = lam_v + torch.where(fired, adjoint_jump(lam_v, sent_back, g, current, p, clip), zero)
+            jump = torch.where(fired, adjoint_jump(lam_v, sent_back, g, current, p, clip), zero)
+            jumps.scatter_add_(2, tape.ordinal[k][..., None], jump[..., None])
+            lam_v = lam_v + jump
 
     grad_rec.fill_diagonal_(0)
     grad_times = torch.zeros(batch, n_in * slots, dtype=dtype, device=device)
     if events.times.shape[1]:
         grad_times.scatter_(1, events.position, grad_events[:, : events.times.shape[1]])
-    return grad_times.reshape(input_shape), grad_weight_t.t().contiguous(), grad_rec
+    return grad_times.reshape(input_shape), grad_weight_t.t().contiguous(), grad_rec, jumps[..., :-1].contiguous()

@@ -1,0 +1,166 @@
+r"""Functional API for layers given as synapse lists: per-synapse delays, sparse and shared weights, per-neuron constants.
+
+:func:`lif_connections` is :func:`eventprop.lif_layer` for a feed-forward layer whose
+synapses are listed (:class:`~eventprop.layers.connectivity.Connectivity`): one weight
+and one delay per synapse, time constants and thresholds per neuron. It runs the
+engine's ``connections`` kind (:class:`eventprop.engines.Connections`) inside one
+:class:`torch.autograd.Function`, whose backward returns the exact EventProp gradients
+of the input times, the weights, the delays and the time constants (the thresholds by
+autograd through ``weight / threshold``, :mod:`eventprop.model.sensitivity`).
+:func:`eventprop.lif_layer` calls it for dense layers with a delay per synapse, a
+mask, or time constants that differ between neurons; :class:`eventprop.LIFConv2d` for
+convolutions.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..engines import Connections, Engine, LayerKind, LayerSpec, check_engine_name, select_engine
+from ..errors import DEFAULT_MAX_SPIKES, TangentialCrossingWarning, refuse_create_graph
+from ..model.neuron import NeuronParams
+from ..model.spikes import check_spike_layout, check_spike_values
+from ..validation import all_finite, check_weight, optional_positive_int, positive
+from .connectivity import Connectivity
+from .constants import check_constant
+
+__all__ = ["lif_connections"]
+
+
+class _ConnectionsFunction(torch.autograd.Function):
+    """Input spike times -> output spike times of a connection-list layer, by one engine."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        times: Tensor,
+        weight: Tensor,
+        delay: Tensor,
+        tau_mem: Tensor,
+        tau_syn: Tensor,
+        source: Tensor,
+        pointer: Tensor,
+        engine: Engine,
+        spec: LayerSpec,
+    ) -> Tensor:
+        wide = engine.compute_dtype or times.dtype
+        connections = Connections(source, pointer, *(x.detach().to(wide) for x in (weight, delay, tau_mem, tau_syn)))
+        out_times, saved = engine.simulate_connections(spec, times.detach().to(wide), connections)
+        ctx.save_for_backward(*saved, out_times)
+        ctx.engine, ctx.spec, ctx.input_shape, ctx.wide = engine, spec, times.shape, wide
+        return out_times.to(times.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        refuse_create_graph("a LIF layer's EventProp gradient")
+        *saved, out_times = ctx.saved_tensors
+        if not all_finite(grad_out):
+            bad = ~torch.isfinite(grad_out) & torch.isfinite(out_times)
+            if bool(bad.any()):
+                raise ValueError(
+                    f"dL/d(spike time) is not finite at {int(bad.sum())} output spike(s) of a LIF layer: the loss or a "
+                    "later layer made it (EventProp cannot propagate it; nothing is set to zero)"
+                )
+        needs = ctx.needs_input_grad
+        grads = ctx.engine.adjoint_connections(
+            ctx.spec, grad_out.to(ctx.wide), tuple(saved), ctx.input_shape, needs[3] or needs[4]
+        )
+        if grads.n_tangential:
+            n_spikes = int(torch.isfinite(out_times).sum())
+            warnings.warn(TangentialCrossingWarning(grads.n_tangential, n_spikes, ctx.spec.tangent_safeguard), stacklevel=2)
+        dtype = grad_out.dtype
+        values = (grads.times, grads.weight, grads.delay, grads.tau_mem, grads.tau_syn)
+        return (*(g.to(dtype) if need else None for g, need in zip(values, needs[:5])), None, None, None, None)
+
+
+def _per_neuron(value: float | Tensor, n: int, like: Tensor) -> Tensor:
+    """A constant as an ``(n,)`` tensor (a tensor of shape ``()`` expanded: its gradient is the sum)."""
+    if isinstance(value, Tensor):
+        return value.to(like.dtype).expand(n)
+    return torch.full((n,), value, dtype=like.dtype, device=like.device)
+
+
+def lif_connections(
+    times: Tensor,
+    weight: Tensor,
+    connectivity: Connectivity,
+    *,
+    tau_mem: float | Tensor,
+    tau_syn: float | Tensor,
+    threshold: float | Tensor = 1.0,
+    delay: Tensor | None = None,
+    horizon: float = math.inf,
+    max_spikes: int | None = DEFAULT_MAX_SPIKES,
+    engine: str = "auto",
+    tangent_safeguard: bool = False,
+) -> Tensor:
+    r"""Output spike times of a feed-forward LIF layer given as a synapse list, differentiable by EventProp.
+
+    The dynamics of :func:`eventprop.lif_layer`; synapse ``c`` of neuron ``j`` adds
+    ``weight[c]`` to ``I_j`` at ``t + delay[c]`` for every spike ``t`` of input
+    ``connectivity.source[c]``; neuron ``j`` has its own ``tau_mem``, ``tau_syn`` and
+    threshold where they are given per neuron.
+
+    Args:
+        times: input spike times (data contract), ``connectivity.in_features`` inputs.
+        weight: ``(C,)`` one weight per synapse.
+        connectivity: the synapses (:class:`~eventprop.layers.connectivity.Connectivity`).
+        tau_mem, tau_syn, threshold: numbers or tensors of shape ``()`` or
+            ``(out_features,)``, positive.
+        delay: ``None`` or ``(C,)``, finite and ``>= 0``.
+        horizon, max_spikes, engine, tangent_safeguard: as in :func:`eventprop.lif_layer`
+            (the engine must serve the ``connections`` kind: ``"numba"``).
+
+    Shape:
+        - times: ``(batch, in_features, max_in)``
+        - output: ``(batch, out_features, max_out)``, ``+inf`` padded
+
+    Examples:
+        >>> conn = Connectivity.from_mask(torch.tensor([[True, False], [True, True]]))
+        >>> times = torch.tensor([[[0.0], [3.0]]], dtype=torch.float64)
+        >>> lif_connections(times, torch.tensor([3.0, 2.0, 2.5], dtype=torch.float64), conn,
+        ...                 tau_mem=20.0, tau_syn=5.0).shape
+        torch.Size([1, 2, 1])
+    """
+    if not isinstance(connectivity, Connectivity):
+        raise ValueError(f"connectivity must be a Connectivity, got {type(connectivity).__name__}")
+    horizon = positive("horizon", horizon, allow_inf=True)
+    if not isinstance(tangent_safeguard, bool):
+        raise ValueError(f"tangent_safeguard must be True or False, got {tangent_safeguard!r}")
+    max_spikes = optional_positive_int("max_spikes", max_spikes)
+    check_engine_name(engine)
+    check_spike_layout(times, connectivity.in_features)
+    check_spike_values(times)
+    n_out, n_syn = connectivity.out_features, connectivity.n_synapses
+    if not isinstance(weight, Tensor) or weight.shape != (n_syn,):
+        shape = tuple(weight.shape) if isinstance(weight, Tensor) else type(weight).__name__
+        raise ValueError(f"weight must have shape (n_synapses,) = ({n_syn},) for this connectivity, got {shape}")
+    check_weight(weight, "weight", (n_syn,), times)
+    if connectivity.source.device != times.device:
+        connectivity = connectivity.to(times.device)
+    taus = [_per_neuron(check_constant(name, v, n_out, times), n_out, times) for name, v in (("tau_mem", tau_mem), ("tau_syn", tau_syn))]
+    threshold = check_constant("threshold", threshold, n_out, times)
+    if delay is None:
+        delay = torch.zeros(n_syn, dtype=times.dtype, device=times.device)
+    else:
+        if not isinstance(delay, Tensor) or not delay.is_floating_point() or delay.shape != (n_syn,):
+            shape = tuple(delay.shape) if isinstance(delay, Tensor) else type(delay).__name__
+            raise ValueError(f"delay must be a floating-point tensor of shape (n_synapses,) = ({n_syn},), got {shape}")
+        bad = ~(torch.isfinite(delay) & (delay >= 0))
+        if bool(bad.any()):
+            first = delay.detach()[bad][0].item()
+            raise ValueError(f"delay must be finite and >= 0, got {int(bad.sum())} entries that are not (e.g. {first!r})")
+    if isinstance(threshold, Tensor):  # the same spike times as threshold 1 with the weights divided
+        theta = threshold.to(weight.dtype).expand(n_out)
+        weight = weight / theta[connectivity.target]
+    else:
+        weight = weight / threshold
+    chosen = select_engine(engine, LayerKind.CONNECTIONS, times.device, times.dtype)
+    nominal = NeuronParams(float(taus[0][0].detach()), float(taus[1][0].detach()), 1.0)  # per-neuron values: the tensors
+    spec = LayerSpec(nominal, horizon, max_spikes, tangent_safeguard)
+    return _ConnectionsFunction.apply(times, weight, delay, *taus, connectivity.source, connectivity.pointer, chosen, spec)
