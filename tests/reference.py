@@ -61,6 +61,7 @@ shrink any more) gives the crossing time to full float64 precision.
 
 from __future__ import annotations
 
+import heapq
 import math
 from typing import Sequence
 
@@ -223,18 +224,23 @@ def _run(
     t_stop: float,
     max_events: int,
     delays=None,
+    rec_delays=None,
 ) -> tuple[list[list[float]], list[float], list[float]]:
     """Simulate up to t_stop (may be inf: until nothing can happen any more).
     Spikes only at times <= t_max.  Returns (spikes, V, I); V, I are the states
     at t_stop after every event at times <= t_stop (meaningless if t_stop is inf).
     ``threshold``: one for all neurons, or a list with one per neuron."""
-    if not (tau_mem > 0.0 and tau_syn > 0.0):
-        raise ValueError("time constants must be positive")
-    tau_mem, tau_syn = float(tau_mem), float(tau_syn)
     t_max, t_stop = float(t_max), float(t_stop)
 
     w_in = _as_matrix(w_in, "w_in")
     n = len(w_in)  # number of neurons
+
+    def per_neuron(x) -> list[float]:
+        return [float(y) for y in x] if isinstance(x, (list, tuple, np.ndarray)) else [float(x)] * n
+
+    tms, tss = per_neuron(tau_mem), per_neuron(tau_syn)
+    if len(tms) != n or len(tss) != n or not all(x > 0.0 for x in tms + tss):
+        raise ValueError("time constants must be positive (one, or one per neuron)")
     thetas = [float(x) for x in threshold] if isinstance(threshold, (list, tuple, np.ndarray)) else [float(threshold)] * n
     if len(thetas) != n or not all(x > 0.0 for x in thetas):
         raise ValueError("threshold must be positive (one, or one per neuron)")
@@ -258,11 +264,15 @@ def _run(
         nonlocal t_cur
         s = t - t_cur
         for j in range(n):
-            v[j], i_syn[j] = _free_v(v[j], i_syn[j], s, tau_mem, tau_syn), _free_i(i_syn[j], s, tau_syn)
+            v[j], i_syn[j] = _free_v(v[j], i_syn[j], s, tms[j], tss[j]), _free_i(i_syn[j], s, tss[j])
         t_cur = t
+
+    pending: list[tuple[float, int, int]] = []  # delayed recurrent arrivals (time, source, target), a heap
 
     while True:
         t_in = events[k_ev][0] if k_ev < len(events) else math.inf
+        if pending:
+            t_in = min(t_in, pending[0][0])
         t_free_end = min(t_in, t_stop)  # we may evolve freely at most up to here
         t_search_end = min(t_free_end, t_max)  # spikes only up to t_max
 
@@ -271,7 +281,7 @@ def _run(
         if t_search_end > t_cur:
             for j in range(n):
                 tc = _first_crossing(
-                    v[j], i_syn[j], t_cur, t_search_end, theta=thetas[j], tau_mem=tau_mem, tau_syn=tau_syn
+                    v[j], i_syn[j], t_cur, t_search_end, theta=thetas[j], tau_mem=tms[j], tau_syn=tss[j]
                 )
                 if tc is not None and tc < t_spike:
                     t_spike = tc
@@ -289,7 +299,10 @@ def _run(
             if w_rec is not None:
                 for j in spiking:  # every spiking neuron transmits
                     for m in range(n):
-                        i_syn[m] += w_rec[m][j]
+                        if rec_delays is None:
+                            i_syn[m] += w_rec[m][j]
+                        elif m != j:  # delayed (possibly by 0): an arrival event
+                            heapq.heappush(pending, (t_spike + float(rec_delays[m][j]), j, m))
             n_spikes += len(spiking)
             if n_spikes > max_events:
                 raise RuntimeError(f"more than max_events={max_events} spikes (runaway activity?)")
@@ -304,6 +317,9 @@ def _run(
             for j in range(n) if target < 0 else (target,):
                 i_syn[j] += w_in[j][i]
             k_ev += 1
+        while pending and pending[0][0] == t_cur:  # and all delayed recurrent arrivals
+            _, j, m = heapq.heappop(pending)
+            i_syn[m] += w_rec[m][j]
         if t_cur >= t_stop:
             break
 
@@ -321,14 +337,17 @@ def simulate(
     t_max: float = math.inf,
     max_events: int = 100000,
     delays=None,
+    rec_delays=None,
 ) -> list[list[float]]:
     """Spike times of a (possibly recurrent) LIF layer.
 
     input_times[i]: spike times of input neuron i (any order; +inf = padding).
     w_in: N x n_inputs (w_in[j][i] = weight from input i to neuron j).
-    threshold: one, or a list with one per neuron.
+    tau_mem, tau_syn, threshold: one each, or lists with one per neuron.
     w_rec: optional N x N (w_rec[m][n] = weight from neuron n to neuron m).
     delays: optional input delays, one per input or N x n_inputs (see _input_events).
+    rec_delays: optional N x N recurrent delays (rec_delays[m][n]: a spike of n reaches
+    m that much later; 0 allowed; the diagonal is unused).
     Returns, for each of the N neurons, its ascending list of spike times (<= t_max).
     Raises RuntimeError if more than max_events spikes occur.
     """
@@ -343,6 +362,7 @@ def simulate(
         t_stop=t_max,
         max_events=max_events,
         delays=delays,
+        rec_delays=rec_delays,
     )
     return spikes
 

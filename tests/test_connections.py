@@ -191,10 +191,10 @@ def test_conv_input_of_the_wrong_size() -> None:
         ({"mask": torch.ones(2, 3)}, "mask must be a bool tensor"),
         ({"delay": torch.tensor([[0.0, 1.0, -2.0], [0.0, 0.0, 0.0]])}, "delay must be finite and >= 0"),
         ({"delay": torch.zeros(3, 2)}, r"delay must have shape \(in_features,\) = \(3,\) or"),
-        ({"delay": torch.zeros(2, 3), "recurrent_weight": torch.zeros(2, 2)}, "a delay per synapse is supported for feed-forward layers only"),
-        ({"tau_mem": torch.tensor([20.0, 10.0]), "recurrent_weight": torch.zeros(2, 2)}, "per-neuron tau_mem is supported for feed-forward"),
-        ({"mask": torch.ones(2, 3, dtype=torch.bool), "recurrent_weight": torch.zeros(2, 2)}, "a mask is supported for feed-forward"),
         ({"tau_mem": torch.tensor([20.0, 1e-320])}, "tau_mem must be finite and positive|outside"),
+        ({"recurrent_delay": torch.zeros(2, 2)}, "recurrent_delay is given but recurrent_weight is not"),
+        ({"recurrent_delay": torch.full((2, 2), -1.0), "recurrent_weight": torch.zeros(2, 2)}, "recurrent_delay must be finite and >= 0"),
+        ({"recurrent_delay": torch.zeros(3, 3), "recurrent_weight": torch.zeros(2, 2)}, r"recurrent_delay must be a floating-point tensor of shape \(2, 2\)"),
     ],
 )
 def test_bad_connection_arguments(kwargs: dict, match: str) -> None:
@@ -208,7 +208,7 @@ def test_bad_connection_arguments(kwargs: dict, match: str) -> None:
     "kwargs,match",
     [
         ({"weight": torch.ones(4)}, r"weight must have shape \(n_synapses,\) = \(3,\)"),
-        ({"delay": torch.zeros(2)}, r"delay must be a floating-point tensor of shape \(n_synapses,\) = \(3,\)"),
+        ({"delay": torch.zeros(2)}, r"delay must be a floating-point tensor of shape \(3,\)"),
         ({"delay": torch.tensor([0.0, math.nan, 1.0])}, "delay must be finite and >= 0"),
         ({"connectivity": "dense"}, "connectivity must be a Connectivity"),
         ({"threshold": torch.tensor([1.0, 1.0, 1.0])}, r"threshold must be a number or a tensor of shape \(\) or \(out_features,\) = \(2,\)"),
@@ -227,5 +227,80 @@ def test_bad_masks_for_connectivity() -> None:
         Connectivity.from_mask(torch.ones(2, 2))
     with pytest.raises(ValueError, match="at least one row"):
         Connectivity.from_mask(torch.ones(0, 2, dtype=torch.bool))
-    with pytest.raises(ValueError, match="feed-forward layers only"):
-        LIFLayer(3, 2, tau_mem=20.0, tau_syn=5.0, recurrent=True, delays="synapse")
+
+
+# --- recurrent layers as synapse lists ---------------------------------------------------------
+def _recurrent_case(seed: int, n: int = 5, n_in: int = 6):
+    gen = torch.Generator().manual_seed(seed)
+    times = random_inputs(3, n_in, 3, 25.0, gen)
+    weight = (torch.rand(n, n_in, generator=gen, dtype=F64) * 2.0 - 0.2) * 1.2
+    rec = (torch.rand(n, n, generator=gen, dtype=F64) - 0.5) * 1.0
+    rec.fill_diagonal_(0.0)
+    return gen, times, weight, rec
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_recurrent_delays_and_per_neuron_constants_match_the_reference(seed: int) -> None:
+    gen, times, weight, rec = _recurrent_case(seed)
+    rec_delay = torch.rand(5, 5, generator=gen, dtype=F64) * 6.0
+    rec_delay[0, 1] = 0.0  # zero delays are allowed
+    delay = torch.rand(5, 6, generator=gen, dtype=F64) * 4.0
+    tau_mem = torch.tensor([20.0, 10.0, 8.0, 12.0, 5.0], dtype=F64)
+    tau_syn = torch.tensor([5.0, 10.0, 4.0, 6.0, 8.0], dtype=F64)
+    threshold = torch.tensor([0.8, 1.0, 1.3, 0.9, 1.1], dtype=F64)
+    out = lif_layer(times, weight, rec, tau_mem=tau_mem, tau_syn=tau_syn, threshold=threshold, delay=delay,
+                    recurrent_delay=rec_delay)  # fmt: skip
+    expected = [
+        simulate(s, weight.tolist(), w_rec=rec.tolist(), tau_mem=tau_mem.tolist(), tau_syn=tau_syn.tolist(),
+                 threshold=threshold.tolist(), delays=delay.tolist(), rec_delays=rec_delay.tolist())
+        for s in to_lists(times)
+    ]  # fmt: skip
+    assert sum(len(n) for s in expected for n in s) > 15
+    _compare(out, expected)
+
+
+def test_zero_recurrent_delays_equal_the_dense_recurrent_engine() -> None:
+    _, times, weight, rec = _recurrent_case(3)
+    dense = lif_layer(times, weight, rec, tau_mem=20.0, tau_syn=5.0)
+    listed = lif_layer(times, weight, rec, tau_mem=20.0, tau_syn=5.0, recurrent_delay=torch.zeros(5, 5, dtype=F64))
+    assert torch.isfinite(dense).sum() > 10
+    torch.testing.assert_close(listed, dense, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("tau", [(20.0, 5.0), (7.0, 7.0)])
+def test_recurrent_functional_gradients(tau: tuple[float, float]) -> None:
+    gen, times, weight, rec = _recurrent_case(4, n=4, n_in=5)
+    scale = 1.0 if tau[0] == 20.0 else 0.5
+    weight, rec = weight * scale, rec * scale
+    rec_delay = torch.rand(4, 4, generator=gen, dtype=F64) * 5.0
+    delay = torch.rand(4, 5, generator=gen, dtype=F64) * 4.0
+    tau_mem = torch.tensor([1.0, 0.75, 1.2, 0.9], dtype=F64) * tau[0]
+    tau_syn = torch.tensor([1.0, 0.8, 1.1, 1.3], dtype=F64) * tau[1]
+    threshold = torch.tensor([0.8, 1.0, 1.2, 0.9], dtype=F64)
+    tensors = [x.requires_grad_() for x in (times, weight, rec, delay, rec_delay, tau_mem, tau_syn, threshold)]
+    names = ["times", "weight", "recurrent_weight", "delay", "recurrent_delay", "tau_mem", "tau_syn", "threshold"]
+
+    def run() -> torch.Tensor:
+        return lif_layer(times, weight, rec, tau_mem=tau_mem, tau_syn=tau_syn, threshold=threshold, delay=delay,
+                         recurrent_delay=rec_delay)  # fmt: skip
+
+    out = run()
+    assert torch.isfinite(out).sum() >= 8 and torch.isfinite(out).sum(-1).max() >= 2
+    assert_gradients_match(lambda: spike_weighted_loss(run()), tensors, names, KIND, TOL, richardson=True)
+
+
+def test_recurrent_layer_with_learned_delays_and_constants() -> None:
+    torch.manual_seed(7)
+    gen = torch.Generator().manual_seed(7)
+    model = nn.Sequential(
+        LIFLayer(4, 5, tau_mem=20.0, tau_syn=5.0, recurrent=True, recurrent_init_std=0.4, init_mean=1.5, init_std=0.6,
+                 delays="synapse", init_delay=4.0, learn_tau="neuron", learn_threshold=True, dtype=F64),
+        LIFLayer(5, 2, tau_mem=20.0, tau_syn=5.0, init_mean=1.2, init_std=0.4, dtype=F64),
+    )  # fmt: skip
+    assert set(dict(model[0].named_parameters())) == {
+        "weight", "recurrent_weight", "delay", "recurrent_delay", "log_tau_mem", "log_tau_syn", "log_threshold"
+    }
+    times = random_inputs(2, 4, 3, 20.0, gen)
+    assert torch.isfinite(model(times)).sum() >= 3
+    params = dict(model.named_parameters())
+    assert_gradients_match(lambda: spike_weighted_loss(model(times)), list(params.values()), list(params), KIND, TOL, richardson=True)

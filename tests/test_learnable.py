@@ -253,8 +253,6 @@ def test_bad_constants_and_delays(kwargs: dict, match: str) -> None:
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        ({"delays": "synapse", "recurrent": True}, "delays='synapse' is supported for feed-forward layers only"),
-        ({"learn_tau": "neuron", "recurrent": True}, "learn_tau='neuron' is supported for feed-forward layers only"),
         ({"delays": "dendrite"}, "delays must be one of"),
         ({"learn_tau": 1}, "learn_tau must be one of"),
         ({"learn_tau": "synapse"}, "learn_tau must be one of"),
@@ -284,11 +282,9 @@ def test_training_learns_saves_and_reloads_the_new_parameters(tmp_path, learned:
     assert not torch.equal(hidden.log_tau_mem, initial.log_tau_mem.to(hidden.log_tau_mem.dtype))  # it learned
 
 
-def test_trainer_refuses_options_a_recurrent_layer_cannot_take() -> None:
+def test_trainer_refuses_bad_learning_options() -> None:
     from eventprop.training import preset_config
 
-    with pytest.raises(ValueError, match="delays synapse is supported for feed-forward hidden layers only"):
-        preset_config("best", recurrent=(True,), delays="synapse").validate()
     with pytest.raises(ValueError, match="init_delay is set but delays is 'none'"):
         preset_config("best", init_delay=1.0).validate()
     with pytest.raises(ValueError, match="learn_tau must be 'off', 'layer' or 'neuron'"):

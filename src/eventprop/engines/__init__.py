@@ -25,7 +25,15 @@ from ..compat import check_torch_version
 
 check_torch_version(torch.__version__)  # every computation goes through the engines
 
-from .base import ConnectionGradients, Connections, Engine, LayerGradients, LayerKind, LayerSpec  # noqa: E402 (after the version check)
+from .base import (  # noqa: E402 (after the version check)
+    ConnectionGradients,
+    Connections,
+    Engine,
+    LayerGradients,
+    LayerKind,
+    LayerSpec,
+    RecurrentConnections,
+)
 from .numba_cpu import NumbaEngine  # noqa: E402
 from .pytorch import TorchEngine  # noqa: E402
 
@@ -35,6 +43,7 @@ __all__ = [
     "LayerSpec",
     "LayerGradients",
     "Connections",
+    "RecurrentConnections",
     "ConnectionGradients",
     "register_engine",
     "get_engine",

@@ -46,13 +46,14 @@ Entry points, for a layer with ``N = weight.shape[0]`` neurons and input
   the jump ``J_k`` of the spiking neuron's ``lambda_V`` at every output spike
   (``out_times``' shape, 0 at padding), from which the gradients of the time
   constants follow (:mod:`eventprop.model.sensitivity`).
-- ``simulate_connections(spec, times, connections) -> (out_times, saved)`` and
-  ``adjoint_connections(spec, grad_out, saved, input_shape, want_tau) ->
-  ConnectionGradients`` (kind ``connections``): a feed-forward layer given as a list of
+- ``simulate_connections(spec, times, connections, recurrent) -> (out_times, saved)``
+  and ``adjoint_connections(spec, grad_out, saved, input_shape, want_tau) ->
+  ConnectionGradients`` (kind ``connections``): a layer given as a list of input
   synapses grouped by target neuron (:class:`Connections`: a source, weight and delay
-  per synapse, time constants per neuron, threshold 1); the same outputs and the
-  gradients of every tensor of :class:`Connections` (the time constants' only where
-  ``want_tau``, zeros otherwise).
+  per synapse, time constants per neuron, threshold 1) and, for a recurrent layer, its
+  recurrent synapses grouped by source (:class:`RecurrentConnections`, else ``None``);
+  the same outputs and the gradients of every tensor of both (the time constants' only
+  where ``want_tau``, zeros otherwise).
 - ``trajectory(times, spikes, weight, recurrent_weight, params, window) ->
   VoltageTrajectory``: states just after every event on ``[0, window]``
   (:class:`~eventprop.model.trajectory.VoltageTrajectory`), differentiable by autograd
@@ -74,7 +75,7 @@ from torch import Tensor
 from ..model.neuron import NeuronParams, tangent_tolerance
 from ..model.trajectory import VoltageTrajectory
 
-__all__ = ["LayerKind", "LayerSpec", "LayerGradients", "Connections", "ConnectionGradients", "Engine"]
+__all__ = ["LayerKind", "LayerSpec", "LayerGradients", "Connections", "RecurrentConnections", "ConnectionGradients", "Engine"]
 
 
 class LayerKind(str, enum.Enum):
@@ -139,8 +140,24 @@ class Connections(NamedTuple):
     tau_syn: Tensor
 
 
+class RecurrentConnections(NamedTuple):
+    """A layer's recurrent synapses grouped by source neuron (kind ``connections``).
+
+    A spike of neuron ``m`` at ``t`` adds ``weight[c]`` to ``I`` of neuron ``target[c]``
+    at ``t + delay[c]`` for every ``pointer[m] <= c < pointer[m + 1]``.
+
+    Shape:
+        - pointer: ``(N + 1,)`` int64; target, weight, delay: ``(C_rec,)`` (``delay >= 0``)
+    """
+
+    pointer: Tensor
+    target: Tensor
+    weight: Tensor
+    delay: Tensor
+
+
 class ConnectionGradients(NamedTuple):
-    """What :meth:`Engine.adjoint_connections` returns: the gradients of the input times and of :class:`Connections`' tensors."""
+    """What :meth:`Engine.adjoint_connections` returns: the gradients of the input times and of the synapse lists' tensors."""
 
     times: Tensor
     weight: Tensor
@@ -149,6 +166,8 @@ class ConnectionGradients(NamedTuple):
     tau_syn: Tensor
     n_tangential: int
     jumps: Tensor
+    recurrent_weight: Tensor | None = None
+    recurrent_delay: Tensor | None = None
 
 
 class Engine(ABC):
@@ -203,7 +222,7 @@ class Engine(ABC):
         raise NotImplementedError(f"engine {self.name!r} has no adjoint for {kind.value} layers")
 
     def simulate_connections(
-        self, spec: LayerSpec, times: Tensor, connections: Connections
+        self, spec: LayerSpec, times: Tensor, connections: Connections, recurrent: RecurrentConnections | None = None
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
         """Exact forward simulation of a layer given as :class:`Connections` (module docstring)."""
         raise NotImplementedError(f"engine {self.name!r} does not simulate connection-list layers")

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..engines import Connections, Engine, LayerKind, LayerSpec, check_engine_name, select_engine
+from ..engines import Connections, Engine, LayerKind, LayerSpec, RecurrentConnections, check_engine_name, select_engine
 from ..errors import DEFAULT_MAX_SPIKES, TangentialCrossingWarning, refuse_create_graph
 from ..model.neuron import NeuronParams
 from ..model.spikes import check_spike_layout, check_spike_values
@@ -43,14 +43,20 @@ class _ConnectionsFunction(torch.autograd.Function):
         delay: Tensor,
         tau_mem: Tensor,
         tau_syn: Tensor,
+        recurrent_weight: Tensor | None,
+        recurrent_delay: Tensor | None,
         source: Tensor,
         pointer: Tensor,
+        recurrent_lists: tuple[Tensor, Tensor] | None,
         engine: Engine,
         spec: LayerSpec,
     ) -> Tensor:
         wide = engine.compute_dtype or times.dtype
         connections = Connections(source, pointer, *(x.detach().to(wide) for x in (weight, delay, tau_mem, tau_syn)))
-        out_times, saved = engine.simulate_connections(spec, times.detach().to(wide), connections)
+        recurrent = None
+        if recurrent_lists is not None:
+            recurrent = RecurrentConnections(*recurrent_lists, recurrent_weight.detach().to(wide), recurrent_delay.detach().to(wide))
+        out_times, saved = engine.simulate_connections(spec, times.detach().to(wide), connections, recurrent)
         ctx.save_for_backward(*saved, out_times)
         ctx.engine, ctx.spec, ctx.input_shape, ctx.wide = engine, spec, times.shape, wide
         return out_times.to(times.dtype)
@@ -74,8 +80,8 @@ class _ConnectionsFunction(torch.autograd.Function):
             n_spikes = int(torch.isfinite(out_times).sum())
             warnings.warn(TangentialCrossingWarning(grads.n_tangential, n_spikes, ctx.spec.tangent_safeguard), stacklevel=2)
         dtype = grad_out.dtype
-        values = (grads.times, grads.weight, grads.delay, grads.tau_mem, grads.tau_syn)
-        return (*(g.to(dtype) if need else None for g, need in zip(values, needs[:5])), None, None, None, None)
+        values = (grads.times, grads.weight, grads.delay, grads.tau_mem, grads.tau_syn, grads.recurrent_weight, grads.recurrent_delay)
+        return (*(g.to(dtype) if need else None for g, need in zip(values, needs[:7])), None, None, None, None, None)
 
 
 def _per_neuron(value: float | Tensor, n: int, like: Tensor) -> Tensor:
@@ -94,17 +100,21 @@ def lif_connections(
     tau_syn: float | Tensor,
     threshold: float | Tensor = 1.0,
     delay: Tensor | None = None,
+    recurrent_weight: Tensor | None = None,
+    recurrent_delay: Tensor | None = None,
     horizon: float = math.inf,
     max_spikes: int | None = DEFAULT_MAX_SPIKES,
     engine: str = "auto",
     tangent_safeguard: bool = False,
 ) -> Tensor:
-    r"""Output spike times of a feed-forward LIF layer given as a synapse list, differentiable by EventProp.
+    r"""Output spike times of a LIF layer given as a synapse list, differentiable by EventProp.
 
     The dynamics of :func:`eventprop.lif_layer`; synapse ``c`` of neuron ``j`` adds
     ``weight[c]`` to ``I_j`` at ``t + delay[c]`` for every spike ``t`` of input
     ``connectivity.source[c]``; neuron ``j`` has its own ``tau_mem``, ``tau_syn`` and
-    threshold where they are given per neuron.
+    threshold where they are given per neuron. With ``recurrent_weight`` a spike of
+    neuron ``m`` at ``t`` adds ``recurrent_weight[n, m]`` to ``I_n`` at
+    ``t + recurrent_delay[n, m]`` (``n != m``; the diagonal is ignored).
 
     Args:
         times: input spike times (data contract), ``connectivity.in_features`` inputs.
@@ -113,6 +123,9 @@ def lif_connections(
         tau_mem, tau_syn, threshold: numbers or tensors of shape ``()`` or
             ``(out_features,)``, positive.
         delay: ``None`` or ``(C,)``, finite and ``>= 0``.
+        recurrent_weight: ``None`` (feed-forward) or ``(out_features, out_features)``.
+        recurrent_delay: ``None`` (no delay) or ``(out_features, out_features)``,
+            finite and ``>= 0`` (0 allowed); only with ``recurrent_weight``.
         horizon, max_spikes, engine, tangent_safeguard: as in :func:`eventprop.lif_layer`
             (the engine must serve the ``connections`` kind: ``"numba"``).
 
@@ -148,19 +161,51 @@ def lif_connections(
     if delay is None:
         delay = torch.zeros(n_syn, dtype=times.dtype, device=times.device)
     else:
-        if not isinstance(delay, Tensor) or not delay.is_floating_point() or delay.shape != (n_syn,):
-            shape = tuple(delay.shape) if isinstance(delay, Tensor) else type(delay).__name__
-            raise ValueError(f"delay must be a floating-point tensor of shape (n_synapses,) = ({n_syn},), got {shape}")
-        bad = ~(torch.isfinite(delay) & (delay >= 0))
-        if bool(bad.any()):
-            first = delay.detach()[bad][0].item()
-            raise ValueError(f"delay must be finite and >= 0, got {int(bad.sum())} entries that are not (e.g. {first!r})")
-    if isinstance(threshold, Tensor):  # the same spike times as threshold 1 with the weights divided
-        theta = threshold.to(weight.dtype).expand(n_out)
-        weight = weight / theta[connectivity.target]
-    else:
-        weight = weight / threshold
+        check_delays("delay", delay, (n_syn,), times)
+    theta = threshold.to(weight.dtype).expand(n_out) if isinstance(threshold, Tensor) else None
+    # the same spike times as threshold 1 with every weight onto neuron j divided by threshold_j
+    weight = weight / theta[connectivity.target] if theta is not None else weight / threshold
+    rec_lists = rec_weight = rec_delay = None
+    if recurrent_weight is not None:
+        check_weight(recurrent_weight, "recurrent_weight", (n_out, n_out), times)
+        if recurrent_delay is not None:
+            check_delays("recurrent_delay", recurrent_delay, (n_out, n_out), times)
+        pointer, target, index = recurrent_synapses(n_out, times.device)
+        rec_weight = recurrent_weight.reshape(-1)[index]
+        rec_weight = rec_weight / (theta[target] if isinstance(threshold, Tensor) else threshold)
+        rec_delay = recurrent_delay.reshape(-1)[index] if recurrent_delay is not None else rec_weight.new_zeros(index.shape)
+        rec_lists = (pointer, target)
+    elif recurrent_delay is not None:
+        raise ValueError("recurrent_delay is given but recurrent_weight is not")
     chosen = select_engine(engine, LayerKind.CONNECTIONS, times.device, times.dtype)
     nominal = NeuronParams(float(taus[0][0].detach()), float(taus[1][0].detach()), 1.0)  # per-neuron values: the tensors
     spec = LayerSpec(nominal, horizon, max_spikes, tangent_safeguard)
-    return _ConnectionsFunction.apply(times, weight, delay, *taus, connectivity.source, connectivity.pointer, chosen, spec)
+    return _ConnectionsFunction.apply(
+        times, weight, delay, *taus, rec_weight, rec_delay, connectivity.source, connectivity.pointer, rec_lists, chosen, spec
+    )
+
+
+def recurrent_synapses(n: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """All-to-all recurrent synapses without self-connections, grouped by source.
+
+    Returns ``(pointer (n + 1,), target (n (n - 1),), index)``: synapse ``c`` from neuron
+    ``m`` (``pointer[m] <= c < pointer[m + 1]``) to ``target[c]`` has the weight
+    ``recurrent_weight.reshape(-1)[index[c]]`` (``= recurrent_weight[target, m]``).
+    """
+    source, target = torch.meshgrid(torch.arange(n, device=device), torch.arange(n, device=device), indexing="ij")
+    keep = source != target
+    pointer = torch.arange(0, n * (n - 1) + 1, max(n - 1, 1), device=device) if n > 1 else torch.zeros(2, dtype=torch.long, device=device)
+    return pointer, target[keep], (target * n + source)[keep]
+
+
+def check_delays(name: str, delay: Any, shape: tuple[int, ...], like: Tensor) -> None:
+    """``ValueError`` unless ``delay`` is a floating tensor of ``shape``, finite and ``>= 0``, on ``like``'s device."""
+    if not isinstance(delay, Tensor) or not delay.is_floating_point() or tuple(delay.shape) != shape:
+        got = tuple(delay.shape) if isinstance(delay, Tensor) else type(delay).__name__
+        raise ValueError(f"{name} must be a floating-point tensor of shape {shape}, got {got}")
+    if delay.device != like.device:
+        raise ValueError(f"{name} must be on the input's device ({like.device}), got {delay.device}")
+    bad = ~(torch.isfinite(delay) & (delay >= 0))
+    if bool(bad.any()):
+        first = delay.detach()[bad][0].item()
+        raise ValueError(f"{name} must be finite and >= 0, got {int(bad.sum())} entries that are not (e.g. {first!r})")

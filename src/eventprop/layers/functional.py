@@ -133,6 +133,7 @@ def lif_layer(
     tau_syn: float | Tensor,
     threshold: float | Tensor = 1.0,
     delay: Tensor | None = None,
+    recurrent_delay: Tensor | None = None,
     mask: Tensor | None = None,
     horizon: float = math.inf,
     max_spikes: int | None = DEFAULT_MAX_SPIKES,
@@ -166,14 +167,16 @@ def lif_layer(
         delay: ``None``; an axonal delay per input neuron, ``(in_features,)``; or a
             delay per synapse, ``(out_features, in_features)`` (spikes of input ``i``
             reach neuron ``j`` at ``t_i + delay[j, i]``); finite and ``>= 0``.
+        recurrent_delay: ``None`` or ``(out_features, out_features)``, finite and
+            ``>= 0`` (0 allowed): a spike of ``m`` reaches ``n`` ``recurrent_delay[n, m]``
+            later (recurrent layers).
         mask: ``None`` or a bool ``(out_features, in_features)``: fixed connectivity,
             only the synapses where it is true exist (the others' weights get zero
             gradient).
 
-    Per-synapse delays, a mask and time constants that differ between neurons run as a
-    synapse list (:func:`eventprop.layers.connected.lif_connections`; feed-forward
-    layers, engines with the ``connections`` kind); recurrent layers take the other
-    options.
+    Per-synapse delays, recurrent delays, a mask and time constants that differ between
+    neurons run as synapse lists (:func:`eventprop.layers.connected.lif_connections`,
+    engines with the ``connections`` kind).
         horizon: no spike is emitted after it (default: none).
         max_spikes: spike budget per neuron and sample (default
             :data:`~eventprop.errors.DEFAULT_MAX_SPIKES` = 1000; ``None``: no limit);
@@ -220,10 +223,9 @@ def lif_layer(
         raise ValueError(f"mask must be a bool tensor of weight's shape {tuple(weight.shape)}, got {shape}")
     per_synapse = delay is not None and delay.dim() == 2
     per_neuron = [name for name, v in values.items() if v is None]
-    if per_synapse or per_neuron or mask is not None:  # a synapse list (layers.connected)
-        if recurrent_weight is not None:
-            what = "a delay per synapse" if per_synapse else "a mask" if mask is not None else f"per-neuron {per_neuron[0]}"
-            raise ValueError(f"{what} is supported for feed-forward layers only, not yet with recurrent_weight")
+    if recurrent_delay is not None and recurrent_weight is None:
+        raise ValueError("recurrent_delay is given but recurrent_weight is not")
+    if per_synapse or per_neuron or mask is not None or recurrent_delay is not None:  # a synapse list (layers.connected)
         if delay is not None and not per_synapse:
             times, delay = times + delay[None, :, None], None
         if mask is not None:
@@ -234,7 +236,8 @@ def lif_layer(
             delay = delay.reshape(-1) if delay is not None else None
         return lif_connections(
             times, weight, connectivity, tau_mem=taus["tau_mem"], tau_syn=taus["tau_syn"], threshold=threshold,
-            delay=delay, horizon=horizon, max_spikes=max_spikes, engine=engine, tangent_safeguard=tangent_safeguard,
+            delay=delay, recurrent_weight=recurrent_weight, recurrent_delay=recurrent_delay, horizon=horizon,
+            max_spikes=max_spikes, engine=engine, tangent_safeguard=tangent_safeguard,
         )  # fmt: skip
     kind = LayerKind.FEEDFORWARD if recurrent_weight is None else LayerKind.RECURRENT
     chosen = select_engine(engine, kind, times.device, times.dtype)

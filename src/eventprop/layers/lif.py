@@ -58,7 +58,7 @@ class LIFLayer(nn.Module):
             :func:`eventprop.lif_layer`; off by default).
         learn_tau: learn ``tau_mem`` and ``tau_syn``: ``False``; ``True`` or
             ``"layer"``: one of each for the layer; ``"neuron"``: one of each per
-            neuron (feed-forward layers). Held as their logarithms ``log_tau_mem``,
+            neuron. Held as their logarithms ``log_tau_mem``,
             ``log_tau_syn`` (positivity kept by that parametrisation; exact gradients,
             :mod:`eventprop.model.sensitivity`).
         learn_threshold: learn one threshold per neuron, held as ``log_threshold``
@@ -66,14 +66,15 @@ class LIFLayer(nn.Module):
         delays: ``None``; ``"axon"``: a learnable delay per input neuron, parameter
             ``delay`` ``(in_features,)`` (every spike of input ``i`` arrives
             ``delay[i]`` later); ``"synapse"``: one per synapse, ``delay``
-            ``(out_features, in_features)`` (feed-forward layers). Delays stay
-            ``>= 0``: the forward uses ``delay.clamp(min=0)`` and :meth:`project_`
-            (which the trainer calls after every optimiser step) clamps the parameter
-            itself.
+            ``(out_features, in_features)`` and, in a recurrent layer,
+            ``recurrent_delay`` ``(out_features, out_features)``. Delays stay ``>= 0``:
+            the forward uses ``delay.clamp(min=0)`` and :meth:`project_` (which the
+            trainer calls after every optimiser step) clamps the parameters
+            themselves.
         init_delay: the delays are drawn uniformly from ``[0, init_delay]`` (default 0).
         mask: ``None`` or a bool ``(out_features, in_features)``: fixed sparse
-            connectivity (a buffer; the weights outside it are never used and get zero
-            gradient; feed-forward layers).
+            connectivity of the input weights (a buffer; the weights outside it are
+            never used and get zero gradient).
         init_mean, init_std: the weights are drawn from ``N(init_mean, init_std^2)``;
             default ``init_std`` is ``threshold / sqrt(in_features)``.
         recurrent_init_mean, recurrent_init_std: the same for ``recurrent_weight``
@@ -131,9 +132,6 @@ class LIFLayer(nn.Module):
         if mask is not None and (not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != (out_features, in_features)):
             shape = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__
             raise ValueError(f"mask must be a bool tensor of shape (out_features, in_features) = ({out_features}, {in_features}), got {shape}")
-        per_neuron = {"learn_tau='neuron'": learn_tau == "neuron", "delays='synapse'": delays == "synapse", "mask": mask is not None}
-        if recurrent and any(per_neuron.values()):
-            raise ValueError(f"{[k for k, v in per_neuron.items() if v][0]} is supported for feed-forward layers only (recurrent=False)")
         self.delays = delays
         self.horizon = check_horizon(renamed("LIFLayer", "t_max", t_max, "horizon", horizon, math.inf))
         self.max_spikes = optional_positive_int("max_spikes", max_spikes)
@@ -148,7 +146,7 @@ class LIFLayer(nn.Module):
             nn.Parameter(torch.empty(out_features, out_features, **factory)) if recurrent else None
         )
         self._fixed = initial  # the constants that are not learned
-        self.log_tau_mem = self.log_tau_syn = self.log_threshold = self.delay = None
+        self.log_tau_mem = self.log_tau_syn = self.log_threshold = self.delay = self.recurrent_delay = None
         if learn_tau:
             self.log_tau_mem = nn.Parameter(torch.full(tau_shape, math.log(initial.tau_mem), **factory))
             self.log_tau_syn = nn.Parameter(torch.full(tau_shape, math.log(initial.tau_syn), **factory))
@@ -159,6 +157,10 @@ class LIFLayer(nn.Module):
             self.delay = nn.Parameter(torch.empty(shape, **factory))
             with torch.no_grad():
                 self.delay.uniform_(0.0, init_delay)
+        if delays == "synapse" and recurrent:
+            self.recurrent_delay = nn.Parameter(torch.empty(out_features, out_features, **factory))
+            with torch.no_grad():
+                self.recurrent_delay.uniform_(0.0, init_delay)
         self.register_buffer("mask", mask.to(device) if mask is not None else None)
         self.reset_parameters(init_mean, init_std, recurrent_init_mean, recurrent_init_std)
 
@@ -205,9 +207,10 @@ class LIFLayer(nn.Module):
 
     def project_(self) -> None:
         """Put the parameters back into their domain in place: delays ``>= 0`` (after an optimiser step)."""
-        if self.delay is not None:
-            with torch.no_grad():
-                self.delay.clamp_(min=0.0)
+        with torch.no_grad():
+            for delay in (self.delay, self.recurrent_delay):
+                if delay is not None:
+                    delay.clamp_(min=0.0)
 
     @property
     def recurrent(self) -> bool:
@@ -250,6 +253,7 @@ class LIFLayer(nn.Module):
             tau_syn=self.tau_syn,
             threshold=self.threshold,
             delay=self.delay.clamp(min=0.0) if self.delay is not None else None,
+            recurrent_delay=self.recurrent_delay.clamp(min=0.0) if self.recurrent_delay is not None else None,
             mask=self.mask,
             horizon=self.horizon,
             max_spikes=self.max_spikes,

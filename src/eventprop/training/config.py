@@ -119,14 +119,14 @@ class TrainConfig:
     threshold: float = option(1.0, "firing threshold", type=float, group=NET)
     learn_tau: str = option(
         "off", "learn tau_mem and tau_syn of every hidden layer (exact gradients): off, layer (one pair per layer) or "
-        "neuron (one pair per neuron; feed-forward layers)", choices=("off", "layer", "neuron"), group=NET,
+        "neuron (one pair per neuron)", choices=("off", "layer", "neuron"), group=NET,
     )  # fmt: skip
     learn_threshold: bool = option(
         False, "learn one threshold per hidden neuron (exact gradients)", type=parse_bool, metavar="ON", group=NET
     )
     delays: str = option(
         "none", "learnable delays of the hidden layers' inputs, kept >= 0: none, axon (one per input neuron) or "
-        "synapse (one per synapse; feed-forward layers)", choices=("none", "axon", "synapse"), group=NET,
+        "synapse (one per synapse, recurrent ones too)", choices=("none", "axon", "synapse"), group=NET,
     )  # fmt: skip
     init_delay: float = option(
         0.0, "initial delays ~ U(0, INIT_DELAY) ms (with --delays axon)", type=float, group=NET
@@ -249,9 +249,6 @@ class TrainConfig:
         non_negative("init_delay", self.init_delay)
         if self.init_delay > 0 and self.delays == "none":
             raise ValueError("init_delay is set but delays is 'none' (see delays)")
-        if any(self.recurrent) and (self.delays == "synapse" or self.learn_tau == "neuron"):
-            option_ = "delays synapse" if self.delays == "synapse" else "learn_tau neuron"
-            raise ValueError(f"{option_} is supported for feed-forward hidden layers only, but recurrent is on")
         if not isinstance(self.tangent_safeguard, bool):
             raise ValueError(f"tangent_safeguard must be True or False, got {self.tangent_safeguard!r}")
 

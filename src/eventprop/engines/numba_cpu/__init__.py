@@ -17,10 +17,11 @@ from torch import Tensor
 from ...model.neuron import NeuronParams
 from ...model.spikes import EventList
 from ...model.trajectory import VoltageTrajectory
-from ..base import ConnectionGradients, Connections, Engine, LayerGradients, LayerKind, LayerSpec
+from ..base import ConnectionGradients, Connections, Engine, LayerGradients, LayerKind, LayerSpec, RecurrentConnections
 from .connections import connections_backward_numba, connections_forward_numba, neuron_constants
 from .feedforward import feedforward_backward_numba, feedforward_forward_numba
 from .recurrent import NumbaRecurrentTape, recurrent_backward_numba, recurrent_forward_numba
+from .recurrent_connections import recurrent_connections_backward_numba, recurrent_connections_forward_numba
 from .scalar import numba_available
 from .trajectory import CompiledTrajectory
 
@@ -70,25 +71,39 @@ class NumbaEngine(Engine):
         return LayerGradients(grad_times, grad_weight, None, n_tangential, jumps)
 
     def simulate_connections(
-        self, spec: LayerSpec, times: Tensor, connections: Connections
+        self, spec: LayerSpec, times: Tensor, connections: Connections, recurrent: RecurrentConnections | None = None
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
         constants = self._neuron_constants(spec, connections.tau_mem, connections.tau_syn, spec.horizon)
+        device, dtype = times.device, times.dtype
+        if recurrent is not None:
+            inputs = (connections.source, connections.pointer, connections.weight, connections.delay)
+            out, tape = recurrent_connections_forward_numba(times, inputs, tuple(recurrent), constants, spec.max_spikes)
+            return out.to(device, dtype), (times, *connections, *recurrent, *tape)
         out, current = connections_forward_numba(
             times, connections.source, connections.pointer, connections.weight, connections.delay, constants, spec.max_spikes
         )
-        out = out.to(times.device, times.dtype)
-        saved = (times, *connections, out, current.to(times.device, times.dtype))
-        return out, saved
+        out = out.to(device, dtype)
+        return out, (times, *connections, out, current.to(device, dtype))
 
     def adjoint_connections(
         self, spec: LayerSpec, grad_out: Tensor, saved: tuple[Tensor, ...], input_shape: torch.Size, want_tau: bool
     ) -> ConnectionGradients:
-        times, source, pointer, weight, delay, tau_mem, tau_syn, out, current = saved
+        times, source, pointer, weight, delay, tau_mem, tau_syn, *rest = saved
         constants = self._neuron_constants(spec, tau_mem, tau_syn, float("inf"), spec.clip(grad_out.dtype))
+        dtype, device = grad_out.dtype, grad_out.device
+        if len(rest) > 2:  # recurrent: its synapses and the forward's tape
+            recurrent, tape = tuple(rest[:4]), tuple(rest[4:])
+            g_t, g_w, g_d, g_rw, g_rd, g_tm, g_ts, n_tangential, jumps = recurrent_connections_backward_numba(
+                grad_out, times, (source, pointer, weight, delay), recurrent, constants, tape, want_tau
+            )
+            grads = [g.to(device, dtype) for g in (g_t, g_w, g_d, g_tm, g_ts)]
+            return ConnectionGradients(
+                *grads, n_tangential, jumps.to(device, dtype), g_rw.to(device, dtype), g_rd.to(device, dtype)
+            )
+        out, current = rest
         *grads, n_tangential, jumps = connections_backward_numba(
             grad_out, out, current, times, source, pointer, weight, delay, constants, want_tau
         )
-        dtype, device = grad_out.dtype, grad_out.device
         grads = [g.to(device, dtype) for g in grads]
         return ConnectionGradients(*grads, n_tangential, jumps.to(device, dtype))
 
