@@ -112,7 +112,7 @@ def engines_for(kind: str) -> list[str]:
     """Registered engines that can serve ``kind`` on CPU in float64, highest priority first.
 
     The engine contract suite (``test_engine_contract.py``, ``test_forward.py``,
-    ``test_gradients.py``) is parametrised over these: registering an engine puts it
+    ``test_gradients.py``, ``test_learnable.py``, ``test_connections.py``) is parametrised over these: registering an engine puts it
     under every test of the kinds it declares.
     """
     from eventprop.engines import LayerKind, engine_names, get_engine
@@ -123,6 +123,7 @@ def engines_for(kind: str) -> list[str]:
 
 FEEDFORWARD_ENGINES = engines_for("feedforward")
 RECURRENT_ENGINES = engines_for("recurrent")
+CONNECTION_ENGINES = engines_for("connections")
 TRAJECTORY_ENGINES = engines_for("trajectory")
 
 

@@ -9,15 +9,11 @@ import torch
 from torch import nn
 
 from eventprop import Connectivity, LIFConv2d, LIFLayer, lif_connections, lif_layer
-from eventprop.engines import LayerKind, get_engine
-from helpers import F64, assert_gradients_match, random_inputs, record, spike_weighted_loss, to_lists
+from helpers import CONNECTION_ENGINES, F64, assert_gradients_match, random_inputs, record, spike_weighted_loss, to_lists
 from reference import simulate
 
 TOL = 1e-6
 KIND = "connection-list layers vs finite differences (relative)"
-CONNECTION_ENGINES = [
-    n for n in ("numba", "torch") if get_engine(n).refusal(LayerKind.CONNECTIONS, torch.device("cpu"), F64) is None
-]
 
 
 def _compare(out: torch.Tensor, expected) -> None:
@@ -31,18 +27,19 @@ def _compare(out: torch.Tensor, expected) -> None:
 
 
 def test_an_engine_serves_connection_lists() -> None:
-    assert CONNECTION_ENGINES == ["numba"]
+    assert "numba" in CONNECTION_ENGINES
 
 
+@pytest.mark.parametrize("engine", CONNECTION_ENGINES)
 @pytest.mark.parametrize("tau_mem,tau_syn", [(20.0, 5.0), (5.0, 10.0), (10.0, 10.0)])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_synapse_delays_match_the_reference(tau_mem: float, tau_syn: float, seed: int) -> None:
+def test_synapse_delays_match_the_reference(tau_mem: float, tau_syn: float, seed: int, engine: str) -> None:
     gen = torch.Generator().manual_seed(seed)
     times = random_inputs(3, 6, 3, 25.0, gen)
     weight = (torch.rand(5, 6, generator=gen, dtype=F64) * 2.0 - 0.3) * 1.3
     delay = torch.rand(5, 6, generator=gen, dtype=F64) * 10.0
     threshold = torch.tensor([0.7, 1.0, 1.4, 0.9, 1.1], dtype=F64)
-    out = lif_layer(times, weight, tau_mem=tau_mem, tau_syn=tau_syn, threshold=threshold, delay=delay)
+    out = lif_layer(times, weight, tau_mem=tau_mem, tau_syn=tau_syn, threshold=threshold, delay=delay, engine=engine)
     expected = [
         simulate(s, weight.tolist(), tau_mem=tau_mem, tau_syn=tau_syn, threshold=threshold.tolist(), delays=delay.tolist())
         for s in to_lists(times)
@@ -78,8 +75,9 @@ def test_zero_delays_and_dense_connectivity_equal_the_dense_engine() -> None:
     torch.testing.assert_close(listed, dense, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("engine", CONNECTION_ENGINES)
 @pytest.mark.parametrize("tau", [(20.0, 5.0), (7.0, 7.0), (4.0, 9.0)])
-def test_functional_gradients(tau: tuple[float, float]) -> None:
+def test_functional_gradients(tau: tuple[float, float], engine: str) -> None:
     # every tensor argument: input times, weights, per-synapse delays, per-neuron taus and thresholds
     gen = torch.Generator().manual_seed(4)
     times = random_inputs(2, 5, 3, 20.0, gen).requires_grad_()
@@ -91,10 +89,13 @@ def test_functional_gradients(tau: tuple[float, float]) -> None:
     threshold = torch.tensor([0.8, 1.0, 1.2, 0.9], dtype=F64, requires_grad=True)
     tensors = [times, weight, delay, tau_mem, tau_syn, threshold]
 
-    def loss() -> torch.Tensor:
-        return spike_weighted_loss(lif_layer(times, weight, tau_mem=tau_mem, tau_syn=tau_syn, threshold=threshold, delay=delay))
+    def run() -> torch.Tensor:
+        return lif_layer(times, weight, tau_mem=tau_mem, tau_syn=tau_syn, threshold=threshold, delay=delay, engine=engine)
 
-    out = lif_layer(times, weight, tau_mem=tau_mem, tau_syn=tau_syn, threshold=threshold, delay=delay)
+    def loss() -> torch.Tensor:
+        return spike_weighted_loss(run())
+
+    out = run()
     assert torch.isfinite(out).sum(-1).max() >= 2
     assert_gradients_match(loss, tensors, ["times", "weight", "delay", "tau_mem", "tau_syn", "threshold"], KIND, TOL, richardson=True)
 
@@ -239,8 +240,9 @@ def _recurrent_case(seed: int, n: int = 5, n_in: int = 6):
     return gen, times, weight, rec
 
 
+@pytest.mark.parametrize("engine", CONNECTION_ENGINES)
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_recurrent_delays_and_per_neuron_constants_match_the_reference(seed: int) -> None:
+def test_recurrent_delays_and_per_neuron_constants_match_the_reference(seed: int, engine: str) -> None:
     gen, times, weight, rec = _recurrent_case(seed)
     rec_delay = torch.rand(5, 5, generator=gen, dtype=F64) * 6.0
     rec_delay[0, 1] = 0.0  # zero delays are allowed
@@ -249,7 +251,7 @@ def test_recurrent_delays_and_per_neuron_constants_match_the_reference(seed: int
     tau_syn = torch.tensor([5.0, 10.0, 4.0, 6.0, 8.0], dtype=F64)
     threshold = torch.tensor([0.8, 1.0, 1.3, 0.9, 1.1], dtype=F64)
     out = lif_layer(times, weight, rec, tau_mem=tau_mem, tau_syn=tau_syn, threshold=threshold, delay=delay,
-                    recurrent_delay=rec_delay)  # fmt: skip
+                    recurrent_delay=rec_delay, engine=engine)  # fmt: skip
     expected = [
         simulate(s, weight.tolist(), w_rec=rec.tolist(), tau_mem=tau_mem.tolist(), tau_syn=tau_syn.tolist(),
                  threshold=threshold.tolist(), delays=delay.tolist(), rec_delays=rec_delay.tolist())
@@ -267,8 +269,9 @@ def test_zero_recurrent_delays_equal_the_dense_recurrent_engine() -> None:
     torch.testing.assert_close(listed, dense, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("engine", CONNECTION_ENGINES)
 @pytest.mark.parametrize("tau", [(20.0, 5.0), (7.0, 7.0)])
-def test_recurrent_functional_gradients(tau: tuple[float, float]) -> None:
+def test_recurrent_functional_gradients(tau: tuple[float, float], engine: str) -> None:
     gen, times, weight, rec = _recurrent_case(4, n=4, n_in=5)
     scale = 1.0 if tau[0] == 20.0 else 0.5
     weight, rec = weight * scale, rec * scale
@@ -282,7 +285,7 @@ def test_recurrent_functional_gradients(tau: tuple[float, float]) -> None:
 
     def run() -> torch.Tensor:
         return lif_layer(times, weight, rec, tau_mem=tau_mem, tau_syn=tau_syn, threshold=threshold, delay=delay,
-                         recurrent_delay=rec_delay)  # fmt: skip
+                         recurrent_delay=rec_delay, engine=engine)  # fmt: skip
 
     out = run()
     assert torch.isfinite(out).sum() >= 8 and torch.isfinite(out).sum(-1).max() >= 2
@@ -304,3 +307,11 @@ def test_recurrent_layer_with_learned_delays_and_constants() -> None:
     assert torch.isfinite(model(times)).sum() >= 3
     params = dict(model.named_parameters())
     assert_gradients_match(lambda: spike_weighted_loss(model(times)), list(params.values()), list(params), KIND, TOL, richardson=True)
+
+
+def test_no_engine_for_connection_lists_off_the_cpu_is_a_clear_error() -> None:
+    from eventprop.engines import LayerKind, select_engine
+
+    assert select_engine("auto", LayerKind.CONNECTIONS, torch.device("cpu"), F64).name == "numba"
+    with pytest.raises(ValueError, match="no engine can serve a connections layer on meta"):
+        select_engine("auto", LayerKind.CONNECTIONS, torch.device("meta"), F64)
