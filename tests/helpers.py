@@ -81,6 +81,7 @@ def assert_gradients_match(
     kind: str,
     tol: float = 1e-6,
     richardson: bool = False,
+    per_name: bool = False,
 ) -> dict[str, float]:
     """Autograd gradients of ``loss()`` vs central finite differences, relative error <= ``tol``.
 
@@ -88,7 +89,8 @@ def assert_gradients_match(
     must be non-zero (else the comparison would be vacuous). Errors go to :func:`record`
     under ``kind`` and are returned by name. ``richardson``: the differences are
     ``(4 g(h/2) - g(h)) / 3`` (error O(h^4), for losses with large curvature near
-    ill-conditioned crossings).
+    ill-conditioned crossings). ``per_name``: record under ``kind [name]`` (the
+    parameter's name without its module prefix), one worst error per parameter.
     """
     for name, t in zip(names, tensors):
         if not t.requires_grad:
@@ -103,7 +105,7 @@ def assert_gradients_match(
         assert g is not None, f"{name}: no gradient path"
         assert n.abs().max() > 0, f"{name}: gradient is identically zero, the test would be vacuous"
         errors[name] = relative_error(g, n)
-        record(kind, errors[name])
+        record(f"{kind} [{name.split('.')[-1]}]" if per_name else kind, errors[name])
         assert errors[name] <= tol, f"{name}: relative error {errors[name]:.3e}"
     return errors
 

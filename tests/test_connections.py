@@ -97,7 +97,7 @@ def test_functional_gradients(tau: tuple[float, float], engine: str) -> None:
 
     out = run()
     assert torch.isfinite(out).sum(-1).max() >= 2
-    assert_gradients_match(loss, tensors, ["times", "weight", "delay", "tau_mem", "tau_syn", "threshold"], KIND, TOL, richardson=True)
+    assert_gradients_match(loss, tensors, ["times", "weight", "delay", "tau_mem", "tau_syn", "threshold"], KIND, TOL, richardson=True, per_name=True)
 
 
 def test_deep_network_with_every_option() -> None:
@@ -116,7 +116,7 @@ def test_deep_network_with_every_option() -> None:
     out = model(times)
     assert torch.isfinite(out).sum() >= 4 and torch.isfinite(model[0](times)).sum(-1).max() >= 2
     params = dict(model.named_parameters())
-    assert_gradients_match(lambda: spike_weighted_loss(model(times)), list(params.values()), list(params), KIND, TOL, richardson=True)
+    assert_gradients_match(lambda: spike_weighted_loss(model(times)), list(params.values()), list(params), KIND, TOL, richardson=True, per_name=True)
     masked = params["1.weight"]
     grad = torch.autograd.grad(spike_weighted_loss(model(times)), [masked])[0]
     assert bool((grad[~mask] == 0).all()) and bool((grad[mask] != 0).any())
@@ -150,7 +150,7 @@ def test_conv_layer_forward_and_gradients() -> None:
     _compare(out, expected)
     params = dict(conv.named_parameters())
     assert set(params) == {"kernel", "log_tau_mem", "log_tau_syn", "log_threshold"}
-    assert_gradients_match(lambda: spike_weighted_loss(conv(times)), list(params.values()), list(params), KIND, TOL, richardson=True)
+    assert_gradients_match(lambda: spike_weighted_loss(conv(times)), list(params.values()), list(params), KIND, TOL, richardson=True, per_name=True)
 
 
 def test_conv_state_dict_holds_parameters_only() -> None:
@@ -289,7 +289,7 @@ def test_recurrent_functional_gradients(tau: tuple[float, float], engine: str) -
 
     out = run()
     assert torch.isfinite(out).sum() >= 8 and torch.isfinite(out).sum(-1).max() >= 2
-    assert_gradients_match(lambda: spike_weighted_loss(run()), tensors, names, KIND, TOL, richardson=True)
+    assert_gradients_match(lambda: spike_weighted_loss(run()), tensors, names, KIND, TOL, richardson=True, per_name=True)
 
 
 def test_recurrent_layer_with_learned_delays_and_constants() -> None:
@@ -306,7 +306,7 @@ def test_recurrent_layer_with_learned_delays_and_constants() -> None:
     times = random_inputs(2, 4, 3, 20.0, gen)
     assert torch.isfinite(model(times)).sum() >= 3
     params = dict(model.named_parameters())
-    assert_gradients_match(lambda: spike_weighted_loss(model(times)), list(params.values()), list(params), KIND, TOL, richardson=True)
+    assert_gradients_match(lambda: spike_weighted_loss(model(times)), list(params.values()), list(params), KIND, TOL, richardson=True, per_name=True)
 
 
 def test_no_engine_for_connection_lists_off_the_cpu_is_a_clear_error() -> None:

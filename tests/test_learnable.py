@@ -120,7 +120,7 @@ def _check(model: nn.Module, times: torch.Tensor, min_spikes: int = 4) -> dict[s
     names = [n for n in params if not n.endswith("weight")]
     return assert_gradients_match(
         lambda: spike_weighted_loss(model(times)), [params[n] for n in names], names,
-        "learned constants and delays vs finite differences (relative)", TOL, richardson=True,
+        "learned constants and delays vs finite differences (relative)", TOL, richardson=True, per_name=True,
     )  # fmt: skip
 
 
@@ -173,7 +173,7 @@ def test_functional_gradients_per_neuron_and_shared(recurrent: bool, engine: str
     tensors = [times, weight, tau_mem, tau_syn, threshold, delay] + ([rec] if recurrent else [])
     names = ["times", "weight", "tau_mem", "tau_syn", "threshold", "delay"] + (["recurrent_weight"] if recurrent else [])
     kind = "learned constants and delays vs finite differences (relative)"
-    errors = assert_gradients_match(loss, tensors, names, kind, TOL, richardson=True)
+    errors = assert_gradients_match(loss, tensors, names, kind, TOL, richardson=True, per_name=True)
     assert set(errors) == set(names)
     shared = torch.autograd.grad(loss(), [tau_syn])[0]
     tau_syn = torch.full((4,), 6.0, dtype=F64, requires_grad=True)

@@ -451,8 +451,21 @@ def test_export_of_masks_axonal_delays_and_learned_constants() -> None:
     np.testing.assert_array_equal(graph.nodes["0.linear"].weight, (layer.weight * mask).detach().numpy())
     np.testing.assert_allclose(graph.nodes["0.lif"].v_threshold, [0.5, 2.0], rtol=1e-6)
     np.testing.assert_allclose(graph.nodes["0.lif"].tau_mem, [10.0, 30.0], rtol=1e-6)
-    with pytest.raises(ValueError, match="Delay"):
-        from_nir(graph)  # eventprop reads no Delay nodes yet: a one-line refusal, not a network without them
+    with pytest.raises(ValueError, match="tau_mem has 2 different values"):
+        from_nir(graph)  # per-neuron time constants are not read back yet: a one-line refusal
+
+
+def test_axonal_delays_round_trip() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        LIFLayer(4, 5, tau_mem=20.0, tau_syn=5.0, delays="axon", init_delay=6.0, init_mean=1.5, init_std=0.5, dtype=F64),
+        LIFLayer(5, 2, tau_mem=20.0, tau_syn=5.0, init_mean=1.0, init_std=0.4, dtype=F64),
+    )
+    back = from_nir(to_nir(model, time_unit="s"), time_unit="s")
+    assert back[0].delays == "axon" and back[1].delays is None
+    torch.testing.assert_close(back[0].delay, model[0].delay.detach())
+    times = random_inputs(3, 4, 2, 20.0, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(back(times), model(times).detach(), rtol=0, atol=1e-12)
 
 
 def test_export_refuses_what_nir_cannot_express() -> None:

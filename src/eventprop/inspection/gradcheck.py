@@ -16,7 +16,7 @@ relative to the gradient's scale::
 
 Near a critical point (a spike appearing, vanishing or reordering within ``x +- h``)
 the loss is discontinuous and finite differences mean nothing. The check watches
-the number of spikes every :class:`~eventprop.LIFLayer` in the model emits:
+the number of spikes every :class:`~eventprop.LIFLayer` and :class:`~eventprop.LIFConv2d` in the model emits:
 an entry whose perturbation changes any count is *discontinuous*, left out of the
 error and counted in the report; :meth:`GradcheckReport.ok` fails on them unless
 told otherwise.
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from ..layers import LIFLayer
+from ..layers import LIFConv2d, LIFLayer
 from ..validation import positive
 
 __all__ = ["GradcheckEntry", "GradcheckReport", "gradcheck"]
@@ -134,7 +134,7 @@ def _spike_counter(model: nn.Module) -> tuple[Callable[[], list[int]], Callable[
         counts.append(int(torch.isfinite(output).sum()))
 
     for module in model.modules():
-        if isinstance(module, LIFLayer):
+        if isinstance(module, (LIFLayer, LIFConv2d)):
             handles.append(module.register_forward_hook(hook))
 
     def read() -> list[int]:

@@ -17,8 +17,10 @@ The graph (layer ``k`` of the sequence; node keys in quotes)::
 A layer with axonal delays (``delays="axon"``) gets ``"k.delay"`` Delay(delay) before its
 ``Linear``; a masked layer's ``Linear`` holds ``weight * mask`` (absent synapses are
 zero weights); learned time constants and thresholds are written with their current
-values, one per neuron. Delays per synapse and convolutional layers have no NIR form
-here: :func:`to_nir` refuses them.
+values, one per neuron (:func:`from_nir` reads Delay nodes before a ``Linear`` back as
+axonal delays; per-neuron time constants and thresholds it does not read back yet).
+Delays per synapse and convolutional layers have no NIR form here: :func:`to_nir`
+refuses them.
 
 The equations. eventprop, between events (:mod:`eventprop.model.neuron`)::
 

@@ -174,10 +174,19 @@ def _build(nir: Any, graph: Any, chain: list[str], loops: dict[str, str], readin
     n_in = _input_size(chain[0], nodes[chain[0]])
     layers: list[nn.Module] = []
     pending: str | None = None  # a Linear waiting for its neuron layer
+    delay: str | None = None  # a Delay waiting for its layer
     for key in chain[1:-1]:
         node = nodes[key]
         if layers and isinstance(layers[-1], LIReadout):
             raise ValueError(f"{_name(key, node)} follows the CubaLI readout: a CubaLI must be the last layer")
+        if isinstance(node, nir.Delay):
+            if pending is not None or delay is not None:
+                raise ValueError(
+                    f"{_name(key, node)}: a Delay must come right before a layer's Linear (one delay per input "
+                    "neuron: an axonal delay); a delay per neuron or two Delays in a row are not supported"
+                )
+            delay = key
+            continue
         if isinstance(node, (nir.Linear, nir.Affine)):
             if pending is not None:
                 raise ValueError(
@@ -191,13 +200,27 @@ def _build(nir: Any, graph: Any, chain: list[str], loops: dict[str, str], readin
         if weight.shape[1] != n_in:
             raise ValueError(f"{_name(pending, nodes[pending])} has {weight.shape[1]} inputs, its source has {n_in}")
         recurrent = _recurrent(nir, loops[key], nodes[loops[key]], weight.shape[0]) if key in loops else None
-        layers.append(_layer(nir, key, node, weight, recurrent, reading))
-        n_in, pending = weight.shape[0], None
-    if pending is not None:
-        raise ValueError(f"{_name(pending, nodes[pending])} feeds the Output: the last layer must be CubaLIF or CubaLI")
+        delays = _delays(delay, nodes[delay], n_in, reading) if delay is not None else None
+        if delays is not None and isinstance(node, nir.CubaLI):
+            raise ValueError(f"{_name(delay, nodes[delay])} feeds the CubaLI readout, which has no delays")
+        layers.append(_layer(nir, key, node, weight, recurrent, reading, delays))
+        n_in, pending, delay = weight.shape[0], None, None
+    if pending is not None or delay is not None:
+        last = pending if pending is not None else delay
+        raise ValueError(f"{_name(last, nodes[last])} feeds the Output: the last layer must be CubaLIF or CubaLI")
     if not layers:
         raise ValueError("the graph has no CubaLIF or CubaLI layer between its Input and its Output")
     return layers
+
+
+def _delays(key: str, node: Any, n_in: int, reading: _Reading) -> np.ndarray:
+    """The axonal delays (ms) of a Delay node before a layer: one per input neuron, finite and ``>= 0``."""
+    values = np.asarray(node.delay, dtype=np.float64).reshape(-1)
+    if values.shape != (n_in,):
+        raise ValueError(f"{_name(key, node)}: delay must hold one value per input neuron ({n_in}), got {values.size}")
+    if not (np.isfinite(values).all() and (values >= 0).all()):
+        raise ValueError(f"{_name(key, node)}: delay must be finite and >= 0")
+    return values * reading.unit
 
 
 def _unsupported(key: str, node: Any) -> ValueError:
@@ -209,8 +232,8 @@ def _unsupported(key: str, node: Any) -> ValueError:
             "eventprop's neurons, with tau_syn > 0, cannot reproduce)"
         )
     return ValueError(
-        f"{_name(key, node)} is not supported{why}; from_nir reads Input, Linear, Affine (zero bias), CubaLIF, "
-        "CubaLI (last layer) and Output nodes"
+        f"{_name(key, node)} is not supported{why}; from_nir reads Input, Delay (before a Linear), Linear, Affine "
+        "(zero bias), CubaLIF, CubaLI (last layer) and Output nodes"
     )
 
 
@@ -278,7 +301,13 @@ def _input_scale(key: str, node: Any, tau_syn: float, spike_area: float | str, n
 
 
 def _layer(
-    nir: Any, key: str, node: Any, weight: np.ndarray, recurrent: np.ndarray | None, reading: _Reading
+    nir: Any,
+    key: str,
+    node: Any,
+    weight: np.ndarray,
+    recurrent: np.ndarray | None,
+    reading: _Reading,
+    delays: np.ndarray | None = None,
 ) -> nn.Module:
     """The ``LIFLayer`` of a CubaLIF node or the ``LIReadout`` of a CubaLI node, with its weights."""
     tau_syn = _shared(key, node, "tau_syn")
@@ -289,6 +318,8 @@ def _layer(
         cls, settings = LIReadout, _readout_settings(key, node, reading)
     else:
         cls, settings = LIFLayer, _lif_settings(key, node, recurrent is not None, reading)
+        if delays is not None:
+            settings["delays"] = "axon"
     try:  # on the meta device: no initial weights are drawn, the global random state is left alone
         layer = cls(weight.shape[1], weight.shape[0], **times, **settings, device="meta", dtype=reading.dtype)
     except ValueError as err:
@@ -297,6 +328,8 @@ def _layer(
     layer.weight = nn.Parameter(torch.as_tensor(scale * weight, **factory))
     if recurrent is not None:
         layer.recurrent_weight = nn.Parameter(torch.as_tensor(scale * recurrent, **factory))
+    if delays is not None:
+        layer.delay = nn.Parameter(torch.as_tensor(delays, **factory))
     return layer
 
 
