@@ -65,14 +65,25 @@ def test_per_neuron_time_constants_and_a_mask_match_the_reference_neuron_by_neur
     assert total > 10
 
 
-def test_zero_delays_and_dense_connectivity_equal_the_dense_engine() -> None:
+@pytest.mark.parametrize("n_in", [7, 40])  # arrivals per neuron below and above connections.SMALL (insertion / mergesort)
+def test_zero_delays_and_dense_connectivity_equal_the_dense_engine(n_in: int) -> None:
+    from eventprop.engines.numba_cpu.connections import SMALL
+
     gen = torch.Generator().manual_seed(3)
-    times = random_inputs(4, 7, 3, 25.0, gen)
-    weight = (torch.rand(5, 7, generator=gen, dtype=F64) * 2.0 - 0.3) * 1.5
+    times = random_inputs(4, n_in, 3, 25.0, gen)
+    assert (torch.isfinite(times).sum(dim=(1, 2)).max() > SMALL) == (n_in > SMALL)
+    weight = (torch.rand(5, n_in, generator=gen, dtype=F64) * 2.0 - 0.3) * 1.5 * 7 / n_in
     dense = lif_layer(times, weight, tau_mem=20.0, tau_syn=5.0)
-    listed = lif_layer(times, weight, tau_mem=20.0, tau_syn=5.0, delay=torch.zeros(5, 7, dtype=F64))
+    listed = lif_layer(times, weight, tau_mem=20.0, tau_syn=5.0, delay=torch.zeros(5, n_in, dtype=F64))
     assert torch.isfinite(dense).sum() > 10
     torch.testing.assert_close(listed, dense, rtol=0, atol=1e-12)
+    grads = []  # and the same gradients
+    for delay in (None, torch.zeros(5, n_in, dtype=F64)):
+        x, w = times.clone().requires_grad_(), weight.clone().requires_grad_()
+        spike_weighted_loss(lif_layer(x, w, tau_mem=20.0, tau_syn=5.0, delay=delay)).backward()
+        grads.append((x.grad, w.grad))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10 * a.abs().max().item())
 
 
 @pytest.mark.parametrize("engine", CONNECTION_ENGINES)

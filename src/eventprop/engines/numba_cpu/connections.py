@@ -71,6 +71,8 @@ _CACHE = source_sha256() == SCALAR_SHA256
 
 #: Most batch chunks the gradients are summed over.
 MAX_CHUNKS = 16
+#: Up to this many arrivals a neuron's are ordered by insertion (no allocation), beyond by mergesort.
+SMALL = 32
 
 
 def neuron_constants(tau_mem: np.ndarray, tau_syn: np.ndarray, horizon: float, clip: float = 0.0) -> np.ndarray:
@@ -87,8 +89,9 @@ def neuron_constants(tau_mem: np.ndarray, tau_syn: np.ndarray, horizon: float, c
 if numba is not None:
 
     @njit(cache=_CACHE)
-    def _arrivals(b, j, times, pointer, source, delay, arr_t, arr_c, arr_k):
-        # the arrivals at neuron j of sample b into arr_*; returns their number and time order
+    def _arrivals(b, j, times, pointer, source, delay, arr_t, arr_c, arr_k, order):
+        # the arrivals at neuron j of sample b into arr_*; returns their number and their
+        # stable time order (in ``order`` for a few, by insertion: no allocation; else a new array)
         slots = times.shape[2]
         n = 0
         for c in range(pointer[j], pointer[j + 1]):
@@ -102,10 +105,19 @@ if numba is not None:
                 arr_c[n] = c
                 arr_k[n] = k
                 n += 1
-        return n, np.argsort(arr_t[:n], kind="mergesort")
+        if n > SMALL:
+            return n, np.argsort(arr_t[:n], kind="mergesort")
+        for q in range(n):
+            e = q
+            t = arr_t[q]
+            while e > 0 and arr_t[order[e - 1]] > t:
+                order[e] = order[e - 1]
+                e -= 1
+            order[e] = q
+        return n, order
 
     @njit(cache=_CACHE)
-    def _forward_neuron(b, j, times, pointer, source, delay, weight, cn, limit, out_t, out_i, counts, stop_t, arr_t, arr_c, arr_k):
+    def _forward_neuron(b, j, times, pointer, source, delay, weight, cn, limit, out_t, out_i, counts, stop_t, arr_t, arr_c, arr_k, order):
         # neuron j of sample b over its arrivals; False once it exceeded the limit
         c = cn[j]
         cap = out_t.shape[2]
@@ -113,7 +125,7 @@ if numba is not None:
         for q in range(cap):
             out_t[b, j, q] = c[_INF]
             out_i[b, j, q] = c[_ZERO]
-        n, order = _arrivals(b, j, times, pointer, source, delay, arr_t, arr_c, arr_k)
+        n, order = _arrivals(b, j, times, pointer, source, delay, arr_t, arr_c, arr_k, order)
         horizon = c[_HORIZON]
         v = 0.0
         i = 0.0
@@ -149,10 +161,11 @@ if numba is not None:
         arr_t = np.empty(width)
         arr_c = np.empty(width, dtype=np.int64)
         arr_k = np.empty(width, dtype=np.int64)
+        order = np.empty(width, dtype=np.int64)
         for b in range(part * batch // parts, (part + 1) * batch // parts):
             status[b] = 0
             for j in range(cn.shape[0]):
-                if not _forward_neuron(b, j, times, pointer, source, delay, weight, cn, limit, out_t, out_i, counts, stop_t, arr_t, arr_c, arr_k):
+                if not _forward_neuron(b, j, times, pointer, source, delay, weight, cn, limit, out_t, out_i, counts, stop_t, arr_t, arr_c, arr_k, order):
                     status[b] = 1
                     break
 
@@ -168,7 +181,7 @@ if numba is not None:
 
     @njit(cache=_CACHE)
     def _backward_neuron(b, j, part, grad_out, out_t, out_i, times, pointer, source, delay, weight, cn, want_tau,
-                         grad_times, gw, gd, gtm, gts, jumps, tangential, arr_t, arr_c, arr_k):  # fmt: skip
+                         grad_times, gw, gd, gtm, gts, jumps, tangential, arr_t, arr_c, arr_k, order):  # fmt: skip
         c = cn[j]
         slots_out = out_t.shape[2]
         slots_in = times.shape[2]
@@ -193,7 +206,7 @@ if numba is not None:
             if denominator == 0:  # a double root: the exact value is infinite (neuron.adjoint_jump)
                 denominator = c[_DOUBLE_ROOT]
             jumps[b, j, q] = numerator / denominator
-        n, order = _arrivals(b, j, times, pointer, source, delay, arr_t, arr_c, arr_k)
+        n, order = _arrivals(b, j, times, pointer, source, delay, arr_t, arr_c, arr_k, order)
         rate_mem = 1.0 / tau_mem
         rate_syn = 1.0 / tau_syn
         lv = 0.0
@@ -257,10 +270,11 @@ if numba is not None:
         arr_t = np.empty(width)
         arr_c = np.empty(width, dtype=np.int64)
         arr_k = np.empty(width, dtype=np.int64)
+        order = np.empty(width, dtype=np.int64)
         for b in range(part * batch // parts, (part + 1) * batch // parts):
             for j in range(cn.shape[0]):
                 _backward_neuron(b, j, part, grad_out, out_t, out_i, times, pointer, source, delay, weight, cn, want_tau,
-                                 grad_times, gw, gd, gtm, gts, jumps, tangential, arr_t, arr_c, arr_k)  # fmt: skip
+                                 grad_times, gw, gd, gtm, gts, jumps, tangential, arr_t, arr_c, arr_k, order)  # fmt: skip
 
     @njit(parallel=True, cache=_CACHE)
     def _backward_parallel(parts, grad_out, out_t, out_i, times, pointer, source, delay, weight, cn, want_tau,
