@@ -173,10 +173,6 @@ def lif_layer(
         mask: ``None`` or a bool ``(out_features, in_features)``: fixed connectivity,
             only the synapses where it is true exist (the others' weights get zero
             gradient).
-
-    Per-synapse delays, recurrent delays, a mask and time constants that differ between
-    neurons run as synapse lists (:func:`eventprop.layers.connected.lif_connections`,
-    engines with the ``connections`` kind).
         horizon: no spike is emitted after it (default: none).
         max_spikes: spike budget per neuron and sample (default
             :data:`~eventprop.errors.DEFAULT_MAX_SPIKES` = 1000; ``None``: no limit);
@@ -192,6 +188,10 @@ def lif_layer(
             exact formula's value. Either way the backward warns with
             :class:`~eventprop.errors.TangentialCrossingWarning` and their number.
         t_max: deprecated spelling of ``horizon``.
+
+    Per-synapse delays, recurrent delays, a mask and time constants that differ between
+    neurons run as synapse lists (:func:`eventprop.layers.connected.lif_connections`,
+    engines with the ``connections`` kind).
 
     Shape:
         - times: ``(batch, in_features, max_in)``
