@@ -165,7 +165,8 @@ def test_conv_layer_forward_and_gradients() -> None:
 
 
 def test_conv_state_dict_holds_parameters_only() -> None:
-    conv = LIFConv2d(1, 2, 2, input_size=(3, 3), tau_mem=20.0, tau_syn=5.0)
+    conv = LIFConv2d(1, 2, [2, 2], input_size=(3, 3), stride=[1, 1], tau_mem=20.0, tau_syn=5.0)  # lists as pairs too
+    assert conv.kernel_size == (2, 2) and conv.stride == (1, 1) and conv.padding == (0, 0)
     assert set(conv.state_dict()) == {"kernel"}
     assert "output_size=(2, 2)" in repr(conv)
 
@@ -199,14 +200,15 @@ def test_conv_input_of_the_wrong_size() -> None:
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        ({"mask": torch.ones(2, 4, dtype=torch.bool)}, r"mask must be a bool tensor of weight's shape \(2, 3\)"),
+        ({"mask": torch.ones(2, 4, dtype=torch.bool)}, r"mask must be a bool tensor of shape \(out_features, in_features\) = \(2, 3\)"),
         ({"mask": torch.ones(2, 3)}, "mask must be a bool tensor"),
         ({"delay": torch.tensor([[0.0, 1.0, -2.0], [0.0, 0.0, 0.0]])}, "delay must be finite and >= 0"),
-        ({"delay": torch.zeros(3, 2)}, r"delay must have shape \(in_features,\) = \(3,\) or"),
+        ({"delay": torch.zeros(3, 2)}, r"delay must be a floating-point tensor of shape \(in_features,\) = \(3,\) or"),
         ({"tau_mem": torch.tensor([20.0, 1e-320])}, "tau_mem must be finite and positive|outside"),
         ({"recurrent_delay": torch.zeros(2, 2)}, "recurrent_delay is given but recurrent_weight is not"),
         ({"recurrent_delay": torch.full((2, 2), -1.0), "recurrent_weight": torch.zeros(2, 2)}, "recurrent_delay must be finite and >= 0"),
         ({"recurrent_delay": torch.zeros(3, 3), "recurrent_weight": torch.zeros(2, 2)}, r"recurrent_delay must be a floating-point tensor of shape \(2, 2\)"),
+        ({"delay": torch.zeros(2, 3), "engine": "torch"}, "a layer with a delay per synapse runs as a synapse list"),
     ],
 )
 def test_bad_connection_arguments(kwargs: dict, match: str) -> None:
@@ -220,7 +222,7 @@ def test_bad_connection_arguments(kwargs: dict, match: str) -> None:
     "kwargs,match",
     [
         ({"weight": torch.ones(4)}, r"weight must have shape \(n_synapses,\) = \(3,\)"),
-        ({"delay": torch.zeros(2)}, r"delay must be a floating-point tensor of shape \(3,\)"),
+        ({"delay": torch.zeros(2)}, r"delay must be a floating-point tensor of shape \(n_synapses,\) = \(3,\)"),
         ({"delay": torch.tensor([0.0, math.nan, 1.0])}, "delay must be finite and >= 0"),
         ({"connectivity": "dense"}, "connectivity must be a Connectivity"),
         ({"threshold": torch.tensor([1.0, 1.0, 1.0])}, r"threshold must be a number or a tensor of shape \(\) or \(out_features,\) = \(2,\)"),
@@ -326,3 +328,20 @@ def test_no_engine_for_connection_lists_off_the_cpu_is_a_clear_error() -> None:
     assert select_engine("auto", LayerKind.CONNECTIONS, torch.device("cpu"), F64).name == "numba"
     with pytest.raises(ValueError, match="no engine can serve a connections layer on meta"):
         select_engine("auto", LayerKind.CONNECTIONS, torch.device("meta"), F64)
+
+
+@pytest.mark.parametrize(
+    "source,pointer,n_in,match",
+    [
+        (torch.tensor([7]), torch.tensor([0, 1]), 3, r"source must name input neurons in \[0, 3\)"),
+        (torch.tensor([0, 1]), torch.tensor([0, 5]), 3, "pointer must start at 0 and end at the number of synapses"),
+        (torch.tensor([0, 1]), torch.tensor([0, 2, 1, 2]), 3, "pointer must be non-decreasing"),
+        (torch.tensor([0.0]), torch.tensor([0, 1]), 3, "source must be a 1-D int64 tensor"),
+        ([0], torch.tensor([0, 1]), 3, "source must be a 1-D int64 tensor, got a list"),
+        (torch.tensor([0]), torch.tensor([0]), 3, "at least one neuron"),
+        (torch.tensor([0]), torch.tensor([0, 1]), 0, "in_features must be"),
+    ],
+)
+def test_a_hand_built_connectivity_is_checked(source, pointer, n_in, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        Connectivity(source, pointer, n_in)

@@ -6,7 +6,15 @@ What remains is a run that is valid but exceeds a limit the caller set.
 
 from __future__ import annotations
 
-__all__ = ["SpikeLimitError", "DEFAULT_MAX_SPIKES", "TangentialCrossingWarning", "refuse_create_graph"]
+from typing import Any
+
+__all__ = [
+    "SpikeLimitError",
+    "DEFAULT_MAX_SPIKES",
+    "TangentialCrossingWarning",
+    "refuse_create_graph",
+    "check_spike_time_gradient",
+]
 
 #: The default spike budget of every layer: spikes per neuron and sample. A layer whose
 #: neuron would exceed it raises :class:`SpikeLimitError` (a runaway network stops with
@@ -69,4 +77,26 @@ def refuse_create_graph(what: str) -> None:
         raise RuntimeError(
             f"{what} cannot be differentiated twice (create_graph=True): its gradient is computed in closed form, "
             "not by differentiable operations"
+        )
+
+
+def check_spike_time_gradient(grad_out: Any, out_times: Any) -> None:
+    """``ValueError`` when ``dL/d(spike time)`` is NaN or infinite at a real output spike of a LIF layer.
+
+    EventProp cannot propagate such a value, and setting it to zero would be a silent
+    wrong answer; entries at padding (``out_times = +inf``) are ignored.
+    """
+    import torch
+
+    from .validation import all_finite
+
+    if all_finite(grad_out):
+        return
+    bad = ~torch.isfinite(grad_out) & torch.isfinite(out_times)
+    if bool(bad.any()):
+        n_nan = int((bad & torch.isnan(grad_out)).sum())
+        raise ValueError(
+            f"dL/d(spike time) is not finite at {int(bad.sum())} output spike(s) of a LIF layer ({n_nan} NaN, "
+            f"{int(bad.sum()) - n_nan} infinite): the loss or a later layer made it (EventProp cannot propagate "
+            "it; nothing is set to zero)"
         )

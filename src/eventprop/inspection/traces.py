@@ -125,8 +125,12 @@ def _synaptic_events(layer: LIFLayer, times: Tensor, out_times: Tensor) -> tuple
     """Every event that jumps the currents: ``(t (B, E), w (B, E, N))``, 0 weight at padding.
 
     Input spikes jump ``I_j`` by ``W[j, src]``; in a recurrent layer the layer's own
-    spikes of neuron ``n`` jump ``I_m`` by ``R[m, n]``.
+    spikes of neuron ``n`` jump ``I_m`` by ``R[m, n]``. Layers with a mask or delays are
+    refused (``ValueError``): these traces do not model them yet.
     """
+    for what, present in (("a mask", layer.mask is not None), (f"delays={layer.delays!r}", layer.delays is not None)):
+        if present:
+            raise ValueError(f"the voltage and adjoint traces do not support LIF layers with {what} yet")
     w = layer.weight.detach()
     events = sorted_events(times)
     finite = events.finite

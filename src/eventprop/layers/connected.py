@@ -22,12 +22,12 @@ import torch
 from torch import Tensor
 
 from ..engines import Connections, Engine, LayerKind, LayerSpec, RecurrentConnections, check_engine_name, select_engine
-from ..errors import DEFAULT_MAX_SPIKES, TangentialCrossingWarning, refuse_create_graph
+from ..errors import DEFAULT_MAX_SPIKES, TangentialCrossingWarning, check_spike_time_gradient, refuse_create_graph
 from ..model.neuron import NeuronParams
 from ..model.spikes import check_spike_layout, check_spike_values
-from ..validation import all_finite, check_weight, optional_positive_int, positive
+from ..validation import check_weight, optional_positive_int, positive
 from .connectivity import Connectivity
-from .constants import check_constant
+from .constants import check_constant, check_delays
 
 __all__ = ["lif_connections"]
 
@@ -65,13 +65,7 @@ class _ConnectionsFunction(torch.autograd.Function):
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         refuse_create_graph("a LIF layer's EventProp gradient")
         *saved, out_times = ctx.saved_tensors
-        if not all_finite(grad_out):
-            bad = ~torch.isfinite(grad_out) & torch.isfinite(out_times)
-            if bool(bad.any()):
-                raise ValueError(
-                    f"dL/d(spike time) is not finite at {int(bad.sum())} output spike(s) of a LIF layer: the loss or a "
-                    "later layer made it (EventProp cannot propagate it; nothing is set to zero)"
-                )
+        check_spike_time_gradient(grad_out, out_times)
         needs = ctx.needs_input_grad
         grads = ctx.engine.adjoint_connections(
             ctx.spec, grad_out.to(ctx.wide), tuple(saved), ctx.input_shape, needs[3] or needs[4]
@@ -161,7 +155,7 @@ def lif_connections(
     if delay is None:
         delay = torch.zeros(n_syn, dtype=times.dtype, device=times.device)
     else:
-        check_delays("delay", delay, (n_syn,), times)
+        check_delays("delay", delay, {(n_syn,): f"(n_synapses,) = ({n_syn},)"}, times)
     theta = threshold.to(weight.dtype).expand(n_out) if isinstance(threshold, Tensor) else None
     # the same spike times as threshold 1 with every weight onto neuron j divided by threshold_j
     weight = weight / theta[connectivity.target] if theta is not None else weight / threshold
@@ -169,7 +163,7 @@ def lif_connections(
     if recurrent_weight is not None:
         check_weight(recurrent_weight, "recurrent_weight", (n_out, n_out), times)
         if recurrent_delay is not None:
-            check_delays("recurrent_delay", recurrent_delay, (n_out, n_out), times)
+            check_delays("recurrent_delay", recurrent_delay, {(n_out, n_out): f"({n_out}, {n_out})"}, times)
         pointer, target, index = recurrent_synapses(n_out, times.device)
         rec_weight = recurrent_weight.reshape(-1)[index]
         rec_weight = rec_weight / (theta[target] if isinstance(threshold, Tensor) else threshold)
@@ -197,15 +191,3 @@ def recurrent_synapses(n: int, device: torch.device) -> tuple[Tensor, Tensor, Te
     pointer = torch.arange(0, n * (n - 1) + 1, max(n - 1, 1), device=device) if n > 1 else torch.zeros(2, dtype=torch.long, device=device)
     return pointer, target[keep], (target * n + source)[keep]
 
-
-def check_delays(name: str, delay: Any, shape: tuple[int, ...], like: Tensor) -> None:
-    """``ValueError`` unless ``delay`` is a floating tensor of ``shape``, finite and ``>= 0``, on ``like``'s device."""
-    if not isinstance(delay, Tensor) or not delay.is_floating_point() or tuple(delay.shape) != shape:
-        got = tuple(delay.shape) if isinstance(delay, Tensor) else type(delay).__name__
-        raise ValueError(f"{name} must be a floating-point tensor of shape {shape}, got {got}")
-    if delay.device != like.device:
-        raise ValueError(f"{name} must be on the input's device ({like.device}), got {delay.device}")
-    bad = ~(torch.isfinite(delay) & (delay >= 0))
-    if bool(bad.any()):
-        first = delay.detach()[bad][0].item()
-        raise ValueError(f"{name} must be finite and >= 0, got {int(bad.sum())} entries that are not (e.g. {first!r})")

@@ -11,17 +11,20 @@ gradient into the kernel by autograd.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from ..validation import non_negative_int, positive_int
 
-__all__ = ["Connectivity", "conv2d_output_size"]
+__all__ = ["Connectivity", "conv2d_output_size", "pair"]
 
 
-def _pair(name: str, value: int | tuple[int, int], check=positive_int) -> tuple[int, int]:
+def pair(name: str, value: int | tuple[int, int], check: Callable[[str, Any], int] = positive_int) -> tuple[int, int]:
+    """An int or a pair of ints (a tuple or list) as a pair, each checked by ``check``."""
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
@@ -59,6 +62,28 @@ class Connectivity:
     source: Tensor
     pointer: Tensor
     in_features: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "in_features", positive_int("in_features", self.in_features))
+        for name in ("source", "pointer"):
+            value = getattr(self, name)
+            if not isinstance(value, Tensor) or value.dim() != 1 or value.dtype != torch.int64:
+                got = f"{value.dtype} tensor of shape {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
+                raise ValueError(f"Connectivity.{name} must be a 1-D int64 tensor, got a {got}")
+        source, pointer = self.source, self.pointer
+        if pointer.shape[0] < 2 or int(pointer[0]) != 0 or int(pointer[-1]) != source.shape[0]:
+            raise ValueError(
+                f"Connectivity.pointer must start at 0 and end at the number of synapses ({source.shape[0]}), with at "
+                f"least one neuron; got {pointer.shape[0]} entries from {int(pointer[0]) if pointer.numel() else None} "
+                f"to {int(pointer[-1]) if pointer.numel() else None}"
+            )
+        if bool((pointer[1:] < pointer[:-1]).any()):
+            raise ValueError("Connectivity.pointer must be non-decreasing (the synapses are grouped by neuron, in order)")
+        if source.numel() and (int(source.min()) < 0 or int(source.max()) >= self.in_features):
+            raise ValueError(
+                f"Connectivity.source must name input neurons in [0, {self.in_features}), got values in "
+                f"[{int(source.min())}, {int(source.max())}]"
+            )
 
     @property
     def out_features(self) -> int:
@@ -125,10 +150,10 @@ class Connectivity:
             in_channels, kh, kw)``.
         """
         c_in, c_out = positive_int("in_channels", in_channels), positive_int("out_channels", out_channels)
-        kh, kw = _pair("kernel_size", kernel_size)
-        h, w = _pair("input_size", input_size)
-        sh, sw = _pair("stride", stride)
-        ph, pw = _pair("padding", padding, non_negative_int)
+        kh, kw = pair("kernel_size", kernel_size)
+        h, w = pair("input_size", input_size)
+        sh, sw = pair("stride", stride)
+        ph, pw = pair("padding", padding, non_negative_int)
         ho, wo = conv2d_output_size((h, w), (kh, kw), (sh, sw), (ph, pw))
         def arange(n: int) -> Tensor:
             return torch.arange(n, device=device)

@@ -10,9 +10,10 @@ from torch import Tensor, nn
 from ..engines import check_engine_name
 from ..errors import DEFAULT_MAX_SPIKES
 from ..model.neuron import NeuronParams
-from ..validation import check_float_dtype, optional_positive_int
+from ..validation import check_float_dtype, non_negative_int, optional_positive_int
 from .connected import lif_connections
-from .connectivity import Connectivity
+from .connectivity import Connectivity, pair
+from .constants import constant_value
 from .functional import check_horizon
 from .lif import normal_init
 
@@ -88,8 +89,8 @@ class LIFConv2d(nn.Module):
         )
         self.in_channels, self.out_channels = in_channels, out_channels
         self.input_size = (int(input_size[0]), int(input_size[1]))
-        self.kernel_size = kernel_size if isinstance(kernel_size, tuple) else (kernel_size, kernel_size)
-        self.stride, self.padding = stride, padding
+        self.kernel_size = pair("kernel_size", kernel_size)
+        self.stride, self.padding = pair("stride", stride), pair("padding", padding, non_negative_int)
         self.in_features = connectivity.in_features
         self.out_features = connectivity.out_features
         self._fixed = NeuronParams(tau_mem, tau_syn, threshold)
@@ -140,13 +141,17 @@ class LIFConv2d(nn.Module):
             tangent_safeguard=self.tangent_safeguard,
         )
 
-    def project_(self) -> None:
-        """Nothing to project (kept for the trainer's loop, as :meth:`eventprop.LIFLayer.project_`)."""
-
     def extra_repr(self) -> str:
+        def now(log: Tensor | None, fixed: float) -> str:
+            if log is None:
+                return f"{fixed:g}"
+            value = constant_value(log.exp())
+            return "learned per channel" if value is None else f"{value:g}"
+
         p = self._fixed
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, input_size={self.input_size}, "
-            f"stride={self.stride}, padding={self.padding}, output_size={self.output_size}, tau_mem={p.tau_mem}, "
-            f"tau_syn={p.tau_syn}, threshold={p.threshold}"
+            f"stride={self.stride}, padding={self.padding}, output_size={self.output_size}, "
+            f"tau_mem={now(self.log_tau_mem, p.tau_mem)}, tau_syn={now(self.log_tau_syn, p.tau_syn)}, "
+            f"threshold={now(self.log_threshold, p.threshold)}"
         )

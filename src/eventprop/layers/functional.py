@@ -23,14 +23,14 @@ from torch import Tensor
 
 from ..engines import Engine, LayerKind, LayerSpec, check_engine_name, select_engine
 from ..engines.numba_cpu.time_constants import time_constant_gradients
-from ..errors import DEFAULT_MAX_SPIKES, TangentialCrossingWarning, refuse_create_graph
+from ..errors import DEFAULT_MAX_SPIKES, TangentialCrossingWarning, check_spike_time_gradient, refuse_create_graph
 from ..model.neuron import NeuronParams
 from ..model.spikes import check_spike_layout, check_spike_values, validate_spike_times
 from ..model.trajectory import VoltageTrajectory
-from ..validation import all_finite, check_matrix, check_weight, optional_positive_int, positive, renamed
+from ..validation import check_matrix, check_weight, optional_positive_int, positive, renamed
 from .connected import lif_connections
 from .connectivity import Connectivity
-from .constants import check_constant, check_delay, constant_value
+from .constants import check_constant, check_delays, check_mask
 
 __all__ = ["lif_layer", "readout_trajectory", "lif_trajectory", "without_self_connections", "check_horizon"]
 
@@ -38,9 +38,8 @@ __all__ = ["lif_layer", "readout_trajectory", "lif_trajectory", "without_self_co
 class _LIFFunction(torch.autograd.Function):
     """Input spike times -> output spike times, forward and backward by one engine.
 
-    ``tau_mem`` and ``tau_syn`` are tensors holding ``spec.params``' values, of shape
-    ``()`` or ``(out_features,)`` (their gradients: :mod:`eventprop.model.sensitivity`),
-    or ``None``.
+    ``tau_mem`` and ``tau_syn`` are tensors of shape ``()`` holding ``spec.params``'
+    values (their gradients: :mod:`eventprop.model.sensitivity`), or ``None``.
     """
 
     @staticmethod
@@ -60,7 +59,6 @@ class _LIFFunction(torch.autograd.Function):
         rec_w = recurrent_weight.to(wide) if recurrent_weight is not None else None
         out_times, saved = engine.simulate(kind, spec, times_w, weight_w, rec_w)
         ctx.taus = ctx.needs_input_grad[3] or ctx.needs_input_grad[4]
-        ctx.tau_shapes = tuple(tuple(tau.shape) if tau is not None else () for tau in (tau_mem, tau_syn))
         ctx.tau_dtypes = tuple(tau.dtype if tau is not None else times.dtype for tau in (tau_mem, tau_syn))
         ctx.n_saved = len(saved)
         extra = (times_w, weight_w, rec_w if rec_w is not None else weight_w.new_zeros(0)) if ctx.taus else ()
@@ -73,15 +71,7 @@ class _LIFFunction(torch.autograd.Function):
         refuse_create_graph("a LIF layer's EventProp gradient")
         tensors = ctx.saved_tensors
         saved, out_times, extra = tensors[: ctx.n_saved], tensors[ctx.n_saved], tensors[ctx.n_saved + 1 :]
-        if not all_finite(grad_out):
-            bad = ~torch.isfinite(grad_out) & torch.isfinite(out_times)
-            if bool(bad.any()):
-                n_nan = int((bad & torch.isnan(grad_out)).sum())
-                raise ValueError(
-                    f"dL/d(spike time) is not finite at {int(bad.sum())} output spike(s) of a LIF layer ({n_nan} NaN, "
-                    f"{int(bad.sum()) - n_nan} infinite): the loss or a later layer made it (EventProp cannot propagate "
-                    "it; nothing is set to zero)"
-                )
+        check_spike_time_gradient(grad_out, out_times)
         dtype = grad_out.dtype
         grads = ctx.engine.adjoint(ctx.kind, ctx.spec, grad_out.to(ctx.wide), tuple(saved), ctx.input_shape)
         grad_times, grad_weight = grads.times.to(dtype), grads.weight.to(dtype)
@@ -95,10 +85,9 @@ class _LIFFunction(torch.autograd.Function):
             d_mem, d_syn = time_constant_gradients(
                 times_w, weight_w, rec_w if ctx.kind is LayerKind.RECURRENT else None, out_times, grads.jumps, ctx.spec.params
             )
-            # per neuron for a tensor of shape (out_features,), their sum for one of shape ()
+            # the layer's one time constant: the sum over its neurons
             grad_tau_mem, grad_tau_syn = (
-                (d if shape else d.sum()).to(device=out_times.device, dtype=tau_dtype)
-                for d, shape, tau_dtype in zip((d_mem, d_syn), ctx.tau_shapes, ctx.tau_dtypes)
+                d.sum().to(device=out_times.device, dtype=tau_dtype) for d, tau_dtype in zip((d_mem, d_syn), ctx.tau_dtypes)
             )
         needs = ctx.needs_input_grad
         return (
@@ -189,9 +178,10 @@ def lif_layer(
             :class:`~eventprop.errors.TangentialCrossingWarning` and their number.
         t_max: deprecated spelling of ``horizon``.
 
-    Per-synapse delays, recurrent delays, a mask and time constants that differ between
-    neurons run as synapse lists (:func:`eventprop.layers.connected.lif_connections`,
-    engines with the ``connections`` kind).
+    Per-synapse delays, recurrent delays, a mask and time constants given per neuron
+    (shape ``(out_features,)``, whatever their values) run as synapse lists
+    (:func:`eventprop.layers.connected.lif_connections`, engines with the ``connections``
+    kind).
 
     Shape:
         - times: ``(batch, in_features, max_in)``
@@ -214,18 +204,29 @@ def lif_layer(
         raise ValueError("weight must have at least one output neuron (out_features >= 1), got shape (0, ...)")
     check_weight(weight, "weight", tuple(weight.shape), times)
     taus = {name: check_constant(name, value, n_out, times) for name, value in (("tau_mem", tau_mem), ("tau_syn", tau_syn))}
-    values = {name: constant_value(value) for name, value in taus.items()}
     threshold = check_constant("threshold", threshold, n_out, times)
     if delay is not None:
-        delay = check_delay(delay, n_out, n_in, times)
-    if mask is not None and (not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != weight.shape):
-        shape = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__
-        raise ValueError(f"mask must be a bool tensor of weight's shape {tuple(weight.shape)}, got {shape}")
+        shapes = {(n_in,): f"(in_features,) = ({n_in},)", (n_out, n_in): f"(out_features, in_features) = ({n_out}, {n_in})"}
+        delay = check_delays("delay", delay, shapes, times)
+    if mask is not None:
+        check_mask(mask, (n_out, n_in))
     per_synapse = delay is not None and delay.dim() == 2
-    per_neuron = [name for name, v in values.items() if v is None]
+    # one time constant per neuron (a tensor of shape (out_features,)), whatever its values: the synapse-list engines
+    per_neuron = [name for name, v in taus.items() if isinstance(v, Tensor) and v.dim() == 1]
     if recurrent_delay is not None and recurrent_weight is None:
         raise ValueError("recurrent_delay is given but recurrent_weight is not")
-    if per_synapse or per_neuron or mask is not None or recurrent_delay is not None:  # a synapse list (layers.connected)
+    listed = {
+        "a delay per synapse": per_synapse,
+        "recurrent delays": recurrent_delay is not None,
+        "a mask": mask is not None,
+        f"{' and '.join(per_neuron)} per neuron": bool(per_neuron),
+    }
+    if any(listed.values()):  # a synapse list (layers.connected)
+        try:
+            select_engine(engine, LayerKind.CONNECTIONS, times.device, times.dtype)
+        except ValueError as exc:
+            what = ", ".join(k for k, v in listed.items() if v)
+            raise ValueError(f"a layer with {what} runs as a synapse list (the 'connections' engine kind): {exc}") from None
         if delay is not None and not per_synapse:
             times, delay = times + delay[None, :, None], None
         if mask is not None:
@@ -253,7 +254,7 @@ def lif_layer(
         weight = weight / scale
         recurrent_weight = recurrent_weight / scale if recurrent_weight is not None else None
         threshold = 1.0
-    params = NeuronParams(values["tau_mem"], values["tau_syn"], threshold)
+    params = NeuronParams(*(float(v.detach()) if isinstance(v, Tensor) else v for v in taus.values()), threshold)
     spec = LayerSpec(params, horizon, max_spikes, tangent_safeguard)
     tau_tensors = [value if isinstance(value, Tensor) and value.requires_grad else None for value in taus.values()]
     return _LIFFunction.apply(times, weight, recurrent_weight, *tau_tensors, chosen, kind, spec)

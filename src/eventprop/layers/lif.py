@@ -12,7 +12,7 @@ from ..engines import check_engine_name
 from ..errors import DEFAULT_MAX_SPIKES
 from ..model.neuron import NeuronParams
 from ..validation import check_float_dtype, non_negative, optional_positive_int, positive_int, real, renamed
-from .constants import constant_value
+from .constants import check_mask, constant_value
 from .functional import check_horizon, lif_layer
 
 __all__ = ["LIFLayer", "check_features", "normal_init", "DELAY_KINDS", "TAU_KINDS"]
@@ -71,7 +71,11 @@ class LIFLayer(nn.Module):
             the forward uses ``delay.clamp(min=0)`` and :meth:`project_` (which the
             trainer calls after every optimiser step) clamps the parameters
             themselves.
-        init_delay: the delays are drawn uniformly from ``[0, init_delay]`` (default 0).
+        init_delay: the delays are drawn uniformly from ``[0, init_delay]`` (default 0),
+            after the weights (the same seed draws the same weights with or without
+            delays). At a delay of exactly 0 the clamp's derivative is one-sided:
+            autograd gives the right-hand one, what a projected gradient step uses
+            (central finite differences there see half of it).
         mask: ``None`` or a bool ``(out_features, in_features)``: fixed sparse
             connectivity of the input weights (a buffer; the weights outside it are
             never used and get zero gradient).
@@ -129,9 +133,10 @@ class LIFLayer(nn.Module):
         if delays not in DELAY_KINDS:
             raise ValueError(f"delays must be one of {list(DELAY_KINDS)}, got {delays!r}")
         init_delay = non_negative("init_delay", init_delay)
-        if mask is not None and (not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != (out_features, in_features)):
-            shape = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__
-            raise ValueError(f"mask must be a bool tensor of shape (out_features, in_features) = ({out_features}, {in_features}), got {shape}")
+        if init_delay > 0 and delays is None:
+            raise ValueError("init_delay is set but delays is None (choose delays='axon' or 'synapse')")
+        if mask is not None:
+            check_mask(mask, (self.out_features, self.in_features))
         self.delays = delays
         self.horizon = check_horizon(renamed("LIFLayer", "t_max", t_max, "horizon", horizon, math.inf))
         self.max_spikes = optional_positive_int("max_spikes", max_spikes)
@@ -155,14 +160,14 @@ class LIFLayer(nn.Module):
         if delays is not None:
             shape = (in_features,) if delays == "axon" else (out_features, in_features)
             self.delay = nn.Parameter(torch.empty(shape, **factory))
-            with torch.no_grad():
-                self.delay.uniform_(0.0, init_delay)
         if delays == "synapse" and recurrent:
             self.recurrent_delay = nn.Parameter(torch.empty(out_features, out_features, **factory))
-            with torch.no_grad():
-                self.recurrent_delay.uniform_(0.0, init_delay)
         self.register_buffer("mask", mask.to(device) if mask is not None else None)
         self.reset_parameters(init_mean, init_std, recurrent_init_mean, recurrent_init_std)
+        with torch.no_grad():  # after the weights: the same seed draws the same weights with or without delays
+            for delay in (self.delay, self.recurrent_delay):
+                if delay is not None:
+                    delay.uniform_(0.0, init_delay)
 
     @property
     def learn_tau(self) -> bool | str:
@@ -262,11 +267,15 @@ class LIFLayer(nn.Module):
         )
 
     def extra_repr(self) -> str:
-        p = self._fixed
+        def now(name: str) -> str:  # the current value: a number, or "learned, per neuron" where they differ
+            value = constant_value(getattr(self, name))
+            return "learned per neuron" if value is None else f"{value:g}"
+
         learned = [name for name, on in (("tau", self.learn_tau), ("threshold", self.learn_threshold)) if on]
         return (
-            f"in_features={self.in_features}, out_features={self.out_features}, tau_mem={p.tau_mem}, "
-            f"tau_syn={p.tau_syn}, threshold={p.threshold}, recurrent={self.recurrent}, horizon={self.horizon}"
+            f"in_features={self.in_features}, out_features={self.out_features}, tau_mem={now('tau_mem')}, "
+            f"tau_syn={now('tau_syn')}, threshold={now('threshold')}, recurrent={self.recurrent}, horizon={self.horizon}"
             + (f", learn={'+'.join(learned)}" if learned else "")
             + (f", delays={self.delays!r}" if self.delays else "")
+            + (", mask" if self.mask is not None else "")
         )

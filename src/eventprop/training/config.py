@@ -129,7 +129,7 @@ class TrainConfig:
         "synapse (one per synapse, recurrent ones too)", choices=("none", "axon", "synapse"), group=NET,
     )  # fmt: skip
     init_delay: float = option(
-        0.0, "initial delays ~ U(0, INIT_DELAY) ms (with --delays axon)", type=float, group=NET
+        0.0, "initial delays ~ U(0, INIT_DELAY) ms (with --delays axon or synapse)", type=float, group=NET
     )
     tangent_safeguard: bool = option(
         False, "clip the gradient at tangential spikes (|I - theta| at rounding level; counted in metrics.csv either way)",

@@ -1,6 +1,8 @@
 """The Numba engine: compiled CPU kernels, parallel over samples (and neurons).
 
-Serves feed-forward (:mod:`.feedforward`) and recurrent (:mod:`.recurrent`) layers and
+Serves feed-forward (:mod:`.feedforward`) and recurrent (:mod:`.recurrent`) layers,
+layers given as synapse lists (:mod:`.connections`, :mod:`.recurrent_connections`:
+per-synapse and recurrent delays, masks, convolutions, per-neuron time constants) and
 voltage trajectories (:mod:`.trajectory`) on CPU tensors in float32 and float64, with
 the same spike times, voltages and gradients as the PyTorch engine to rounding. As there, layers compute in float64 (``compute_dtype``:
 float32 results are correctly rounded at any trial length); ``engine="auto"`` prefers it wherever it can serve. It needs the ``numba`` package (installed by
@@ -29,7 +31,7 @@ __all__ = ["NumbaEngine"]
 
 
 class NumbaEngine(Engine):
-    """Compiled CPU kernels for feed-forward and recurrent layers and for trajectories."""
+    """Compiled CPU kernels for feed-forward, recurrent and synapse-list layers and for trajectories."""
 
     name = "numba"
     kinds = frozenset({LayerKind.FEEDFORWARD, LayerKind.RECURRENT, LayerKind.CONNECTIONS, LayerKind.TRAJECTORY})
