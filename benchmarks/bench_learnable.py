@@ -13,7 +13,11 @@ plain network of the same run.
   plus the time-constant pass (:mod:`eventprop.engines.numba_cpu.time_constants`) or
   autograd through ``weight / threshold`` and ``times + delay``;
 - ``learn_tau="neuron"``, ``delays="synapse"``: the connection-list kernel
-  (:mod:`eventprop.engines.numba_cpu.connections`), each neuron over its own arrivals.
+  (:mod:`eventprop.engines.numba_cpu.connections`), each neuron over its own arrivals;
+- ``recurrent, ...``: the hidden layer with recurrent weights N(0, 0.05^2) (the same
+  draw in every configuration): the dense recurrent kernel, or (per-neuron time
+  constants, delays per synapse and recurrent ones) the event-driven
+  :mod:`eventprop.engines.numba_cpu.recurrent_connections`.
 
 Usage::
 
@@ -41,12 +45,17 @@ CONFIGS = {
     'learn_tau="neuron"': {"learn_tau": "neuron"},
     'delays="synapse"': {"delays": "synapse", "init_delay": 5.0},
     "all of them": {"learn_tau": "neuron", "learn_threshold": True, "delays": "synapse", "init_delay": 5.0},
+    "recurrent, plain": {"recurrent": True},
+    'recurrent, learn_tau="layer"': {"recurrent": True, "learn_tau": "layer"},
+    'recurrent, learn_tau="neuron"': {"recurrent": True, "learn_tau": "neuron"},
+    'recurrent, delays="synapse"': {"recurrent": True, "delays": "synapse", "init_delay": 5.0},
 }
 
 
 def network(options: dict, w1: torch.Tensor, w2: torch.Tensor) -> torch.nn.Sequential:
     torch.manual_seed(0)
-    hidden = LIFLayer(5, 200, tau_mem=common.TAU_MEM, tau_syn=common.TAU_SYN, dtype=torch.float64, **options)
+    rec = {"recurrent_init_std": 0.05} if options.get("recurrent") else {}
+    hidden = LIFLayer(5, 200, tau_mem=common.TAU_MEM, tau_syn=common.TAU_SYN, dtype=torch.float64, **rec, **options)
     output = LIFLayer(200, 3, tau_mem=common.TAU_MEM, tau_syn=common.TAU_SYN, dtype=torch.float64)
     with torch.no_grad():
         hidden.weight.copy_(w1)

@@ -155,16 +155,19 @@ class Connectivity:
         sh, sw = pair("stride", stride)
         ph, pw = pair("padding", padding, non_negative_int)
         ho, wo = conv2d_output_size((h, w), (kh, kw), (sh, sw), (ph, pw))
-        def arange(n: int) -> Tensor:
-            return torch.arange(n, device=device)
+        def axis(n: int, k: int) -> Tensor:  # arange(n) along axis k of (c_out, ho, wo, c_in, kh, kw), broadcastable
+            shape = [1] * 6
+            shape[k] = n
+            return torch.arange(n, device=device).reshape(shape)
 
-        o, y, x, c, u, v = torch.meshgrid(
-            arange(c_out), arange(ho), arange(wo), arange(c_in), arange(kh), arange(kw), indexing="ij"
-        )  # output-major: the synapses come grouped by output neuron
+        # output-major, so the synapses come grouped by output neuron; only the two index
+        # arrays are materialised at full size (the rest broadcasts)
+        o, y, x, c, u, v = (axis(n, k) for k, n in enumerate((c_out, ho, wo, c_in, kh, kw)))
         iy, ix = y * sh - ph + u, x * sw - pw + v
-        inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
-        source = ((c * h + iy) * w + ix)[inside]
-        kernel_index = (((o * c_in + c) * kh + u) * kw + v)[inside]
+        full = (c_out, ho, wo, c_in, kh, kw)
+        inside = ((iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)).expand(full)
+        source = ((c * h + iy) * w + ix).expand(full)[inside]
+        kernel_index = (((o * c_in + c) * kh + u) * kw + v).expand(full)[inside]
         counts = inside.reshape(c_out * ho * wo, -1).sum(dim=1)
         pointer = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
         return cls(source, pointer, c_in * h * w), kernel_index, (ho, wo)
