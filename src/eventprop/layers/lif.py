@@ -105,7 +105,7 @@ class LIFLayer(nn.Module):
         tau_syn: float,
         threshold: float = 1.0,
         recurrent: bool = False,
-        learn_tau: bool = False,
+        learn_tau: bool | str = False,
         learn_threshold: bool = False,
         delays: str | None = None,
         init_delay: float = 0.0,
