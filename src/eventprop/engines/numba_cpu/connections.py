@@ -89,6 +89,20 @@ def neuron_constants(tau_mem: np.ndarray, tau_syn: np.ndarray, horizon: float, c
 if numba is not None:
 
     @njit(cache=_CACHE)
+    def _jump(numerator, current, c, tangential, part):
+        # the jump of lambda_V at a spike with current I: numerator / (I - theta), as
+        # neuron.adjoint_jump (tangential spikes counted into tangential[part], clipped
+        # where the safeguard is on, a double root bounded)
+        denominator = current - c[_THETA]
+        if abs(denominator) <= c[_DOUBLE_ROOT]:
+            tangential[part] += 1
+        if abs(denominator) < c[_CLIP]:  # the tangent safeguard (c[_CLIP] = 0: off)
+            denominator = -c[_CLIP] if denominator < 0 else c[_CLIP]
+        if denominator == 0:  # a double root: the exact value is infinite (neuron.adjoint_jump)
+            denominator = c[_DOUBLE_ROOT]
+        return numerator / denominator
+
+    @njit(cache=_CACHE)
     def _arrivals(b, j, times, pointer, source, delay, arr_t, arr_c, arr_k, order):
         # the arrivals at neuron j of sample b into arr_*; returns their number and their
         # stable time order (in ``order`` for a few, by insertion: no allocation; else a new array)
@@ -197,15 +211,7 @@ if numba is not None:
         for q in range(cnt - 1, -1, -1):
             if q + 1 < cnt:
                 lv_plus = (lv_plus + jumps[b, j, q + 1]) * math.exp(-(out_t[b, j, q + 1] - out_t[b, j, q]) / tau_mem)
-            numerator = theta * lv_plus + grad_out[b, j, q]
-            denominator = out_i[b, j, q] - theta
-            if abs(denominator) <= c[_DOUBLE_ROOT]:
-                tangential[part] += 1
-            if abs(denominator) < c[_CLIP]:  # the tangent safeguard (c[_CLIP] = 0: off)
-                denominator = -c[_CLIP] if denominator < 0 else c[_CLIP]
-            if denominator == 0:  # a double root: the exact value is infinite (neuron.adjoint_jump)
-                denominator = c[_DOUBLE_ROOT]
-            jumps[b, j, q] = numerator / denominator
+            jumps[b, j, q] = _jump(theta * lv_plus + grad_out[b, j, q], out_i[b, j, q], c, tangential, part)
         n, order = _arrivals(b, j, times, pointer, source, delay, arr_t, arr_c, arr_k, order)
         rate_mem = 1.0 / tau_mem
         rate_syn = 1.0 / tau_syn

@@ -11,7 +11,8 @@ keeps its state ``(V, I)`` at the time it was last touched and its predicted nex
 threshold crossing were nothing else to arrive (the first crossing of the closed-form
 flow, :func:`.scalar._may_cross` and :func:`.scalar._crossing` over ``[t, inf)``, kept
 only up to the horizon), in an indexed binary heap; the input arrivals are sorted in
-advance, the recurrent arrivals wait in a second heap ordered by time and creation.
+advance, the recurrent arrivals wait in a second heap ordered by time and creation
+(both in :mod:`.heaps`).
 The earliest of the three happens next (a crossing before an arrival at the same
 instant: ``V`` is continuous, an arrival changes ``I`` only): a crossing is a spike
 (reset ``V = 0``, its recurrent arrivals scheduled), an arrival a current jump; the
@@ -44,8 +45,6 @@ from torch import Tensor
 from ...errors import SpikeLimitError
 from .events import spike_limit, to_numpy
 from .scalar import (
-    _CLIP,
-    _DOUBLE_ROOT,
     _HORIZON,
     _INF,
     _RATIO,
@@ -58,6 +57,8 @@ from .scalar import (
     require_numba,
     source_sha256,
 )
+from .connections import _jump
+from .heaps import _grow, _pop, _push, _sift
 from .threads import launch
 from .time_constants import _kernel_derivatives
 
@@ -96,86 +97,6 @@ if numba is not None:
                     arr_k[n] = k
                     n += 1
         return n, np.argsort(arr_t[:n], kind="mergesort")
-
-    # --- an indexed min-heap of the neurons' predicted crossings (ties: lower neuron first)
-    @njit(cache=_CACHE)
-    def _before(key, a, b):
-        return key[a] < key[b] or (key[a] == key[b] and a < b)
-
-    @njit(cache=_CACHE)
-    def _sift(heap, pos, key, q):
-        n = heap.shape[0]
-        while q > 0:  # up
-            parent = (q - 1) // 2
-            if not _before(key, heap[q], heap[parent]):
-                break
-            heap[q], heap[parent] = heap[parent], heap[q]
-            pos[heap[q]] = q
-            pos[heap[parent]] = parent
-            q = parent
-        while True:  # down
-            left = 2 * q + 1
-            if left >= n:
-                break
-            best = left
-            if left + 1 < n and _before(key, heap[left + 1], heap[left]):
-                best = left + 1
-            if not _before(key, heap[best], heap[q]):
-                break
-            heap[q], heap[best] = heap[best], heap[q]
-            pos[heap[q]] = q
-            pos[heap[best]] = best
-            q = best
-
-    # --- a min-heap of pending recurrent arrivals, ordered by (time, creation)
-    @njit(cache=_CACHE)
-    def _earlier(ht, hs, a, b):
-        return ht[a] < ht[b] or (ht[a] == ht[b] and hs[a] < hs[b])
-
-    @njit(cache=_CACHE)
-    def _swap(ht, hs, hc, hk, a, b):
-        ht[a], ht[b] = ht[b], ht[a]
-        hs[a], hs[b] = hs[b], hs[a]
-        hc[a], hc[b] = hc[b], hc[a]
-        hk[a], hk[b] = hk[b], hk[a]
-
-    @njit(cache=_CACHE)
-    def _push(ht, hs, hc, hk, size, t, seq, c, k):
-        q = size
-        ht[q] = t
-        hs[q] = seq
-        hc[q] = c
-        hk[q] = k
-        while q > 0:
-            parent = (q - 1) // 2
-            if not _earlier(ht, hs, q, parent):
-                break
-            _swap(ht, hs, hc, hk, q, parent)
-            q = parent
-
-    @njit(cache=_CACHE)
-    def _pop(ht, hs, hc, hk, size):
-        # removes the root of a heap of ``size`` entries (the caller read it)
-        last = size - 1
-        _swap(ht, hs, hc, hk, 0, last)
-        q = 0
-        while True:
-            left = 2 * q + 1
-            if left >= last:
-                break
-            best = left
-            if left + 1 < last and _earlier(ht, hs, left + 1, left):
-                best = left + 1
-            if not _earlier(ht, hs, best, q):
-                break
-            _swap(ht, hs, hc, hk, q, best)
-            q = best
-
-    @njit(cache=_CACHE)
-    def _grow(a, size):
-        b = np.empty(max(2 * a.shape[0], size + 1), dtype=a.dtype)
-        b[: a.shape[0]] = a
-        return b
 
     @njit(cache=_CACHE)
     def _predict(v, i, t, c):
@@ -382,15 +303,7 @@ if numba is not None:
                 r = ev_a[e]
                 left[j] -= 1
                 theta = c[_THETA]
-                numerator = theta * lv[j] + pending[r] + grad_out[b, j, left[j]]
-                denominator = sp_i[b, r] - theta
-                if abs(denominator) <= c[_DOUBLE_ROOT]:
-                    tangential[part] += 1
-                if abs(denominator) < c[_CLIP]:  # the tangent safeguard (c[_CLIP] = 0: off)
-                    denominator = -c[_CLIP] if denominator < 0 else c[_CLIP]
-                if denominator == 0:  # a double root: the exact value is infinite (neuron.adjoint_jump)
-                    denominator = c[_DOUBLE_ROOT]
-                jump = numerator / denominator
+                jump = _jump(theta * lv[j] + pending[r] + grad_out[b, j, left[j]], sp_i[b, r], c, tangential, part)
                 jumps[b, j, left[j]] = jump
                 if want_tau:
                     ga[j] += theta * m_a[j]
