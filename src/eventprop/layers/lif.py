@@ -137,7 +137,6 @@ class LIFLayer(nn.Module):
             raise ValueError("init_delay is set but delays is None (choose delays='axon' or 'synapse')")
         if mask is not None:
             check_mask(mask, (self.out_features, self.in_features))
-        self.delays = delays
         self.horizon = check_horizon(renamed("LIFLayer", "t_max", t_max, "horizon", horizon, math.inf))
         self.max_spikes = optional_positive_int("max_spikes", max_spikes)
         self.engine = check_engine_name(engine)
@@ -175,6 +174,13 @@ class LIFLayer(nn.Module):
         if self.log_tau_mem is None:
             return False
         return "neuron" if self.log_tau_mem.dim() else "layer"
+
+    @property
+    def delays(self) -> str | None:
+        """``None``, ``"axon"`` or ``"synapse"``: what the ``delay`` parameter holds."""
+        if self.delay is None:
+            return None
+        return "axon" if self.delay.dim() == 1 else "synapse"
 
     @property
     def learn_threshold(self) -> bool:
