@@ -1,5 +1,10 @@
+import os
 import sys
 from pathlib import Path
+
+# The CUDA engine's kernels run in numba's CUDA simulator (on CPU tensors), so the engine
+# contract suite checks them on every machine; set NUMBA_ENABLE_CUDASIM=0 to opt out.
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
 sys.path.insert(0, str(Path(__file__).parent))
 

@@ -123,6 +123,17 @@ def engines_for(kind: str) -> list[str]:
     return [n for n in engine_names() if get_engine(n).refusal(LayerKind(kind), cpu, F64) is None]
 
 
+def skip_if_simulated(engine: str, what: str) -> None:
+    """Skip a test too large for numba's CUDA simulator (each simulated GPU thread is a
+    Python thread); ``benchmarks/bench_gpu.py`` checks such sizes on a GPU."""
+    import pytest
+
+    from eventprop.engines.numba_cuda import SIMULATED
+
+    if engine == "cuda" and SIMULATED:
+        pytest.skip(f"{what}: too large for the CUDA simulator (benchmarks/bench_gpu.py checks it on a GPU)")
+
+
 FEEDFORWARD_ENGINES = engines_for("feedforward")
 RECURRENT_ENGINES = engines_for("recurrent")
 CONNECTION_ENGINES = engines_for("connections")

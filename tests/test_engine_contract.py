@@ -29,6 +29,7 @@ from helpers import (
     assert_gradients_match,
     random_inputs,
     record,
+    skip_if_simulated,
     to_lists,
 )
 
@@ -221,6 +222,7 @@ def test_a_nan_or_infinite_gradient_at_a_real_spike_is_reported(recurrent: bool,
 @pytest.mark.parametrize("engine", FEEDFORWARD_ENGINES)
 def test_memory_is_linear_in_the_input_events(engine: str) -> None:
     """100,000 input events of one sample: an events x events tensor (80 GB) would not fit."""
+    skip_if_simulated(engine, "100,000 input events")
     gen = torch.Generator().manual_seed(8)
     times = (torch.rand(1, 1000, 100, generator=gen, dtype=F64) * 1000.0).sort(dim=-1).values
     weight = (torch.rand(3, 1000, generator=gen, dtype=F64) * 0.02).requires_grad_(True)

@@ -11,6 +11,9 @@ Registered:
 - ``"numba"`` (:mod:`eventprop.engines.numba_cpu`): compiled CPU kernels, every kind
   (feed-forward, recurrent, connection lists, trajectory); picked by ``auto`` for CPU
   tensors when numba is installed;
+- ``"cuda"`` (:mod:`eventprop.engines.numba_cuda`): numba-cuda kernels, feed-forward
+  and recurrent layers; picked by ``auto`` for CUDA tensors when numba-cuda finds a GPU (and, under
+  numba's CUDA simulator, available for CPU tensors by name: the tests use it so);
 - ``"torch"`` (:mod:`eventprop.engines.pytorch`): vectorised PyTorch, feed-forward,
   recurrent and trajectory, any device.
 """
@@ -35,6 +38,7 @@ from .base import (  # noqa: E402 (after the version check)
     RecurrentConnections,
 )
 from .numba_cpu import NumbaEngine  # noqa: E402
+from .numba_cuda import CudaEngine  # noqa: E402
 from .pytorch import TorchEngine  # noqa: E402
 
 __all__ = [
@@ -113,4 +117,5 @@ def select_engine(name: str, kind: LayerKind, device: torch.device, dtype: torch
 
 
 register_engine(NumbaEngine())
+register_engine(CudaEngine())
 register_engine(TorchEngine())

@@ -1,0 +1,72 @@
+"""The CUDA engine: numba-cuda kernels on NVIDIA GPUs, tested on the CPU through numba's simulator.
+
+Serves feed-forward LIF layers (:mod:`.feedforward`: one GPU thread per sample and
+neuron) and recurrent ones (:mod:`.recurrent`: one thread block per sample), forward and
+EventProp backward, on CUDA tensors in float32 and float64,
+computing in float64 (``compute_dtype``) with the compiled CPU engine's scalar
+functions, so spike times agree with it bitwise. ``engine="auto"`` picks it for CUDA
+tensors (its priority is above the PyTorch engine's, below the CPU engine's, which
+serves CPU tensors only); layer kinds it does not serve fall back to the PyTorch engine.
+
+Why numba-cuda: it installs from the package index with the CUDA compiler libraries as
+wheels (``pip install eventprop[cuda]`` pulls ``numba-cuda[cu12]``: NVVM and NVRTC, no
+toolkit download), it compiles the very functions the CPU kernels use (the model's
+mathematics is written once), and its simulator runs the kernels on any machine, so
+the engine contract suite checks them in CI without a GPU (:mod:`.device`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ...model.spikes import EventList
+from ..base import Engine, LayerGradients, LayerKind, LayerSpec
+from .device import SIMULATED, cuda_missing, devices_served
+from .feedforward import feedforward_backward_cuda, feedforward_forward_cuda
+from .recurrent import NumbaRecurrentTape, recurrent_backward_cuda, recurrent_forward_cuda
+
+__all__ = ["CudaEngine", "SIMULATED"]
+
+
+class CudaEngine(Engine):
+    """numba-cuda kernels: feed-forward and recurrent LIF layers on CUDA tensors (CPU tensors under the simulator)."""
+
+    name = "cuda"
+    kinds = frozenset({LayerKind.FEEDFORWARD, LayerKind.RECURRENT})
+    devices = devices_served()
+    priority = 5
+    compute_dtype = torch.float64
+
+    def unavailable(self) -> str | None:
+        return cuda_missing()
+
+    def simulate(
+        self, kind: LayerKind, spec: LayerSpec, times: Tensor, weight: Tensor, recurrent_weight: Tensor | None
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        if kind is LayerKind.RECURRENT:
+            out, events, tape = recurrent_forward_cuda(
+                times, weight, recurrent_weight, spec.params, spec.horizon, spec.max_spikes
+            )
+            return out, (weight, recurrent_weight, events.times, events.source, events.position, *tape.tensors())
+        out, current, events = feedforward_forward_cuda(times, weight, spec.params, spec.horizon, spec.max_spikes)
+        return out, (weight, events.times, events.source, events.position, out, current)
+
+    def adjoint(
+        self, kind: LayerKind, spec: LayerSpec, grad_out: Tensor, saved: tuple[Tensor, ...], input_shape: torch.Size
+    ) -> LayerGradients:
+        clip = spec.clip(grad_out.dtype)
+        if kind is LayerKind.RECURRENT:
+            weight, recurrent_weight, ev_times, ev_source, ev_position, *parts = saved
+            events = EventList(ev_times, ev_source, ev_position)
+            return LayerGradients(
+                *recurrent_backward_cuda(
+                    grad_out, weight, recurrent_weight, events, NumbaRecurrentTape(*parts), spec.params, input_shape, clip
+                )
+            )
+        weight, ev_times, ev_source, ev_position, out, current = saved
+        events = EventList(ev_times, ev_source, ev_position)
+        grad_times, grad_weight, n_tangential, jumps = feedforward_backward_cuda(
+            grad_out, weight, events, out, current, spec.params, input_shape, clip
+        )
+        return LayerGradients(grad_times, grad_weight, None, n_tangential, jumps)
