@@ -24,7 +24,7 @@ except Exception as exc:  # noqa: BLE001 - any missing piece means: cannot check
 
 dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability=(9, 0))
 
-from eventprop.engines.numba_cuda import feedforward, recurrent  # noqa: E402
+from eventprop.engines.numba_cuda import feedforward, recurrent, trajectory  # noqa: E402
 
 
 def array(dtype: nt.Type, ndim: int) -> nt.Array:
@@ -46,6 +46,14 @@ KERNELS = {
     "recurrent backward": (
         recurrent._backward_kernel,
         (F3, F2, I2, I2, F2, F2, F2, I2, F2, I2, I1, I2, CONSTANTS, F2, F2, F2, I1, F3, F2, F2, I2, F2),
+    ),
+    "trajectory maximum": (trajectory._max_kernel, (F2, I2, F2, nt.int64, nt.float64, CONSTANTS, F2, F2, I2, F2, I2, F2)),
+    "trajectory maximum adjoint": (
+        trajectory._max_adjoint_kernel, (F2, F2, I2, F2, nt.int64, CONSTANTS, I2, F2, I2, F2, F2, F2)
+    ),
+    "trajectory values": (trajectory._values_kernel, (F2, I2, F2, I2, F2, nt.int64, CONSTANTS, F3, F3)),
+    "trajectory values adjoint": (
+        trajectory._values_adjoint_kernel, (F3, F2, I2, F3, F2, I2, F2, nt.int64, CONSTANTS, F2, F2, F2)
     ),
 }
 

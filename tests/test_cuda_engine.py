@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from eventprop import SpikeLimitError, lif_layer
+from eventprop import SpikeLimitError, lif_layer, lif_trajectory, readout_trajectory
 from eventprop.engines import LayerKind, get_engine, select_engine
 from eventprop.engines.numba_cuda import SIMULATED
 from eventprop.engines.numba_cuda import feedforward as cuda_ff
@@ -142,6 +142,28 @@ def test_float32_inputs_give_float32_results_rounded_from_float64() -> None:
     assert out32.dtype == torch.float32 and torch.equal(out32, ref32)
 
 
+@pytest.mark.parametrize("spiking", [False, True])
+def test_trajectory_queries_are_the_cpu_engines_bitwise_and_gradients_agree(spiking: bool) -> None:
+    # a readout's trajectory, or a LIF layer's own (its spikes reset it): the maximum,
+    # values at given (differentiable) times and an exponentially weighted integral
+    times, weight = _network(7, 3, 6, 5, 3, 1.5 if spiking else 0.5, 0.8)
+    query = torch.tensor([[5.0, 20.0, 35.0]] * 3, dtype=F64, requires_grad=True)
+    results = {}
+    for engine in ("numba", "cuda"):
+        if spiking:
+            spikes = lif_layer(times, weight, tau_mem=20.0, tau_syn=5.0, engine="numba")
+            traj = lif_trajectory(times, spikes, weight, tau_mem=20.0, tau_syn=5.0, window=60.0, engine=engine)
+        else:
+            traj = readout_trajectory(times, weight, tau_mem=20.0, tau_syn=5.0, window=60.0, engine=engine)
+        v_max, t_peak = traj.max()
+        values = traj.at(query)
+        loss = (v_max * torch.linspace(0.5, 1.5, 5, dtype=F64)).sum() + 0.1 * values.square().sum() + 0.01 * traj.weighted_integral(10.0).sum()
+        results[engine] = (v_max, t_peak, values, torch.autograd.grad(loss, [times, weight, query]))
+    (a_max, a_peak, a_values, a_grads), (b_max, b_peak, b_values, b_grads) = results["cuda"], results["numba"]
+    assert torch.equal(a_max, b_max) and torch.equal(a_peak, b_peak) and torch.equal(a_values, b_values)
+    _assert_agree(a_grads, b_grads)
+
+
 @pytest.mark.parametrize("recurrent", [False, True])
 def test_max_spikes_raises_naming_the_neuron_as_the_cpu_engine_does(recurrent: bool) -> None:
     times, weight = _network(4, 2, 4, 3, 4, 3.0, 0.1)
@@ -159,7 +181,7 @@ def test_auto_keeps_the_cpu_engine_for_cpu_tensors_and_the_cuda_engine_serves_by
     assert select_engine("cuda", LayerKind.FEEDFORWARD, CPU, torch.float32).name == "cuda"
     engine = get_engine("cuda")
     assert engine.priority > get_engine("torch").priority  # auto prefers it on CUDA tensors
-    assert "serves feedforward, recurrent layers only" in (engine.refusal(LayerKind.TRAJECTORY, CPU, F64) or "")
+    assert "serves feedforward, recurrent, trajectory layers only" in (engine.refusal(LayerKind.CONNECTIONS, CPU, F64) or "")
 
 
 _PTX_SCRIPT = Path(__file__).with_name("cuda_ptx.py")

@@ -110,3 +110,16 @@ def test_deprecation_warnings_are_attributed_to_the_caller() -> None:
     with pytest.warns(DeprecationWarning) as caught:
         latency_encode(torch.tensor([[0.5]]), t_min=0.0, t_max=1.0)
     assert {w.filename for w in caught} == {__file__}
+
+
+def test_on_off_encoding_gives_every_pixel_a_voice() -> None:
+    from eventprop.datasets import on_off_encode
+
+    values = torch.tensor([[0.0, 0.25, 1.0], [0.5, 0.5, 0.0]], dtype=torch.float64)
+    times = on_off_encode(values, t_first=2.0, t_last=22.0, bias_times=(0.0, 1.0))
+    assert times.shape == (2, 8, 1)
+    inf = math.inf
+    assert times[0, :, 0].tolist() == [inf, 17.0, 2.0, 2.0, 7.0, inf, 0.0, 1.0]  # on, off, bias
+    assert times[1, :, 0].tolist() == [12.0, 12.0, inf, 12.0, 12.0, 2.0, 0.0, 1.0]
+    with pytest.raises(ValueError, match=r"values must lie in \[0, 1\]"):
+        on_off_encode(values + 1, t_first=0.0, t_last=20.0)

@@ -45,9 +45,9 @@ def test_cli_one_epoch_smoke(tmp_path: Path) -> None:
     assert (out / "checkpoint.pt").exists() and (out / "best.pt").exists()
 
 
-@pytest.mark.parametrize("ema,jitter", [(0.0, 0.0), (0.9, 0.5)])
-def test_resume_gives_the_same_numbers(tmp_path: Path, ema: float, jitter: float) -> None:
-    kw = {"train_size": 64, "val_size": 32, "hidden": 12, "batch_size": 16, "ema": ema, "jitter": jitter}
+@pytest.mark.parametrize("ema,jitter,dropout", [(0.0, 0.0, 0.0), (0.9, 0.5, 0.2)])
+def test_resume_gives_the_same_numbers(tmp_path: Path, ema: float, jitter: float, dropout: float) -> None:
+    kw = {"train_size": 64, "val_size": 32, "hidden": 12, "batch_size": 16, "ema": ema, "jitter": jitter, "input_dropout": dropout}
     straight = train(preset_config("best", epochs=2, **kw), tmp_path / "a", progress=False, log=lambda s: None)
     train(preset_config("best", epochs=1, **kw), tmp_path / "b", progress=False, log=lambda s: None)
     resumed = train(preset_config("best", epochs=2, **kw), tmp_path / "b", resume=True, progress=False, log=lambda s: None)
@@ -178,3 +178,18 @@ def test_silent_label_push_gives_silent_label_neurons_a_gradient() -> None:
     assert readout.auxiliary_loss(model[1], outs[0], outs[1], torch.tensor([0, 0, 0])) is None  # every label neuron fires
     off = readout_of(preset_config("best", hidden=30, silent_push=0.0))
     assert off.auxiliary_loss(model[1], outs[0], outs[1], labels) is None
+
+
+def test_input_dropout_deletes_that_share_of_the_spikes_and_keeps_the_trains_sorted() -> None:
+    from eventprop.training.loop import _augment
+
+    times = torch.rand(200, 50, 3, dtype=torch.float64).sort(dim=-1).values
+    times[:, :, 2] = math.inf
+    out = _augment(times, 0.0, 0.25, torch.Generator().manual_seed(0))
+    kept = torch.isfinite(out).sum().item() / torch.isfinite(times).sum().item()
+    assert abs(kept - 0.75) < 0.01
+    assert (out[..., 1:] >= out[..., :-1]).all()  # ascending, deletions padded at the end
+    assert set(out[torch.isfinite(out)].tolist()) <= set(times[torch.isfinite(times)].tolist())
+    assert _augment(times, 0.0, 0.0, torch.Generator()) is times
+    with pytest.raises(ValueError, match="input_dropout"):
+        preset_config("best", input_dropout=1.0).validate()

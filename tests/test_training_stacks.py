@@ -117,7 +117,7 @@ def test_every_flag_comes_from_one_field_declaration() -> None:
     assert "[best: 100; paper: 1200]" in help_text  # --epochs: the task's preset values
     assert "best: 400 (voltage readout 200); paper: 200" in help_text  # --hidden per preset and readout
     digits = subprocess.run([sys.executable, "-m", "eventprop", "train", "digits", "--help"], capture_output=True, text=True, timeout=120)
-    assert "[best: 30]" in " ".join(digits.stdout.split())
+    assert "[best: 50]" in " ".join(digits.stdout.split())
 
 
 def test_cli_deprecated_flags_work_with_a_notice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

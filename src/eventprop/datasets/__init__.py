@@ -12,11 +12,11 @@ from .yinyang import YINYANG_SPLITS, yinyang, yinyang_split
 # the encoders and the event-data adapters need torch: loaded on first use
 _EVENTS = ("ChannelShift", "ClassBlend", "ToSpikeTimes", "channel_count", "collate", "event_channels", "events_to_spike_times")
 __getattr__, __dir__ = lazy_exports(
-    __name__, {"intensity_encode": ".encoding", "latency_encode": ".encoding", **dict.fromkeys(_EVENTS, ".events")}
+    __name__, {"intensity_encode": ".encoding", "latency_encode": ".encoding", "on_off_encode": ".encoding", **dict.fromkeys(_EVENTS, ".events")}
 )
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers
-    from .encoding import intensity_encode, latency_encode
+    from .encoding import intensity_encode, latency_encode, on_off_encode
     from .events import ChannelShift, ClassBlend, ToSpikeTimes, channel_count, collate, event_channels, events_to_spike_times
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "intensity_encode",
     "latency_encode",
     "load_digits",
+    "on_off_encode",
     "mnist_split",
     "read_idx",
     "randman",

@@ -14,7 +14,7 @@ import torch
 
 from ..validation import non_negative, renamed
 
-__all__ = ["latency_encode", "intensity_encode"]
+__all__ = ["latency_encode", "intensity_encode", "on_off_encode"]
 
 
 def _times(where: str, t_first: float | None, t_last: float | None, t_min: float | None, t_max: float | None) -> tuple[float, float]:
@@ -125,3 +125,45 @@ def intensity_encode(
     silent = torch.zeros(times.shape[:2], dtype=torch.bool, device=times.device)
     silent[:, : values.shape[1]] = values == 0
     return torch.where(silent[..., None], torch.full_like(times, math.inf), times)
+
+
+def on_off_encode(
+    values: torch.Tensor,
+    *,
+    t_first: float,
+    t_last: float,
+    bias_times: Sequence[float] = (),
+) -> torch.Tensor:
+    """Encode intensities in ``[0, 1]`` by two channels per feature: an "on" channel that
+    fires earlier the brighter the feature, and an "off" channel that fires earlier the
+    darker it is (as retinal ON and OFF cells).
+
+    For ``F`` features, channel ``j < F`` (on) of sample ``b`` spikes at
+
+        t_first + (1 - values[b, j]) * (t_last - t_first)   where values[b, j] > 0,
+
+    channel ``F + j`` (off) at
+
+        t_first + values[b, j] * (t_last - t_first)          where values[b, j] < 1,
+
+    and is silent (``+inf``) otherwise: a blank feature fires its off channel at
+    ``t_first`` instead of saying nothing, a saturated one its on channel. Bias neurons
+    follow (channels ``2F ...``), as in :func:`latency_encode`.
+
+    Shape:
+        - values: ``(batch, F)``
+        - output: ``(batch, 2 F + len(bias_times), 1)``
+
+    Errors: as :func:`latency_encode`.
+
+    Examples:
+        >>> on_off_encode(torch.tensor([[0.0, 0.25, 1.0]]), t_first=0.0, t_last=20.0)[0, :, 0]
+        tensor([inf, 15.,  0.,  0.,  5., inf])
+    """
+    values = torch.as_tensor(values)
+    if not values.is_floating_point():
+        values = values.to(torch.get_default_dtype())
+    on = intensity_encode(values, t_first=t_first, t_last=t_last)  # validates
+    off = intensity_encode(1 - values, t_first=t_first, t_last=t_last)
+    bias = latency_encode(values[:, :0], t_first=t_first, t_last=t_last, bias_times=bias_times)
+    return torch.cat([on, off, bias], dim=1)

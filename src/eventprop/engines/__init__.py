@@ -12,7 +12,7 @@ Registered:
   (feed-forward, recurrent, connection lists, trajectory); picked by ``auto`` for CPU
   tensors when numba is installed;
 - ``"cuda"`` (:mod:`eventprop.engines.numba_cuda`): numba-cuda kernels, feed-forward
-  and recurrent layers; picked by ``auto`` for CUDA tensors when numba-cuda finds a GPU (and, under
+  and recurrent layers and trajectories; picked by ``auto`` for CUDA tensors when numba-cuda finds a GPU (and, under
   numba's CUDA simulator, available for CPU tensors by name: the tests use it so);
 - ``"torch"`` (:mod:`eventprop.engines.pytorch`): vectorised PyTorch, feed-forward,
   recurrent and trajectory, any device.

@@ -174,6 +174,9 @@ class TrainConfig:
     )  # fmt: skip
     max_silent_output: float = option(1.0, "bumping: largest allowed silent fraction of a spiking output layer", type=float, group=OPT)
     jitter: float = option(0.0, "training augmentation: Gaussian jitter of input spike times (ms; 0 = off)", type=float, group=OPT)
+    input_dropout: float = option(
+        0.0, "training augmentation: delete each input spike with this probability (0 = off)", type=float, group=OPT
+    )
     ema: float = option(0.0, "evaluate an exponential moving average of the weights (decay per step; 0 = off)", type=float, group=OPT)
     grad_clip: float = option(0.0, "clip the gradient norm (0 = off)", type=float, group=OPT)
     data: str | None = option(None, "folder of the task's files (shd, ssc: tonic's layout DIR/SHD/shd_train.h5 ...; mnist: its IDX files)", group=RUN)
@@ -198,6 +201,7 @@ class TrainConfig:
             positive(name, getattr(self, name))
         real("lr_decay", self.lr_decay, low=0.0, low_open=True, high=1.0)
         real("ema", self.ema, low=0.0, high=1.0, high_open=True)
+        real("input_dropout", self.input_dropout, low=0.0, high=1.0, high_open=True)
         for name in ("alpha", "bump", "grad_clip", "silent_push", "jitter", "t_first"):
             non_negative(name, getattr(self, name))
         real("t_last", self.t_last, low=self.t_first)

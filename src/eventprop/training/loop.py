@@ -4,7 +4,7 @@ A run trains a stack of hidden LIF layers and a readout (:mod:`.network`,
 :mod:`.readouts`) on a task's spike times (:mod:`.tasks`: built-in rows encoded once, or
 event data read per minibatch, :mod:`.splits`) with Adam and an exponential
 learning-rate decay, optional weight bumping (:mod:`.activity`), gradient clipping,
-input jitter and a weight EMA, in one process or data-parallel under torchrun
+input jitter and spike deletion and a weight EMA, in one process or data-parallel under torchrun
 (:mod:`.distributed`), and leaves in its output folder:
 
 - ``metrics.csv``: one row per epoch (train/validation loss and accuracy, spikes per
@@ -116,15 +116,19 @@ def evaluate_model(
     return {"loss": loss_sum / n, "accuracy": correct / n, **activity.summary()}
 
 
-def _jitter(times: Tensor, sigma: float, gen: torch.Generator) -> Tensor:
-    """Training-time augmentation: every input spike moves by ``N(0, sigma^2)`` (clamped at 0).
-
-    Each input neuron of the encoders fires once, so the trains stay ordered.
-    """
-    if sigma == 0:
+def _augment(times: Tensor, sigma: float, dropout: float, gen: torch.Generator) -> Tensor:
+    """Training-time augmentation: every input spike moves by ``N(0, sigma^2)`` (clamped at
+    0), and is deleted with probability ``dropout``; the trains are sorted again (deleted
+    spikes become the ``+inf`` padding)."""
+    if sigma == 0 and dropout == 0:
         return times
-    shift = torch.randn(times.shape, generator=gen, dtype=times.dtype).to(times.device) * sigma
-    return (times + shift).clamp(min=0).sort(dim=-1).values
+    if sigma > 0:
+        shift = torch.randn(times.shape, generator=gen, dtype=times.dtype).to(times.device) * sigma
+        times = (times + shift).clamp(min=0)
+    if dropout > 0:
+        deleted = (torch.rand(times.shape, generator=gen, dtype=times.dtype) < dropout).to(times.device)
+        times = times.masked_fill(deleted, math.inf)
+    return times.sort(dim=-1).values
 
 
 def _backward(loss: Tensor) -> int:
@@ -260,7 +264,8 @@ def _train(
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=None if progress else True)
         for start in bar:
             batch = perm[start : start + config.batch_size]
-            inputs = _jitter(train_split.batch(batch), config.jitter, noise)[group.shard(batch.shape[0])]
+            inputs = _augment(train_split.batch(batch), config.jitter, config.input_dropout, noise)
+            inputs = inputs[group.shard(batch.shape[0])]
             idx = batch[group.shard(batch.shape[0])]
             labels = train_split.labels[idx]
             share = idx.shape[0] / batch.shape[0]

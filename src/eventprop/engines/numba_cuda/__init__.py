@@ -2,11 +2,12 @@
 
 Serves feed-forward LIF layers (:mod:`.feedforward`: one GPU thread per sample and
 neuron) and recurrent ones (:mod:`.recurrent`: one thread block per sample), forward and
-EventProp backward, on CUDA tensors in float32 and float64,
+EventProp backward, and voltage trajectories (:mod:`.trajectory`: every query and its
+adjoint, one thread per sample and neuron), on CUDA tensors in float32 and float64,
 computing in float64 (``compute_dtype``) with the compiled CPU engine's scalar
 functions, so spike times agree with it bitwise. ``engine="auto"`` picks it for CUDA
 tensors (its priority is above the PyTorch engine's, below the CPU engine's, which
-serves CPU tensors only); layer kinds it does not serve fall back to the PyTorch engine.
+serves CPU tensors only); connection-list layers (kind ``connections``) it does not serve.
 
 Why numba-cuda: it installs from the package index with the CUDA compiler libraries as
 wheels (``pip install eventprop[cuda]`` pulls ``numba-cuda[cu12]``: NVVM and NVRTC, no
@@ -20,20 +21,23 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ...model.neuron import NeuronParams
 from ...model.spikes import EventList
+from ...model.trajectory import VoltageTrajectory
 from ..base import Engine, LayerGradients, LayerKind, LayerSpec
 from .device import SIMULATED, cuda_missing, devices_served
 from .feedforward import feedforward_backward_cuda, feedforward_forward_cuda
 from .recurrent import NumbaRecurrentTape, recurrent_backward_cuda, recurrent_forward_cuda
+from .trajectory import CudaTrajectory
 
 __all__ = ["CudaEngine", "SIMULATED"]
 
 
 class CudaEngine(Engine):
-    """numba-cuda kernels: feed-forward and recurrent LIF layers on CUDA tensors (CPU tensors under the simulator)."""
+    """numba-cuda kernels: feed-forward and recurrent LIF layers and trajectories on CUDA tensors (CPU tensors under the simulator)."""
 
     name = "cuda"
-    kinds = frozenset({LayerKind.FEEDFORWARD, LayerKind.RECURRENT})
+    kinds = frozenset({LayerKind.FEEDFORWARD, LayerKind.RECURRENT, LayerKind.TRAJECTORY})
     devices = devices_served()
     priority = 5
     compute_dtype = torch.float64
@@ -70,3 +74,14 @@ class CudaEngine(Engine):
             grad_out, weight, events, out, current, spec.params, input_shape, clip
         )
         return LayerGradients(grad_times, grad_weight, None, n_tangential, jumps)
+
+    def trajectory(
+        self,
+        times: Tensor,
+        spikes: Tensor | None,
+        weight: Tensor,
+        recurrent_weight: Tensor | None,
+        params: NeuronParams,
+        window: float,
+    ) -> VoltageTrajectory:
+        return CudaTrajectory.from_spikes(times, spikes, weight, recurrent_weight, params, window)
