@@ -198,3 +198,14 @@ def test_every_kernel_compiles_to_ptx_for_a_gpu() -> None:
         pytest.skip(done.stdout.strip() or done.stderr.strip()[-300:])
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     assert "compiled" in done.stdout
+
+
+def test_without_numba_cuda_the_engine_says_why_it_cannot_serve(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from eventprop.engines.numba_cuda import device
+
+    monkeypatch.setattr(device, "SIMULATED", False)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "numba_cuda" else real(name, *a))
+    assert device.cuda_missing() == "it needs numba-cuda (pip install eventprop[cuda])"

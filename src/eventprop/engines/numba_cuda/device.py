@@ -20,7 +20,7 @@ simulated threads call device functions of one module at once.
 from __future__ import annotations
 
 import contextlib
-import os
+import importlib.util
 import sys
 from collections.abc import Iterator
 
@@ -49,8 +49,8 @@ def cuda_missing() -> str | None:
         return "it needs numba-cuda (pip install eventprop[cuda])"
     if SIMULATED:
         return None
-    if os.environ.get("EVENTPROP_NO_CUDA_ENGINE"):
-        return "it is switched off (EVENTPROP_NO_CUDA_ENGINE is set)"
+    if importlib.util.find_spec("numba_cuda") is None:  # numba's own CUDA target is deprecated and finds no compiler
+        return "it needs numba-cuda (pip install eventprop[cuda])"
     if not torch.cuda.is_available():
         return "no CUDA device is available to torch"
     try:
