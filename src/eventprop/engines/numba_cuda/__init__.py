@@ -9,6 +9,13 @@ functions, so spike times agree with it bitwise. ``engine="auto"`` picks it for 
 tensors (its priority is above the PyTorch engine's, below the CPU engine's, which
 serves CPU tensors only); connection-list layers (kind ``connections``) it does not serve.
 
+Host synchronisations, a fixed number per call, none per event, spike or crossing: a
+layer's forward reads back its input events' validity with their count (which sizes the
+event axis, :mod:`.events`) and its largest spike count (which sizes the output; a
+second read only when a capacity re-run is needed); the layer function's weight check
+reads once; the backward reads the layer function's gradient check and the tangential
+count. A trajectory reads its event count once.
+
 Why numba-cuda: it installs from the package index with the CUDA compiler libraries as
 wheels (``pip install eventprop[cuda]`` pulls ``numba-cuda[cu12]``: NVVM and NVRTC, no
 toolkit download), it compiles the very functions the CPU kernels use (the model's
@@ -41,6 +48,7 @@ class CudaEngine(Engine):
     devices = devices_served()
     priority = 5
     compute_dtype = torch.float64
+    checks_spike_values = True
 
     def unavailable(self) -> str | None:
         return cuda_missing()

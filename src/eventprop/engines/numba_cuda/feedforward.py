@@ -5,8 +5,8 @@ The same equations, decisions and floating-point operations as the compiled CPU 
 call (:mod:`eventprop.engines.numba_cpu.scalar`, compiled for the GPU by numba-cuda:
 the model's mathematics is written once). The neurons of a feed-forward layer do not
 interact, so thread ``(b, j)`` carries neuron ``j`` of sample ``b`` alone through the
-sample's time-ordered input events (:func:`eventprop.model.spikes.sorted_events`, a
-stable ``torch.sort`` on the device):
+sample's time-ordered input events (:func:`.events.checked_events`, a stable
+``torch.sort`` on the device, validated in the same host read):
 
 * forward: at an input event ``I_j += W[j, src]``; over the interval to the next event
   (or the horizon) the flow factors ``exp(-L/tau_mem), exp(-L/tau_syn), K(L)``, the
@@ -40,9 +40,10 @@ from torch import Tensor
 
 from ...errors import SpikeLimitError
 from ...model.neuron import NeuronParams
-from ...model.spikes import EventList, sorted_events
+from ...model.spikes import EventList
 from ..numba_cpu.events import spike_limit
 from .device import as_kernel_array, block_size, cuda, leads_warp, on_device, shared_function, stream_for, warp_sum
+from .events import checked_events
 
 if cuda is not None:
     from ..numba_cpu import feedforward as _cpu
@@ -206,7 +207,7 @@ def feedforward_forward_cuda(
     batch = times.shape[0]
     n_out = weight.shape[0]
     device = times.device
-    events = sorted_events(times)
+    events = checked_events(times)
     n_events = events.times.shape[1]
     if n_events == 0 or batch == 0 or n_out == 0:
         out = torch.full((batch, n_out, 1), math.inf, dtype=times.dtype, device=device)

@@ -45,10 +45,11 @@ from torch import Tensor
 
 from ...errors import SpikeLimitError
 from ...model.neuron import NeuronParams
-from ...model.spikes import EventList, sorted_events
+from ...model.spikes import EventList
 from ..numba_cpu.events import spike_limit
 from ..numba_cpu.recurrent import NumbaRecurrentTape
 from .device import SIMULATED, as_kernel_array, cuda, leads_warp, on_device, stream_for, warp_sum
+from .events import checked_events
 
 if cuda is not None:
     from numba import float64, int64
@@ -342,7 +343,7 @@ def recurrent_forward_cuda(
     batch = times.shape[0]
     n = weight.shape[0]
     device = times.device
-    events = sorted_events(times)
+    events = checked_events(times)
     ev_t = events.times.to(F64).contiguous()
     events = EventList(ev_t, events.source, events.position)
     n_ev = torch.isfinite(ev_t).sum(dim=1)
