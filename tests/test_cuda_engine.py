@@ -4,7 +4,9 @@ The engine contract suite (``test_engine_contract.py``, ``test_forward.py``,
 ``test_gradients.py``, ...) already runs the CUDA engine wherever it declares a layer
 kind, through the simulator (``conftest.py`` sets ``NUMBA_ENABLE_CUDASIM=1``). This file
 adds what is particular to it: bitwise agreement of spike times with the CPU engine
-whose scalar functions it compiles, gradient agreement to 1e-12 (its sums are atomic,
+whose scalar functions it compiles (in the simulator, whose arithmetic is Python's; on a
+GPU, fused multiply-adds and the GPU's ``exp`` make it agreement to rounding, which
+``benchmarks/bench_gpu.py`` checks), gradient agreement to 1e-12 (its sums are atomic,
 in another order), more neurons than one thread block holds, the capacity re-run,
 ``max_spikes``, registry behaviour, and (where numba-cuda and its compiler are
 installed, not in CI) a compilation of every kernel to PTX for a real GPU.

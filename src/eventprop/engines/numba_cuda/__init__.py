@@ -5,7 +5,10 @@ neuron) and recurrent ones (:mod:`.recurrent`: one thread block per sample), for
 EventProp backward, and voltage trajectories (:mod:`.trajectory`: every query and its
 adjoint, one thread per sample and neuron), on CUDA tensors in float32 and float64,
 computing in float64 (``compute_dtype``) with the compiled CPU engine's scalar
-functions, so spike times agree with it bitwise. ``engine="auto"`` picks it for CUDA
+functions: under the simulator (Python arithmetic) spike times agree with it bitwise; on
+a GPU to rounding (the GPU compiler fuses multiply-adds and its ``exp``, ``expm1`` and
+``log1p`` round differently from the CPU's; ``benchmarks/bench_gpu.py`` checks 1e-9 ms
+and 1e-8 relative in float64). ``engine="auto"`` picks it for CUDA
 tensors (its priority is above the PyTorch engine's, below the CPU engine's, which
 serves CPU tensors only); connection-list layers (kind ``connections``) it does not serve.
 

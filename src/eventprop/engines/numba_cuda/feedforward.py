@@ -24,7 +24,8 @@ sample's time-ordered input events (:func:`.events.checked_events`, a stable
 Everything is computed in float64 (the engine's ``compute_dtype``). The sums over
 neurons and samples use atomic additions, so their order, hence the last bits of the
 gradients, may differ between runs (as for ``torch.Tensor.index_add_`` on CUDA);
-spike times are bitwise those of the CPU engine. Spike counts are unknown in advance:
+spike times are bitwise those of the CPU engine under the simulator, equal to rounding on
+a GPU (fused multiply-adds, the GPU's own ``exp``; the package docstring). Spike counts are unknown in advance:
 each thread stores up to a capacity and keeps counting beyond it; the layer call reads
 the largest count back (its one host synchronisation, which sizes the output) and runs
 again with room for all spikes if any neuron needed more. Spikes are never dropped;
@@ -76,8 +77,8 @@ if cuda is not None:
     @cuda.jit
     def _forward_kernel(ev_t, ev_src, n_ev, w_t, c, limit, out_t, out_i, counts, stop_t):
         # thread (b, j): neuron j of sample b through the sample's events (module docstring)
-        j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-        b = cuda.blockIdx.y
+        j = cuda.blockIdx.y * cuda.blockDim.x + cuda.threadIdx.x
+        b = cuda.blockIdx.x
         n = w_t.shape[1]
         if j >= n:
             return
@@ -122,8 +123,8 @@ if cuda is not None:
     def _backward_kernel(grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, n_ev, c, grad_times, gw_t, tangential, jumps):
         # thread (b, j): the adjoint of neuron j of sample b (module docstring). Threads
         # past the last neuron run the event loop with zeros: warp_sum needs every lane.
-        j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-        b = cuda.blockIdx.y
+        j = cuda.blockIdx.y * cuda.blockDim.x + cuda.threadIdx.x
+        b = cuda.blockIdx.x
         n = w_t.shape[1]
         active = j < n
         slots = out_t.shape[2]
@@ -183,8 +184,9 @@ if cuda is not None:
 
 
 def _grid(batch: int, n: int) -> tuple[tuple[int, int], int]:
+    # samples on grid x (up to 2**31 - 1 blocks), neuron blocks on grid y (up to 65,535)
     block = block_size(n)
-    return ((n + block - 1) // block, batch), block
+    return (batch, (n + block - 1) // block), block
 
 
 #: Spike capacity per neuron the next call of a layer shape starts with (as the CPU engine's).
@@ -225,13 +227,12 @@ def feedforward_forward_cuda(
     grid, block = _grid(batch, n_out)
     stop_t = torch.empty((batch, n_out), dtype=F64, device=device)
     counts = torch.empty((batch, n_out), dtype=torch.int64, device=device)
-    args = [as_kernel_array(a) for a in (ev_t, ev_src, n_ev, w_t)]
     while True:
         out_t = torch.empty((batch, n_out, cap), dtype=F64, device=device)
         out_i = torch.empty((batch, n_out, cap), dtype=F64, device=device)
-        with on_device(device):
+        with on_device(device):  # (the device arrays too: numba binds them to the current context)
             _forward_kernel[grid, block, stream_for(device)](
-                *args, c, limit, as_kernel_array(out_t), as_kernel_array(out_i), as_kernel_array(counts), as_kernel_array(stop_t)
+                *[as_kernel_array(a) for a in (ev_t, ev_src, n_ev, w_t)], c, limit, as_kernel_array(out_t), as_kernel_array(out_i), as_kernel_array(counts), as_kernel_array(stop_t)
             )
         most = int(counts.max())  # the host synchronisation that sizes the output
         if most > limit:  # the first sample past the limit, its busiest neuron (as the CPU engine reports)

@@ -32,7 +32,8 @@ memory follows spikes, never the simulated time. Spike counts are unknown in adv
 each sample's spike list has a capacity (remembered per layer shape); when a sample fills
 it, the layer runs again with four times the room. ``max_spikes`` raises
 :class:`~eventprop.errors.SpikeLimitError`. Sums are atomic, so gradients may differ
-between runs in their last bits; spike times are bitwise the CPU engine's.
+between runs in their last bits; spike times are the CPU engine's (bitwise under the
+simulator, to rounding on a GPU: the package docstring).
 """
 
 from __future__ import annotations
@@ -81,12 +82,19 @@ F64 = torch.float64
 _OK, _FULL, _LIMIT = 0, 1, 2
 
 
+#: Most threads of a sample's block on a GPU: the forward kernel uses about 100 registers
+#: per thread (ptxas, sm_90), so 64K registers per SM allow about 600; beyond 256 neurons
+#: each thread owns several.
+MAX_SAMPLE_BLOCK = 256
+
+
 def sample_block(n: int) -> int:
     """Threads of the block that simulates one sample of ``n`` neurons: whole warps, at most
-    1024; under the simulator at most 4 (each a Python thread; each then owns several neurons)."""
+    :data:`MAX_SAMPLE_BLOCK`; under the simulator at most 4 (each a Python thread; each then
+    owns several neurons)."""
     if SIMULATED:
         return max(1, min(n, 4))
-    return max(32, min(1024, 32 * ((n + 31) // 32)))
+    return max(32, min(MAX_SAMPLE_BLOCK, 32 * ((n + 31) // 32)))
 
 
 if cuda is not None:
@@ -178,9 +186,8 @@ if cuda is not None:
                     v[b, j] = v_j
                 cuda.syncthreads()
                 fired = group[0]
-                if q + fired > cap and group[1] == _OK:
-                    if t == 0:
-                        group[1] = _FULL
+                if t == 0 and q + fired > cap and group[1] == _OK:
+                    group[1] = _FULL
                 if t == 0 and group[1] == _OK:  # the group in neuron order, as the CPU engine lists it
                     for r in range(q + 1, q + fired):
                         key_n = sp_n[b, r]
@@ -205,8 +212,7 @@ if cuda is not None:
                         i[b, j] += r_t[row, j]
                 q += fired
                 now = t_step
-                cuda.syncthreads()  # everyone has read group[0] before it is reset
-                if t == 0:
+                if t == 0:  # every thread read group[0] before the last barrier
                     group[0] = 0
             elif e < m and next_in <= horizon:  # an input step
                 src = ev_src[b, e]
@@ -227,8 +233,8 @@ if cuda is not None:
     @cuda.jit
     def _trains_kernel(sp_t, sp_n, n_sp, out_t):
         # thread (b, j): neuron j's spikes of sample b, in time order, into out_t[b, j]
-        j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-        b = cuda.blockIdx.y
+        j = cuda.blockIdx.y * cuda.blockDim.x + cuda.threadIdx.x
+        b = cuda.blockIdx.x
         if j >= out_t.shape[1]:
             return
         k = 0
@@ -362,7 +368,6 @@ def recurrent_forward_cuda(
     where = torch.full((batch, 2), math.inf, dtype=F64, **z)
     scratch = [torch.empty((batch, n), dtype=F64, **z) for _ in range(5)]
     ev_src = events.source.contiguous() if events.source.shape[1] else torch.zeros((batch, 1), dtype=torch.int64, **z)
-    fixed = [as_kernel_array(a) for a in (ev_t, ev_src, n_ev, w_t, r_t)]
     while True:
         sp_t = torch.empty((batch, cap), dtype=F64, **z)
         sp_n = torch.empty((batch, cap), dtype=torch.int64, **z)
@@ -371,7 +376,7 @@ def recurrent_forward_cuda(
         if batch and n:
             with on_device(device):
                 _forward_kernel[batch, sample_block(n), stream_for(device)](
-                    *fixed, c, limit, *[as_kernel_array(a) for a in (sp_t, sp_n, sp_i, sp_e, n_sp, counts, status, where)],
+                    *[as_kernel_array(a) for a in (ev_t, ev_src, n_ev, w_t, r_t)], c, limit, *[as_kernel_array(a) for a in (sp_t, sp_n, sp_i, sp_e, n_sp, counts, status, where)],
                     *[as_kernel_array(a) for a in scratch],
                 )
         flags = status.cpu().numpy()  # the host synchronisation that sizes the output
@@ -389,7 +394,7 @@ def recurrent_forward_cuda(
     if batch and n and most:
         block = min(128, max(1, n)) if SIMULATED else 128
         with on_device(device):
-            _trains_kernel[((n + block - 1) // block, batch), block, stream_for(device)](
+            _trains_kernel[(batch, (n + block - 1) // block), block, stream_for(device)](
                 *[as_kernel_array(a) for a in (sp_t, sp_n, n_sp, out_t)]
             )
     s = max(most, 1)

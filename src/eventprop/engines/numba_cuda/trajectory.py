@@ -50,8 +50,8 @@ if cuda is not None:
         # thread (b, n): the first largest candidate of neuron n of sample b (as the CPU's
         # _max_row): seg, the last event applied (-1: none); offset, the time after it; tie,
         # the event the maximum coincides with (-1: none); slope, dV/dt there
-        n = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-        b = cuda.blockIdx.y
+        n = cuda.blockIdx.y * cuda.blockDim.x + cuda.threadIdx.x
+        b = cuda.blockIdx.x
         if n >= cur_t.shape[1]:
             return
         n_events = ev_t.shape[1]
@@ -105,8 +105,8 @@ if cuda is not None:
     def _max_adjoint_kernel(grad, ev_t, ev_src, cur_t, n_inputs, c, seg, offset, tie, slope, grad_t, gcur):
         # thread (b, n): the adjoint of neuron n's maximum, back through the events; threads
         # past the last neuron run the loop with zeros (warp_sum needs every lane)
-        n = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-        b = cuda.blockIdx.y
+        n = cuda.blockIdx.y * cuda.blockDim.x + cuda.threadIdx.x
+        b = cuda.blockIdx.x
         active = n < cur_t.shape[1]
         n_events = ev_t.shape[1]
         inv_m = 1.0 / c[_TM]
@@ -147,8 +147,8 @@ if cuda is not None:
     def _values_kernel(t, gov, ev_t, ev_src, cur_t, n_inputs, c, out, out_slope):
         # thread (b, n): out[b, p, n] = V_n(t[b, p]) from the state after event gov[b, p];
         # out_slope (if not empty) gets dV/dt there
-        n = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-        b = cuda.blockIdx.y
+        n = cuda.blockIdx.y * cuda.blockDim.x + cuda.threadIdx.x
+        b = cuda.blockIdx.x
         if n >= cur_t.shape[1]:
             return
         n_events = ev_t.shape[1]
@@ -185,8 +185,8 @@ if cuda is not None:
     def _values_adjoint_kernel(grad, t, gov, out_slope, ev_t, ev_src, cur_t, n_inputs, c, grad_t, grad_q, gcur):
         # thread (b, n): the adjoint of neuron n's values; grad (B, P, N) = dQ/dV at the
         # points; grad_q (B, P) gets dQ/dt of the points when out_slope is not empty
-        n = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-        b = cuda.blockIdx.y
+        n = cuda.blockIdx.y * cuda.blockDim.x + cuda.threadIdx.x
+        b = cuda.blockIdx.x
         active = n < cur_t.shape[1]
         n_events = ev_t.shape[1]
         n_points = t.shape[1]
@@ -236,7 +236,7 @@ if cuda is not None:
 def _launch(kernel: Any, batch: int, n: int, device: torch.device, *args: Any) -> None:
     block = block_size(n)
     with on_device(device):
-        kernel[((n + block - 1) // block, batch), block, stream_for(device)](
+        kernel[(batch, (n + block - 1) // block), block, stream_for(device)](  # samples on grid x
             *[as_kernel_array(a) if isinstance(a, Tensor) else a for a in args]
         )
 
