@@ -58,7 +58,7 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 import common  # noqa: E402  (puts src/ on the path)
-from bench_shd import CLASSES, TAU_MEM, TAU_SYN, TRIAL_MS, network_weights, shd_like_batch  # noqa: E402
+from bench_shd import CLASSES, TAU_MEM, TAU_SYN, TRIAL_MS, network_weights, shd_like_batch, stepped_network  # noqa: E402
 from eventprop import LIFLayer, LIReadout, first_spikes, lif_layer, max_voltage_cross_entropy  # noqa: E402
 
 F64 = torch.float64
@@ -139,64 +139,6 @@ def _yinyang_eventprop(engine: str, dtype: torch.dtype, device: torch.device) ->
         return float(torch.isfinite(hidden).sum())
 
     return step
-
-
-def _stepped(device: torch.device, dtype: torch.dtype, w_in: Tensor, rec: Tensor | None, w_out: Tensor, steps: int):  # noqa: ANN202
-    """snnTorch's tutorial loop at dt = 1 ms (as ``bench_shd._snntorch``), on ``device``."""
-    import snntorch as snn
-
-    from bench_shd import _FastSigmoid
-    from eventprop.model.neuron import NeuronParams, psp_kernel
-
-    alpha, beta = math.exp(-1.0 / TAU_SYN), math.exp(-1.0 / TAU_MEM)
-    scale = float(psp_kernel(torch.tensor(1.0, dtype=F64), NeuronParams(TAU_MEM, TAU_SYN)))
-    hidden, n_in = w_in.shape
-    fc1 = torch.nn.Linear(n_in, hidden, bias=False, dtype=dtype, device=device)
-    fc2 = torch.nn.Linear(hidden, w_out.shape[0], bias=False, dtype=dtype, device=device)
-    if rec is not None:
-        lif = snn.RSynaptic(alpha, beta, all_to_all=True, linear_features=hidden, spike_grad=_FastSigmoid.apply, threshold=1.0)
-    else:
-        lif = snn.Synaptic(alpha, beta, spike_grad=_FastSigmoid.apply, threshold=1.0)
-    out = snn.Synaptic(alpha, beta, reset_mechanism="none")
-    lif.to(device, dtype)
-    out.to(device, dtype)
-    with torch.no_grad():
-        fc1.weight.copy_(w_in * scale)
-        fc2.weight.copy_(w_out * scale)
-        if rec is not None:
-            lif.recurrent.weight.copy_(rec * scale)
-            lif.recurrent.bias.zero_()
-    modules = [fc1, fc2, lif, out]
-
-    def prepare(times: Tensor) -> Tensor:
-        batch, channels, _ = times.shape
-        dense = torch.zeros(steps, batch * channels, dtype=dtype, device=device)
-        flat = times.reshape(batch * channels, -1)
-        row, slot = torch.nonzero(torch.isfinite(flat), as_tuple=True)
-        bins = torch.clamp(flat[row, slot].long(), max=steps - 1)
-        dense.index_put_((bins, row), torch.ones_like(bins, dtype=dtype), accumulate=True)
-        return dense.reshape(steps, batch, channels)
-
-    def step(dense: Tensor, labels: Tensor) -> float:
-        for m in modules:
-            m.zero_grad(set_to_none=True)
-        shape = (dense.shape[1], hidden)
-        spk, syn, mem = (torch.zeros(shape, dtype=dtype, device=device) for _ in range(3))
-        syn2, mem2 = (torch.zeros(dense.shape[1], w_out.shape[0], dtype=dtype, device=device) for _ in range(2))
-        v_max = None
-        n_spikes = torch.zeros((), dtype=dtype, device=device)
-        for t in range(steps):
-            if rec is not None:
-                spk, syn, mem = lif(fc1(dense[t]), spk, syn, mem)
-            else:
-                spk, syn, mem = lif(fc1(dense[t]), syn, mem)
-            _, syn2, mem2 = out(fc2(spk), syn2, mem2)
-            v_max = mem2 if v_max is None else torch.maximum(v_max, mem2)
-            n_spikes += spk.detach().sum()
-        torch.nn.functional.cross_entropy(v_max / scale, labels).backward()
-        return float(n_spikes)
-
-    return prepare, step
 
 
 def _shd_eventprop(engine: str, dtype: torch.dtype, device: torch.device, hidden: int, recurrent: bool, channels: int, trial: float):  # noqa: ANN202
@@ -284,7 +226,7 @@ def throughput(device: torch.device, toy: bool, budget: float, step_limit: float
                                 w_in, rec, w_out = network_weights(hidden, recurrent, dtype)
                                 w_in = w_in[:, :channels]
                                 steps = int(trial)
-                            prepare, fn = _stepped(device, dtype, w_in.to(device), None if rec is None else rec.to(device), w_out.to(device), steps)
+                            prepare, fn = stepped_network(w_in, rec, w_out, steps=steps, device=device)
                             data = prepare(times)
                             seconds, peak, spikes = _time_step(lambda: fn(data, labels), device, step_limit)
                         else:

@@ -155,26 +155,34 @@ class _FastSigmoid(torch.autograd.Function):
 
 
 def _snntorch(case: Case):  # noqa: ANN202
+    return stepped_network(*network_weights(case.hidden, case.recurrent, case.torch_dtype), steps=int(TRIAL_MS))
+
+
+def stepped_network(w_in: Tensor, rec: Tensor | None, w_out: Tensor, *, steps: int, device: str | torch.device = "cpu"):  # noqa: ANN201
+    """snnTorch's tutorial loop at dt = 1 ms for weights ``(H, inputs)``, ``(H, H)`` or ``None``,
+    ``(classes, H)`` (the module docstring), on ``device``: ``(prepare, step)``, where
+    ``prepare(times)`` bins spike times into ``(steps, batch, inputs)`` counts and
+    ``step(dense, labels)`` runs forward + backward and returns the hidden spike count."""
     import snntorch as snn
 
     from eventprop.model.neuron import NeuronParams, psp_kernel
 
     dt = 1.0
-    steps = int(TRIAL_MS / dt)
-    dtype = case.torch_dtype
+    dtype = w_in.dtype
+    hidden, n_in = w_in.shape
+    classes = w_out.shape[0]
     alpha, beta = math.exp(-dt / TAU_SYN), math.exp(-dt / TAU_MEM)
     scale = float(psp_kernel(torch.tensor(dt, dtype=torch.float64), NeuronParams(TAU_MEM, TAU_SYN)))
-    w_in, rec, w_out = network_weights(case.hidden, case.recurrent, dtype)
-    fc1 = torch.nn.Linear(CHANNELS, case.hidden, bias=False, dtype=dtype)
-    fc2 = torch.nn.Linear(case.hidden, CLASSES, bias=False, dtype=dtype)
+    fc1 = torch.nn.Linear(n_in, hidden, bias=False, dtype=dtype, device=device)
+    fc2 = torch.nn.Linear(hidden, classes, bias=False, dtype=dtype, device=device)
     grad = _FastSigmoid.apply
-    if case.recurrent:
-        lif = snn.RSynaptic(alpha, beta, all_to_all=True, linear_features=case.hidden, spike_grad=grad, threshold=1.0)
+    if rec is not None:
+        lif = snn.RSynaptic(alpha, beta, all_to_all=True, linear_features=hidden, spike_grad=grad, threshold=1.0)
     else:
         lif = snn.Synaptic(alpha, beta, spike_grad=grad, threshold=1.0)
     out = snn.Synaptic(alpha, beta, reset_mechanism="none")
-    lif.to(dtype)  # its buffers (alpha, beta, threshold) and the recurrent nn.Linear
-    out.to(dtype)
+    lif.to(device, dtype)  # its buffers (alpha, beta, threshold) and the recurrent nn.Linear
+    out.to(device, dtype)
     with torch.no_grad():
         fc1.weight.copy_(w_in * scale)
         fc2.weight.copy_(w_out * scale)
@@ -184,25 +192,25 @@ def _snntorch(case: Case):  # noqa: ANN202
     modules = [fc1, fc2, lif, out]
 
     def prepare(times: Tensor) -> Tensor:
-        """Spike counts per 1 ms bin: ``(steps, batch, 700)``."""
+        """Spike counts per 1 ms bin: ``(steps, batch, inputs)``."""
         batch = times.shape[0]
-        dense = torch.zeros(steps, batch * CHANNELS, dtype=dtype)
-        flat = times.reshape(batch * CHANNELS, -1)
+        dense = torch.zeros(steps, batch * n_in, dtype=dtype, device=device)
+        flat = times.reshape(batch * n_in, -1)
         row, slot = torch.nonzero(torch.isfinite(flat), as_tuple=True)
         bins = torch.clamp((flat[row, slot] / dt).long(), max=steps - 1)
         dense.index_put_((bins, row), torch.ones_like(bins, dtype=dtype), accumulate=True)
-        return dense.reshape(steps, batch, CHANNELS)
+        return dense.reshape(steps, batch, n_in)
 
     def step(dense: Tensor, labels: Tensor) -> float:
         for m in modules:
             m.zero_grad(set_to_none=True)
-        shape = (dense.shape[1], case.hidden)
-        spk, syn, mem = (torch.zeros(shape, dtype=dtype) for _ in range(3))
-        syn2, mem2 = (torch.zeros(dense.shape[1], CLASSES, dtype=dtype) for _ in range(2))
+        shape = (dense.shape[1], hidden)
+        spk, syn, mem = (torch.zeros(shape, dtype=dtype, device=device) for _ in range(3))
+        syn2, mem2 = (torch.zeros(dense.shape[1], classes, dtype=dtype, device=device) for _ in range(2))
         v_max = None
-        n_spikes = torch.zeros((), dtype=dtype)
+        n_spikes = torch.zeros((), dtype=dtype, device=device)
         for t in range(steps):  # snnTorch's tutorial loop: one step of every layer at a time
-            if case.recurrent:
+            if rec is not None:
                 spk, syn, mem = lif(fc1(dense[t]), spk, syn, mem)
             else:
                 spk, syn, mem = lif(fc1(dense[t]), syn, mem)

@@ -39,8 +39,6 @@ from ...model.neuron import NeuronParams
 from .events import spike_limit, to_numpy
 from .feedforward import _neuron_interval
 from .scalar import (
-    _CLIP,
-    _DOUBLE_ROOT,
     _HORIZON,
     _INF,
     _RATIO,
@@ -48,6 +46,7 @@ from .scalar import (
     _TM,
     _TS,
     _ZERO,
+    _adjoint_jump,
     _constants,
     _flow,
     _may_cross,
@@ -66,7 +65,7 @@ except ImportError:  # pragma: no cover
 __all__ = ["connections_forward_numba", "connections_backward_numba", "neuron_constants"]
 
 #: SHA-256 of :mod:`.scalar`'s source these kernels were checked against (see there).
-SCALAR_SHA256 = "913ff77ac4fb70416934d2653a10b47f966a101d4f4a8c73c40e121633a6fb09"
+SCALAR_SHA256 = "cc6a202fcd348285272eafd71f6569b4d89f785a42b9161089a9f3e8ac16dfd1"
 _CACHE = source_sha256() == SCALAR_SHA256
 
 #: Most batch chunks the gradients are summed over.
@@ -93,14 +92,10 @@ if numba is not None:
         # the jump of lambda_V at a spike with current I: numerator / (I - theta), as
         # neuron.adjoint_jump (tangential spikes counted into tangential[part], clipped
         # where the safeguard is on, a double root bounded)
-        denominator = current - c[_THETA]
-        if abs(denominator) <= c[_DOUBLE_ROOT]:
+        jump, tangent = _adjoint_jump(numerator, current, c)
+        if tangent:
             tangential[part] += 1
-        if abs(denominator) < c[_CLIP]:  # the tangent safeguard (c[_CLIP] = 0: off)
-            denominator = -c[_CLIP] if denominator < 0 else c[_CLIP]
-        if denominator == 0:  # a double root: the exact value is infinite (neuron.adjoint_jump)
-            denominator = c[_DOUBLE_ROOT]
-        return numerator / denominator
+        return jump
 
     @njit(cache=_CACHE)
     def _arrivals(b, j, times, pointer, source, delay, arr_t, arr_c, arr_k, order):

@@ -57,8 +57,6 @@ from ...model.spikes import EventList
 from .events import input_events, spike_limit, to_numpy
 from .threads import launch
 from .scalar import (
-    _CLIP,
-    _DOUBLE_ROOT,
     _HORIZON,
     _INF,
     _KMAX,
@@ -68,6 +66,7 @@ from .scalar import (
     _TM,
     _TS,
     _ZERO,
+    _adjoint_jump,
     _constants,
     _crossing,
     _flow,
@@ -89,7 +88,7 @@ __all__ = ["feedforward_forward_numba", "feedforward_backward_numba"]
 
 #: SHA-256 of :mod:`.scalar`'s source when these kernels were last checked against it; a
 #: mismatch compiles them without numba's on-disk cache (see :mod:`.scalar`).
-SCALAR_SHA256 = "913ff77ac4fb70416934d2653a10b47f966a101d4f4a8c73c40e121633a6fb09"
+SCALAR_SHA256 = "cc6a202fcd348285272eafd71f6569b4d89f785a42b9161089a9f3e8ac16dfd1"
 _CACHE = source_sha256() == SCALAR_SHA256
 
 #: Most batch chunks the weight gradient is summed over (each holds a partial sum of
@@ -249,14 +248,10 @@ if numba is not None:
                     gap = out_t[b, j, q + 1] - out_t[b, j, q]
                     lv_plus = (lv_plus + jumps[b, j, q + 1]) * math.exp(-gap / c[_TM])
                 numerator = theta * lv_plus + grad_out[b, j, q]
-                denominator = out_i[b, j, q] - theta
-                if abs(denominator) <= c[_DOUBLE_ROOT]:
+                jump, tangent = _adjoint_jump(numerator, out_i[b, j, q], c)
+                if tangent:
                     tangential[part] += 1
-                if abs(denominator) < c[_CLIP]:  # the tangent safeguard (c[_CLIP] = 0: off)
-                    denominator = -c[_CLIP] if denominator < 0 else c[_CLIP]
-                if denominator == 0:  # a double root: the exact value is infinite (neuron.adjoint_jump)
-                    denominator = c[_DOUBLE_ROOT]
-                jumps[b, j, q] = numerator / denominator
+                jumps[b, j, q] = jump
 
     @njit(cache=_CACHE)
     def _adjoint_row(b, part, grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, grad_times, gw_t, tangential,

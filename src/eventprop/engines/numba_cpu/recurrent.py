@@ -45,8 +45,6 @@ from ...model.spikes import EventList
 from .events import input_events, spike_limit, to_numpy
 from .threads import launch
 from .scalar import (
-    _CLIP,
-    _DOUBLE_ROOT,
     _HORIZON,
     _INF,
     _KMAX,
@@ -56,6 +54,7 @@ from .scalar import (
     _THETA,
     _TS,
     _ZERO,
+    _adjoint_jump,
     _constants,
     _crossing,
     _dot,
@@ -77,7 +76,7 @@ __all__ = ["NumbaRecurrentTape", "recurrent_forward_numba", "recurrent_backward_
 
 #: SHA-256 of :mod:`.scalar`'s source when these kernels were last checked against it; a
 #: mismatch compiles them without numba's on-disk cache (see :mod:`.scalar`).
-SCALAR_SHA256 = "913ff77ac4fb70416934d2653a10b47f966a101d4f4a8c73c40e121633a6fb09"
+SCALAR_SHA256 = "cc6a202fcd348285272eafd71f6569b4d89f785a42b9161089a9f3e8ac16dfd1"
 _CACHE = source_sha256() == SCALAR_SHA256
 
 # status of a sample after the forward kernel
@@ -282,14 +281,9 @@ if numba is not None:
                     j = sp_n[b, r]
                     left[j] -= 1
                     numerator = theta * lv[j] + sent[r - first] + grad_out[b, j, left[j]]
-                    denominator = sp_i[b, r] - theta
-                    if abs(denominator) <= c[_DOUBLE_ROOT]:
+                    jump, tangent = _adjoint_jump(numerator, sp_i[b, r], c)
+                    if tangent:
                         tangential[part] += 1
-                    if abs(denominator) < c[_CLIP]:  # the tangent safeguard (c[_CLIP] = 0: off)
-                        denominator = -c[_CLIP] if denominator < 0 else c[_CLIP]
-                    if denominator == 0:  # a double root: the exact value is infinite (neuron.adjoint_jump)
-                        denominator = c[_DOUBLE_ROOT]
-                    jump = numerator / denominator
                     jumps[b, j, left[j]] = jump
                     lv[j] += jump
                 q = first - 1

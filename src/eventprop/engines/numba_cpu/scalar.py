@@ -298,6 +298,20 @@ if numba is not None:
         return (s0 + s1) + (s2 + s3)
 
     @njit(cache=True)
+    def _adjoint_jump(numerator, current, c):
+        # (the jump of lambda_V at a spike with current I, whether the spike is tangential):
+        # numerator / (I - theta) as neuron.adjoint_jump, the spike tangential where
+        # |I - theta| <= tangent_tolerance theta, the denominator clipped to that bound
+        # where the safeguard is on (c[_CLIP] > 0) and a double root bounded
+        denominator = current - c[_THETA]
+        tangential = abs(denominator) <= c[_DOUBLE_ROOT]
+        if abs(denominator) < c[_CLIP]:
+            denominator = -c[_CLIP] if denominator < 0 else c[_CLIP]
+        if denominator == 0:  # a double root: the exact value is infinite
+            denominator = c[_DOUBLE_ROOT]
+        return numerator / denominator, tangential
+
+    @njit(cache=True)
     def _near(v0, i0, v_end, k_bound, c):
         # 1 where a neuron with state (v0, i0) may reach theta in an interval whose end
         # voltage is v_end (K bounded by k_bound on it), 0 where it cannot: _may_cross's

@@ -64,7 +64,7 @@ __all__ = ["CompiledTrajectory"]
 
 #: SHA-256 of :mod:`.scalar`'s source when these kernels were last checked against it; a
 #: mismatch compiles them without numba's on-disk cache (see :mod:`.scalar`).
-SCALAR_SHA256 = "913ff77ac4fb70416934d2653a10b47f966a101d4f4a8c73c40e121633a6fb09"
+SCALAR_SHA256 = "cc6a202fcd348285272eafd71f6569b4d89f785a42b9161089a9f3e8ac16dfd1"
 _CACHE = source_sha256() == SCALAR_SHA256
 
 #: Most batch chunks the current gradient is summed over.

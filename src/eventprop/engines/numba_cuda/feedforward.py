@@ -49,9 +49,7 @@ from .events import checked_events
 if cuda is not None:
     from ..numba_cpu import feedforward as _cpu
     from ..numba_cpu.scalar import (
-        _CLIP,
-        _DOUBLE_ROOT,
-        _HORIZON,
+                _HORIZON,
         _INF,
         _KMAX,
         _RATIO,
@@ -60,6 +58,7 @@ if cuda is not None:
         _TM,
         _TS,
         _ZERO,
+        _adjoint_jump,
         _constants,
         _flow,
         _may_cross,
@@ -145,14 +144,10 @@ if cuda is not None:
                     gap = out_t[b, j, q + 1] - out_t[b, j, q]
                     lv_plus = (lv_plus + jumps[b, j, q + 1]) * math.exp(-gap / c[_TM])
                 numerator = theta * lv_plus + grad_out[b, j, q]
-                denominator = out_i[b, j, q] - theta
-                if abs(denominator) <= c[_DOUBLE_ROOT]:
+                jump, tangent = _adjoint_jump(numerator, out_i[b, j, q], c)
+                if tangent:
                     cuda.atomic.add(tangential, 0, 1)
-                if abs(denominator) < c[_CLIP]:
-                    denominator = -c[_CLIP] if denominator < 0 else c[_CLIP]
-                if denominator == 0:  # a double root: the exact value is infinite (neuron.adjoint_jump)
-                    denominator = c[_DOUBLE_ROOT]
-                jumps[b, j, q] = numerator / denominator
+                jumps[b, j, q] = jump
         lv = zero
         li = zero
         r = cnt - 1  # the latest spike not yet passed

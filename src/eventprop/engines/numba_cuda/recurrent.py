@@ -56,9 +56,7 @@ if cuda is not None:
     from numba import float64, int64
 
     from ..numba_cpu.scalar import (
-        _CLIP,
-        _DOUBLE_ROOT,
-        _HORIZON,
+                _HORIZON,
         _INF,
         _KMAX,
         _ONE,
@@ -67,6 +65,7 @@ if cuda is not None:
         _THETA,
         _TS,
         _ZERO,
+        _adjoint_jump,
         _constants,
         _crossing,
         _flow,
@@ -302,14 +301,9 @@ if cuda is not None:
                         left[b, j] = slot
                         numerator = theta * lv[b, j] + sent[b, j] + grad_out[b, j, slot]
                         sent[b, j] = zero
-                        denominator = sp_i[b, r] - theta
-                        if abs(denominator) <= c[_DOUBLE_ROOT]:
+                        jump, tangent = _adjoint_jump(numerator, sp_i[b, r], c)
+                        if tangent:
                             cuda.atomic.add(tangential, 0, 1)
-                        if abs(denominator) < c[_CLIP]:  # the tangent safeguard (c[_CLIP] = 0: off)
-                            denominator = -c[_CLIP] if denominator < 0 else c[_CLIP]
-                        if denominator == 0:  # a double root: the exact value is infinite (neuron.adjoint_jump)
-                            denominator = c[_DOUBLE_ROOT]
-                        jump = numerator / denominator
                         jumps[b, j, slot] = jump
                         lv[b, j] += jump
                 q = first - 1

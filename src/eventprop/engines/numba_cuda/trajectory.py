@@ -101,6 +101,32 @@ if cuda is not None:
         tie[b, n] = tie_n
         slope[b, n] = slope_n
 
+    @cuda.jit(device=True)
+    def _event_adjoint(b, k, n, active, ev_t, ev_src, cur_t, n_inputs, c, lv, li, grad_t, gcur):
+        # at event k, from neuron n's adjoint (lv, li) just after it: dQ/dcurrent[n, src] and
+        # the event time's gradient (a warp sum: every lane calls it); returns the adjoint
+        # carried back to just after event k - 1 (or t = 0). (A device function of the
+        # kernels' own module: the simulator's swap of ``cuda`` is then safe, see .device.)
+        src = ev_src[b, k]
+        if src >= 0:
+            acc = 0.0
+            if active:
+                inv_m = 1.0 / c[_TM]
+                cuda.atomic.add(gcur, (src, n), li)
+                acc = cur_t[src, n] * (-inv_m * lv + (1.0 / c[_TS]) * li)
+                if src - n_inputs == n:
+                    acc -= c[_THETA] * lv * inv_m
+            total = warp_sum(acc)
+            if leads_warp():
+                cuda.atomic.add(grad_t, (b, k), total)
+        prev = ev_t[b, k - 1] if k > 0 else 0.0
+        d = ev_t[b, k] - prev
+        if d > 0:
+            e_mem, e_syn, kk = _flow(d, c)
+            li = li * e_syn + lv * kk
+            lv = lv * e_mem
+        return lv, li
+
     @cuda.jit
     def _max_adjoint_kernel(grad, ev_t, ev_src, cur_t, n_inputs, c, seg, offset, tie, slope, grad_t, gcur):
         # thread (b, n): the adjoint of neuron n's maximum, back through the events; threads
@@ -109,8 +135,6 @@ if cuda is not None:
         b = cuda.blockIdx.x
         active = n < cur_t.shape[1]
         n_events = ev_t.shape[1]
-        inv_m = 1.0 / c[_TM]
-        inv_s = 1.0 / c[_TS]
         lv = 0.0
         li = 0.0
         seg_n = seg[b, n] if active else -2
@@ -125,23 +149,7 @@ if cuda is not None:
                         cuda.atomic.add(grad_t, (b, tie[b, n]), g * slope[b, n])
             if k < 0:
                 break
-            src = ev_src[b, k]
-            if src >= 0:
-                acc = 0.0
-                if active:
-                    cuda.atomic.add(gcur, (src, n), li)
-                    acc = cur_t[src, n] * (-inv_m * lv + inv_s * li)
-                    if src - n_inputs == n:
-                        acc -= c[_THETA] * lv * inv_m
-                total = warp_sum(acc)
-                if leads_warp():
-                    cuda.atomic.add(grad_t, (b, k), total)
-            prev = ev_t[b, k - 1] if k > 0 else 0.0
-            d = ev_t[b, k] - prev
-            if d > 0:
-                e_mem, e_syn, kk = _flow(d, c)
-                li = li * e_syn + lv * kk
-                lv = lv * e_mem
+            lv, li = _event_adjoint(b, k, n, active, ev_t, ev_src, cur_t, n_inputs, c, lv, li, grad_t, gcur)
 
     @cuda.jit
     def _values_kernel(t, gov, ev_t, ev_src, cur_t, n_inputs, c, out, out_slope):
@@ -191,8 +199,6 @@ if cuda is not None:
         n_events = ev_t.shape[1]
         n_points = t.shape[1]
         slopes = out_slope.shape[0] > 0
-        inv_m = 1.0 / c[_TM]
-        inv_s = 1.0 / c[_TS]
         lv = 0.0
         li = 0.0
         q = n_points - 1
@@ -214,23 +220,7 @@ if cuda is not None:
                 q -= 1
             if k < 0:
                 break
-            src = ev_src[b, k]
-            if src >= 0:
-                acc = 0.0
-                if active:
-                    cuda.atomic.add(gcur, (src, n), li)
-                    acc = cur_t[src, n] * (-inv_m * lv + inv_s * li)
-                    if src - n_inputs == n:
-                        acc -= c[_THETA] * lv * inv_m
-                total = warp_sum(acc)
-                if leads_warp():
-                    cuda.atomic.add(grad_t, (b, k), total)
-            prev = ev_t[b, k - 1] if k > 0 else 0.0
-            d = ev_t[b, k] - prev
-            if d > 0:
-                e_mem, e_syn, kk = _flow(d, c)
-                li = li * e_syn + lv * kk
-                lv = lv * e_mem
+            lv, li = _event_adjoint(b, k, n, active, ev_t, ev_src, cur_t, n_inputs, c, lv, li, grad_t, gcur)
 
 
 def _launch(kernel: Any, batch: int, n: int, device: torch.device, *args: Any) -> None:
