@@ -166,6 +166,63 @@ def test_trajectory_queries_are_the_cpu_engines_bitwise_and_gradients_agree(spik
     _assert_agree(a_grads, b_grads)
 
 
+class _HostReads:
+    """Counts the tensor methods that read a value back to the host (a GPU synchronisation):
+    ``with _HostReads(monkeypatch) as reads: ...; reads.count``. The simulator's own views
+    of kernel arguments (``as_kernel_array``) are not reads on a GPU and are not counted."""
+
+    METHODS = ("item", "tolist", "__bool__", "__int__", "__float__", "__index__", "numpy", "cpu")
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count, self.sites, self.on = 0, [], False
+        for name in self.METHODS:
+            monkeypatch.setattr(torch.Tensor, name, self._counted(getattr(torch.Tensor, name), name))
+
+    def _counted(self, method, name: str):  # noqa: ANN001, ANN202
+        def counted(tensor: torch.Tensor, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            caller = sys._getframe(1).f_code
+            if self.on and caller.co_name != "as_kernel_array":
+                self.count += 1
+                self.sites.append(f"{name} in {caller.co_name} ({Path(caller.co_filename).name})")
+            return method(tensor, *args, **kwargs)
+
+        return counted
+
+    def __enter__(self) -> "_HostReads":
+        self.count, self.sites, self.on = 0, [], True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.on = False
+
+
+def test_a_layer_call_reads_the_device_once_forward_and_once_backward(monkeypatch: pytest.MonkeyPatch) -> None:
+    # On a GPU every read of a value to the host waits for the device. A layer's forward
+    # reads once (the value checks, the event count and the output's size together), its
+    # backward once (the check of dL/dt and the tangential count together); a trajectory
+    # once when built (checks and event count), its queries' kernels never.
+    times, weight = _network(31, 3, 6, 5, 3, 0.9, 0.5)
+    rec = _recurrent(32, 5, 0.6)
+    reads = _HostReads(monkeypatch)
+    for r in (None, rec):
+        lif_layer(times, weight, r, tau_mem=20.0, tau_syn=5.0, engine="cuda")  # (sizes its capacity)
+        with reads:
+            out = lif_layer(times, weight, r, tau_mem=20.0, tau_syn=5.0, engine="cuda")
+        assert reads.count == 1, reads.sites
+        loss = torch.where(torch.isfinite(out), out, 0.0).sum()
+        with reads:
+            loss.backward()
+        assert reads.count == 1, reads.sites
+        with reads:
+            trajectory = lif_trajectory(times, out, weight, r, tau_mem=20.0, tau_syn=5.0, window=60.0, engine="cuda")
+        assert reads.count == 1, reads.sites
+    with reads:
+        trajectory = readout_trajectory(times, weight, tau_mem=20.0, tau_syn=5.0, window=60.0, engine="cuda")
+        v_max, _ = trajectory.max()
+        v_max.sum().backward()
+    assert reads.count == 1, reads.sites
+
+
 @pytest.mark.parametrize("recurrent", [False, True])
 def test_max_spikes_raises_naming_the_neuron_as_the_cpu_engine_does(recurrent: bool) -> None:
     times, weight = _network(4, 2, 4, 3, 4, 3.0, 0.1)

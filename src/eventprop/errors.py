@@ -6,7 +6,10 @@ What remains is a run that is valid but exceeds a limit the caller set.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+_G = TypeVar("_G")
 
 __all__ = [
     "SpikeLimitError",
@@ -14,6 +17,7 @@ __all__ = [
     "TangentialCrossingWarning",
     "refuse_create_graph",
     "check_spike_time_gradient",
+    "checked_adjoint",
 ]
 
 #: The default spike budget of every layer: spikes per neuron and sample. A layer whose
@@ -100,3 +104,26 @@ def check_spike_time_gradient(grad_out: Any, out_times: Any) -> None:
             f"{int(bad.sum()) - n_nan} infinite): the loss or a later layer made it (EventProp cannot propagate "
             "it; nothing is set to zero)"
         )
+
+
+def checked_adjoint(grad_out: Any, out_times: Any, adjoint: Callable[[], _G]) -> tuple[_G, int]:
+    """``adjoint()`` (an engine's EventProp backward) checked by :func:`check_spike_time_gradient`,
+    and its count of tangential spikes (``n_tangential``) as an int.
+
+    An engine on a GPU returns the count as a 0-d device tensor: the check's flag is then
+    computed on the device and read back with it, one host synchronisation per backward.
+    The check follows the adjoint (whose loops are bounded whatever the values); the
+    gradients of a failed check are discarded.
+    """
+    import torch
+
+    grads = adjoint()
+    count = grads.n_tangential
+    if not isinstance(count, torch.Tensor):
+        check_spike_time_gradient(grad_out, out_times)
+        return grads, count
+    bad = (~torch.isfinite(grad_out) & torch.isfinite(out_times)).any()
+    failed, n_tangential = torch.stack([bad.long(), count.long().reshape(())]).tolist()  # the one host read
+    if failed:
+        check_spike_time_gradient(grad_out, out_times)  # raises the check's message
+    return grads, n_tangential

@@ -34,6 +34,7 @@ __all__ = [
     "check_matrix",
     "check_float_dtype",
     "all_finite",
+    "check_finite",
     "smallest",
     "renamed",
 ]
@@ -158,8 +159,16 @@ def check_float_dtype(name: str, dtype: torch.dtype | None) -> None:
         raise ValueError(f"{name} must be a floating dtype, got {dtype}")
 
 
-def check_weight(weight: Any, name: str, shape: tuple[int, ...], like: Tensor) -> None:
-    """``ValueError`` unless ``weight`` is a finite tensor of ``shape`` with ``like``'s dtype and device."""
+def check_finite(name: str, x: Tensor) -> None:
+    """``ValueError`` naming ``name`` if the tensor ``x`` holds NaN or inf."""
+    if not all_finite(x):
+        raise ValueError(f"{name} contains NaN or inf")
+
+
+def check_weight(weight: Any, name: str, shape: tuple[int, ...], like: Tensor, finite: bool = True) -> None:
+    """``ValueError`` unless ``weight`` is a tensor of ``shape`` with ``like``'s dtype and
+    device and (``finite``) holds no NaN or inf (an engine that checks values itself, on
+    its device, passes ``finite=False``: :attr:`eventprop.engines.Engine.checks_values`)."""
     import torch
 
     if not isinstance(weight, torch.Tensor):
@@ -170,8 +179,8 @@ def check_weight(weight: Any, name: str, shape: tuple[int, ...], like: Tensor) -
         raise ValueError(f"{name} has dtype {weight.dtype} but times has dtype {like.dtype}")
     if weight.device != like.device:
         raise ValueError(f"{name} is on {weight.device} but times is on {like.device}")
-    if not all_finite(weight):
-        raise ValueError(f"{name} contains NaN or inf")
+    if finite:
+        check_finite(name, weight)
 
 
 def renamed(where: str, old: str, old_value: Any, new: str, new_value: Any, default: Any, stacklevel: int = 3) -> Any:

@@ -22,9 +22,12 @@ Capabilities (:class:`Engine` class attributes):
   float64's;
 - ``priority``: ``engine="auto"`` picks the highest-priority engine that can serve the
   call (:func:`~eventprop.engines.select_engine`);
-- ``checks_spike_values``: whether ``simulate`` itself rejects NaN, negative or
-  non-ascending input times with the ``ValueError`` of
-  :func:`~eventprop.model.spikes.check_spike_values` (otherwise the caller checks).
+- ``checks_values``: whether ``simulate`` itself rejects NaN, negative or
+  non-ascending input times and non-finite weights with the ``ValueErrors`` of
+  :func:`~eventprop.model.spikes.check_spike_values` and
+  :func:`~eventprop.validation.check_finite` (otherwise the caller checks). An engine on a
+  GPU does, to read the checks back with its output's size in one host
+  synchronisation (:class:`~eventprop.model.spikes.ValueChecks`).
 
 Entry points, for a layer with ``N = weight.shape[0]`` neurons and input
 ``times`` ``(batch, in_features, max_in)`` (data contract of :mod:`eventprop.model.spikes`):
@@ -40,7 +43,9 @@ Entry points, for a layer with ``N = weight.shape[0]`` neurons and input
   dL/d out_times`` (entries at padding are ignored): ``times``, ``weight`` and
   ``recurrent_weight`` (``None`` for a feed-forward layer; zero diagonal for a
   recurrent one) gradients in their shapes; ``n_tangential`` counts the spikes with
-  ``|I - theta| <= tangent_tolerance * theta``, whose jump denominator is clipped to
+  ``|I - theta| <= tangent_tolerance * theta`` (an int, or a 0-d integer tensor on the
+  device that the caller reads together with its check of ``grad_out``:
+  :func:`~eventprop.errors.checked_adjoint`), whose jump denominator is clipped to
   that bound when ``spec.tangent_safeguard`` is set (see
   :func:`~eventprop.model.neuron.adjoint_jump`; never a division error); ``jumps``:
   the jump ``J_k`` of the spiking neuron's ``lambda_V`` at every output spike
@@ -114,7 +119,7 @@ class LayerGradients(NamedTuple):
     times: Tensor
     weight: Tensor
     recurrent_weight: Tensor | None
-    n_tangential: int
+    n_tangential: int | Tensor
     jumps: Tensor
 
 
@@ -183,7 +188,7 @@ class Engine(ABC):
     dtypes: ClassVar[frozenset[torch.dtype]] = frozenset({torch.float32, torch.float64})
     compute_dtype: ClassVar[torch.dtype | None] = None
     priority: ClassVar[int] = 0
-    checks_spike_values: ClassVar[bool] = False
+    checks_values: ClassVar[bool] = False
 
     def unavailable(self) -> str | None:
         """Why the engine cannot run on this installation (``None``: it can)."""

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ..engines import Connections, Engine, LayerKind, LayerSpec, RecurrentConnections, check_engine_name, select_engine
-from ..errors import DEFAULT_MAX_SPIKES, TangentialCrossingWarning, check_spike_time_gradient, refuse_create_graph
+from ..errors import DEFAULT_MAX_SPIKES, TangentialCrossingWarning, checked_adjoint, refuse_create_graph
 from ..model.neuron import NeuronParams
 from ..model.spikes import check_spike_layout, check_spike_values
 from ..validation import check_weight, optional_positive_int, positive
@@ -65,14 +65,15 @@ class _ConnectionsFunction(torch.autograd.Function):
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         refuse_create_graph("a LIF layer's EventProp gradient")
         *saved, out_times = ctx.saved_tensors
-        check_spike_time_gradient(grad_out, out_times)
         needs = ctx.needs_input_grad
-        grads = ctx.engine.adjoint_connections(
-            ctx.spec, grad_out.to(ctx.wide), tuple(saved), ctx.input_shape, needs[3] or needs[4]
+        grads, n_tangential = checked_adjoint(
+            grad_out,
+            out_times,
+            lambda: ctx.engine.adjoint_connections(ctx.spec, grad_out.to(ctx.wide), tuple(saved), ctx.input_shape, needs[3] or needs[4]),
         )
-        if grads.n_tangential:
+        if n_tangential:
             n_spikes = int(torch.isfinite(out_times).sum())
-            warnings.warn(TangentialCrossingWarning(grads.n_tangential, n_spikes, ctx.spec.tangent_safeguard), stacklevel=2)
+            warnings.warn(TangentialCrossingWarning(n_tangential, n_spikes, ctx.spec.tangent_safeguard), stacklevel=2)
         dtype = grad_out.dtype
         values = (grads.times, grads.weight, grads.delay, grads.tau_mem, grads.tau_syn, grads.recurrent_weight, grads.recurrent_delay)
         return (*(g.to(dtype) if need else None for g, need in zip(values, needs[:7])), None, None, None, None, None)

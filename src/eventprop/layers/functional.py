@@ -23,11 +23,11 @@ from torch import Tensor
 
 from ..engines import Engine, LayerKind, LayerSpec, check_engine_name, select_engine
 from ..engines.numba_cpu.time_constants import time_constant_gradients
-from ..errors import DEFAULT_MAX_SPIKES, TangentialCrossingWarning, check_spike_time_gradient, refuse_create_graph
+from ..errors import DEFAULT_MAX_SPIKES, TangentialCrossingWarning, checked_adjoint, refuse_create_graph
 from ..model.neuron import NeuronParams
-from ..model.spikes import check_spike_layout, check_spike_values, validate_spike_times
+from ..model.spikes import check_spike_layout, check_spike_values
 from ..model.trajectory import VoltageTrajectory
-from ..validation import check_matrix, check_weight, optional_positive_int, positive, renamed
+from ..validation import check_finite, check_matrix, check_weight, optional_positive_int, positive, renamed
 from .connected import lif_connections
 from .connectivity import Connectivity
 from .constants import check_constant, check_delays, check_mask
@@ -71,14 +71,15 @@ class _LIFFunction(torch.autograd.Function):
         refuse_create_graph("a LIF layer's EventProp gradient")
         tensors = ctx.saved_tensors
         saved, out_times, extra = tensors[: ctx.n_saved], tensors[ctx.n_saved], tensors[ctx.n_saved + 1 :]
-        check_spike_time_gradient(grad_out, out_times)
         dtype = grad_out.dtype
-        grads = ctx.engine.adjoint(ctx.kind, ctx.spec, grad_out.to(ctx.wide), tuple(saved), ctx.input_shape)
+        grads, n_tangential = checked_adjoint(
+            grad_out, out_times, lambda: ctx.engine.adjoint(ctx.kind, ctx.spec, grad_out.to(ctx.wide), tuple(saved), ctx.input_shape)
+        )
         grad_times, grad_weight = grads.times.to(dtype), grads.weight.to(dtype)
         grad_rec = grads.recurrent_weight.to(dtype) if grads.recurrent_weight is not None else None
-        if grads.n_tangential:
+        if n_tangential:
             n_spikes = int(torch.isfinite(out_times).sum())
-            warnings.warn(TangentialCrossingWarning(grads.n_tangential, n_spikes, ctx.spec.tangent_safeguard), stacklevel=2)
+            warnings.warn(TangentialCrossingWarning(n_tangential, n_spikes, ctx.spec.tangent_safeguard), stacklevel=2)
         grad_tau_mem = grad_tau_syn = None
         if ctx.taus:
             times_w, weight_w, rec_w = extra
@@ -202,7 +203,7 @@ def lif_layer(
     n_out, n_in = weight.shape
     if n_out == 0:
         raise ValueError("weight must have at least one output neuron (out_features >= 1), got shape (0, ...)")
-    check_weight(weight, "weight", tuple(weight.shape), times)
+    check_weight(weight, "weight", tuple(weight.shape), times, finite=False)  # values: below, or by the engine
     taus = {name: check_constant(name, value, n_out, times) for name, value in (("tau_mem", tau_mem), ("tau_syn", tau_syn))}
     threshold = check_constant("threshold", threshold, n_out, times)
     if delay is not None:
@@ -222,6 +223,7 @@ def lif_layer(
         f"{' and '.join(per_neuron)} per neuron": bool(per_neuron),
     }
     if any(listed.values()):  # a synapse list (layers.connected)
+        check_finite("weight", weight)
         try:
             select_engine(engine, LayerKind.CONNECTIONS, times.device, times.dtype)
         except ValueError as exc:
@@ -242,10 +244,14 @@ def lif_layer(
         )  # fmt: skip
     kind = LayerKind.FEEDFORWARD if recurrent_weight is None else LayerKind.RECURRENT
     chosen = select_engine(engine, kind, times.device, times.dtype)
-    if not chosen.checks_spike_values:
-        check_spike_values(times)
     if recurrent_weight is not None:
-        check_weight(recurrent_weight, "recurrent_weight", (n_out, n_out), times)
+        check_weight(recurrent_weight, "recurrent_weight", (n_out, n_out), times, finite=False)
+    if not chosen.checks_values:
+        check_spike_values(times)
+        check_finite("weight", weight)
+        if recurrent_weight is not None:
+            check_finite("recurrent_weight", recurrent_weight)
+    if recurrent_weight is not None:
         recurrent_weight = without_self_connections(recurrent_weight)
     if delay is not None:
         times = times + delay[None, :, None]  # +inf padding stays +inf; the order along the last axis is kept
@@ -281,11 +287,14 @@ def readout_trajectory(
     """
     p = NeuronParams(tau_mem, tau_syn)
     window = positive("window", window)
-    validate_spike_times(times, name="times")
+    check_spike_layout(times, name="times")
     if check_matrix("weight", weight).shape[1] != times.shape[1]:
         raise ValueError(f"weight has {weight.shape[1]} inputs, times has {times.shape[1]} neurons")
-    check_weight(weight, "weight", tuple(weight.shape), times)
+    check_weight(weight, "weight", tuple(weight.shape), times, finite=False)
     chosen = select_engine(check_engine_name(engine), LayerKind.TRAJECTORY, times.device, times.dtype)
+    if not chosen.checks_values:
+        check_spike_values(times, name="times")
+        check_finite("weight", weight)
     return chosen.trajectory(times, None, weight, None, p, window)
 
 
@@ -326,16 +335,23 @@ def lif_trajectory(
     """
     p = NeuronParams(tau_mem, tau_syn, threshold)
     window = positive("window", window)
-    validate_spike_times(times, name="times")
-    check_weight(check_matrix("weight", weight), "weight", tuple(weight.shape), times)
+    check_spike_layout(times, name="times")
+    check_weight(check_matrix("weight", weight), "weight", tuple(weight.shape), times, finite=False)
     n_out, n_in = weight.shape
-    validate_spike_times(spikes, n_neurons=n_out, name="spikes")
+    check_spike_layout(spikes, n_neurons=n_out, name="spikes")
     if times.shape[1] != n_in or spikes.shape[0] != times.shape[0]:
         raise ValueError(f"times must have shape (batch={spikes.shape[0]}, {n_in}, max_in), got {tuple(times.shape)}")
     if spikes.dtype != times.dtype or spikes.device != times.device:
         raise ValueError("spikes must match times in dtype and device")
     if recurrent_weight is not None:
-        check_weight(recurrent_weight, "recurrent_weight", (n_out, n_out), times)
-        recurrent_weight = without_self_connections(recurrent_weight)
+        check_weight(recurrent_weight, "recurrent_weight", (n_out, n_out), times, finite=False)
     chosen = select_engine(check_engine_name(engine), LayerKind.TRAJECTORY, times.device, times.dtype)
+    if not chosen.checks_values:
+        check_spike_values(times, name="times")
+        check_spike_values(spikes, name="spikes")
+        check_finite("weight", weight)
+        if recurrent_weight is not None:
+            check_finite("recurrent_weight", recurrent_weight)
+    if recurrent_weight is not None:
+        recurrent_weight = without_self_connections(recurrent_weight)
     return chosen.trajectory(times, spikes, weight, recurrent_weight, p, window)

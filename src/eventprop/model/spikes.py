@@ -9,12 +9,15 @@ always exists.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-__all__ = ["validate_spike_times", "check_spike_layout", "check_spike_values", "EventList", "sorted_events"]
+from ..validation import check_finite
+
+__all__ = ["validate_spike_times", "check_spike_layout", "check_spike_values", "ValueChecks", "EventList", "sorted_events"]
 
 
 def validate_spike_times(times: Tensor, n_neurons: int | None = None, name: str = "times") -> None:
@@ -53,6 +56,60 @@ def check_spike_values(times: Tensor, name: str = "times") -> None:
         raise ValueError(f"{name} contains negative spike times (min {times.min().item()})")
     if times.shape[-1] > 1 and bool((times[..., 1:] < times[..., :-1]).any()):
         raise ValueError(f"{name} must ascend along the last axis (pad with +inf, not before finite times)")
+
+
+class ValueChecks:
+    """The contract's value checks of spike trains and weights, computed on their device.
+
+    For an engine on a GPU (:attr:`eventprop.engines.Engine.checks_values`): the checks
+    become flags on the device, read back in the one host synchronisation that sizes the
+    engine's output (:meth:`read_with`), instead of a synchronisation each. A failing check
+    raises the ``ValueError`` of :func:`check_spike_values` or
+    :func:`eventprop.validation.check_finite`, as the caller's checks would.
+
+    Args:
+        trains: spike-train tensors (data contract) by argument name.
+        weights: tensors that must be finite, by argument name.
+
+    Examples:
+        >>> checks = ValueChecks({"times": torch.tensor([[[1.0, 2.0]]])}, {"weight": torch.ones(3, 1)})
+        >>> checks.read_with(torch.tensor(7))
+        [7]
+    """
+
+    def __init__(self, trains: Mapping[str, Tensor], weights: Mapping[str, Tensor]) -> None:
+        self.trains, self.weights = dict(trains), dict(weights)
+
+    def flags(self) -> list[Tensor]:
+        """0-d boolean device tensors, true where a check fails (no host synchronisation)."""
+        found: list[Tensor] = []
+        for times in self.trains.values():
+            found += [torch.isnan(times).any(), (times < 0).any()]
+            if times.shape[-1] > 1:
+                found.append((times[..., 1:] < times[..., :-1]).any())
+        found += [~torch.isfinite(w).all() for w in self.weights.values()]
+        return found
+
+    def read_with(self, *sizes: Tensor) -> list[int]:
+        """``sizes`` (0-d integer device tensors) as ints, read together with the flags.
+
+        Raises:
+            ValueError: a check failed (the message of the caller's own check).
+        """
+        flags = self.flags()
+        parts = [f.reshape(1).long() for f in flags] + [s.reshape(1).long() for s in sizes]
+        read = torch.cat(parts).tolist() if parts else []  # the one host synchronisation
+        self.raise_if(read[: len(flags)])
+        return read[len(flags) :]
+
+    def raise_if(self, failed: Sequence[int]) -> None:
+        """Raise the failing check's ``ValueError`` if any entry of ``failed`` (the flags, read) is set."""
+        if not any(failed):
+            return
+        for name, times in self.trains.items():
+            check_spike_values(times, name)
+        for name, w in self.weights.items():
+            check_finite(name, w)
 
 
 @dataclass

@@ -80,6 +80,7 @@ import torch
 from torch import Tensor
 
 from ..validation import positive, positive_int
+from .spikes import ValueChecks
 from .neuron import NeuronParams, psp_kernel
 
 __all__ = ["VoltageTrajectory", "DEFAULT_NODES"]
@@ -133,6 +134,7 @@ class VoltageTrajectory(ABC):
         recurrent_weight: Tensor | None,
         params: NeuronParams,
         window: float,
+        checks: ValueChecks | None = None,
     ) -> _T:
         """The events of a readout (``spikes is None``) or of a LIF layer, merged and sorted.
 
@@ -142,6 +144,8 @@ class VoltageTrajectory(ABC):
             weight: ``(neurons, in_features)``.
             recurrent_weight: ``(neurons, neurons)`` with a zero diagonal, or ``None``.
             params, window: as the attributes.
+            checks: the arguments' value checks, read back with the event count (an
+                engine that checks values itself: :attr:`eventprop.engines.Engine.checks_values`).
 
         The event times are gathered from ``times`` and ``spikes`` (differentiably: their
         gradients flow back to the spike trains); the sort itself carries no gradient.
@@ -158,18 +162,20 @@ class VoltageTrajectory(ABC):
             flat = torch.cat([flat, spikes.reshape(batch, n_out * spikes.shape[2])], dim=1)
             sources = torch.cat([sources, own])
         with torch.no_grad():
-            position, valid = cls.event_order(flat.detach(), window)
+            position, valid = cls.event_order(flat.detach(), window, checks)
             source = torch.where(valid, sources[position], torch.full_like(position, -1))
         event_times = torch.where(valid, flat.gather(1, position), torch.full_like(position, window, dtype=flat.dtype))
         return cls(event_times, source, current, n_in, params, window)
 
     @staticmethod
-    def event_order(flat: Tensor, window: float) -> tuple[Tensor, Tensor]:
+    def event_order(flat: Tensor, window: float, checks: ValueChecks | None = None) -> tuple[Tensor, Tensor]:
         """Where the events before ``window`` are, in time order (stable: ties in ``flat``'s order).
 
         Args:
             flat: ``(batch, slots)`` spike times, ``+inf`` at padding.
             window: events at or after it are left out.
+            checks: value checks to read back with the event count (one host
+                synchronisation), raising their ``ValueError``; or ``None``.
 
         Returns:
             ``(position, valid)``, both ``(batch, M)`` with ``M`` the most events of a
@@ -178,8 +184,15 @@ class VoltageTrajectory(ABC):
         """
         key = torch.where(flat < window, flat, torch.full_like(flat, math.inf))
         ordered, position = torch.sort(key, dim=1, stable=True)
-        n_events = int(torch.isfinite(ordered).sum(dim=1).max()) if ordered.numel() else 0
+        count = torch.isfinite(ordered).sum(dim=1).max() if ordered.numel() else ordered.new_zeros((), dtype=torch.long)
+        (n_events,) = checks.read_with(count) if checks is not None else (int(count),)
         return position[:, :n_events], torch.isfinite(ordered[:, :n_events])
+
+    @property
+    def stored_window(self) -> float:
+        """``window`` rounded to the event times' dtype, as the padding holds it (no device read)."""
+        rounding = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16}.get(self.times.dtype)
+        return float(rounding(self.window)) if rounding is not None else torch.tensor(self.window, dtype=self.times.dtype).item()
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -229,12 +242,15 @@ class VoltageTrajectory(ABC):
             raise ValueError(f"t must be a tensor of shape (batch={batch}, points)")
         if governing.shape != t.shape or governing.dtype != torch.long:
             raise ValueError(f"governing must be a long tensor of t's shape {tuple(t.shape)}")
-        if bool(((governing < -1) | (governing >= n_events)).any()) or bool((governing.diff(dim=1) < 0).any()):
-            raise ValueError(f"governing must be nondecreasing along each sample, in [-1, {n_events})")
         t = t.to(self.times)
+        out_of_range = ((governing < -1) | (governing >= n_events)).any() | (governing.diff(dim=1) < 0).any()
         starts = torch.cat([self.times.new_zeros(batch, 1), self.times.detach()], dim=1)
-        origin = starts.gather(1, governing + 1)  # t = 0 before any event
-        if not bool((t.detach() >= origin).all()):
+        origin = starts.gather(1, governing.clamp(-1, n_events - 1) + 1)  # t = 0 before any event
+        early = ~(t.detach() >= origin).all()
+        bad_order, bad_time = torch.stack([out_of_range, early]).tolist()  # one host read
+        if bad_order:
+            raise ValueError(f"governing must be nondecreasing along each sample, in [-1, {n_events})")
+        if bad_time:
             raise ValueError("t must be a number at or after the time of its governing event")
         return self._values(t, governing)
 
@@ -258,7 +274,7 @@ class VoltageTrajectory(ABC):
         t = t.to(self.times).expand(batch, -1) if t.dim() == 1 else t.to(self.times)
         if t.shape[0] != batch:
             raise ValueError(f"t has batch size {t.shape[0]}, the trajectory {batch}")
-        if bool(torch.isnan(t).any()) or bool(((t < 0) | (t > self.window)).any()):
+        if bool((torch.isnan(t) | (t < 0) | (t > self.window)).any()):
             raise ValueError(f"t must lie in [0, window] = [0, {self.window}]")
         order = torch.argsort(t.detach(), dim=1, stable=True)
         t_sorted = t.gather(1, order)

@@ -17,8 +17,9 @@ import torch
 from torch import Tensor
 
 from ...model.neuron import NeuronParams
-from ...model.spikes import EventList
+from ...model.spikes import EventList, ValueChecks
 from ...model.trajectory import VoltageTrajectory
+from ...validation import check_finite
 from ..base import ConnectionGradients, Connections, Engine, LayerGradients, LayerKind, LayerSpec, RecurrentConnections
 from .connections import connections_backward_numba, connections_forward_numba, neuron_constants
 from .feedforward import feedforward_backward_numba, feedforward_forward_numba
@@ -38,7 +39,7 @@ class NumbaEngine(Engine):
     devices = frozenset({"cpu"})
     priority = 10
     compute_dtype = torch.float64
-    checks_spike_values = True
+    checks_values = True
 
     def unavailable(self) -> str | None:
         return None if numba_available() else "it needs the numba package (pip install numba)"
@@ -46,7 +47,9 @@ class NumbaEngine(Engine):
     def simulate(
         self, kind: LayerKind, spec: LayerSpec, times: Tensor, weight: Tensor, recurrent_weight: Tensor | None
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        check_finite("weight", weight)  # (the input times: in the compiled event sort)
         if kind is LayerKind.RECURRENT:
+            check_finite("recurrent_weight", recurrent_weight)
             out, events, tape = recurrent_forward_numba(
                 times, weight, recurrent_weight, spec.params, spec.horizon, spec.max_spikes
             )
@@ -126,4 +129,8 @@ class NumbaEngine(Engine):
         params: NeuronParams,
         window: float,
     ) -> VoltageTrajectory:
-        return CompiledTrajectory.from_spikes(times, spikes, weight, recurrent_weight, params, window)
+        checks = ValueChecks(
+            {"times": times, **({"spikes": spikes} if spikes is not None else {})},
+            {"weight": weight, **({"recurrent_weight": recurrent_weight} if recurrent_weight is not None else {})},
+        )
+        return CompiledTrajectory.from_spikes(times, spikes, weight, recurrent_weight, params, window, checks)

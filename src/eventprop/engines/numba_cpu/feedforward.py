@@ -88,7 +88,7 @@ __all__ = ["feedforward_forward_numba", "feedforward_backward_numba"]
 
 #: SHA-256 of :mod:`.scalar`'s source when these kernels were last checked against it; a
 #: mismatch compiles them without numba's on-disk cache (see :mod:`.scalar`).
-SCALAR_SHA256 = "cc6a202fcd348285272eafd71f6569b4d89f785a42b9161089a9f3e8ac16dfd1"
+SCALAR_SHA256 = "9bf7d3fbcae47d8855085b202c1b3cbbbdfeb8b633fdf4e72cd6a794d0772350"
 _CACHE = source_sha256() == SCALAR_SHA256
 
 #: Most batch chunks the weight gradient is summed over (each holds a partial sum of
@@ -171,7 +171,9 @@ if numba is not None:
         i = np.zeros(n)
         v_next = np.empty(n)  # ... and at the next event
         i_next = np.empty(n)
-        flag = np.empty(n, dtype=np.uint8)
+        n_words = (n + 7) // 8
+        flag = np.zeros(8 * n_words, dtype=np.uint8)  # (the tail stays 0)
+        words = flag.view(np.uint64)  # eight flags per word: the second pass skips unflagged words
         for j in range(n):
             counts[b, j] = 0
             for q in range(cap):
@@ -206,22 +208,26 @@ if numba is not None:
                 i_j = i[j] + w_t[src, j]
                 v_j = v[j]
                 v_end = v_j * e_mem + i_j * k
-                f = _near(v_j, i_j, v_end, k_bound, c)
+                i_end = i_j * e_syn
+                f = _near(v_j, i_j, v_end, i_end, k_bound, c)
                 flag[j] = f
                 flagged |= f
                 i[j] = i_j
                 v_next[j] = v_end
-                i_next[j] = i_j * e_syn
+                i_next[j] = i_end
             if flagged:
-                for j in range(n):
-                    if flag[j] and _may_cross(v[j], i[j], length, v_next[j], i_next[j], k, c):
-                        v_end = _neuron_interval(
-                            b, j, te, end, v[j], i[j], e_mem, e_syn, k, c, limit, out_t, out_i, counts, stop_t
-                        )
-                        if v_end != v_end:
-                            status[b] = 1
-                            return
-                        v_next[j] = v_end
+                for word in range(n_words):
+                    if words[word] == 0:
+                        continue
+                    for j in range(8 * word, min(8 * word + 8, n)):
+                        if flag[j] and _may_cross(v[j], i[j], length, v_next[j], i_next[j], k, c):
+                            v_end = _neuron_interval(
+                                b, j, te, end, v[j], i[j], e_mem, e_syn, k, c, limit, out_t, out_i, counts, stop_t
+                            )
+                            if v_end != v_end:
+                                status[b] = 1
+                                return
+                            v_next[j] = v_end
             v, v_next = v_next, v
             i, i_next = i_next, i
 

@@ -10,8 +10,9 @@ there for the equations), compiled, in parallel over samples (``numba.prange``):
   out most neurons, the others get their exact first crossing (:func:`.scalar._crossing`).
   The earliest crossing fires: every neuron crossing at that very instant fires with it
   (the paper's rule for coincident spikes), ``V -> V - theta`` and ``I_m += R[m, n]``;
-  otherwise the input event is applied. Work per sample is ``O((input events + spike
-  steps) x neurons)``.
+  otherwise the input event is applied (its jump ``I += W[:, i]`` folded into the next
+  interval's pass, one pass over the neurons per input event). Work per sample is
+  ``O((input events + spike steps) x neurons)``.
 * backward: the same steps in reverse with ``(lambda_V, lambda_I)`` of all neurons,
   adjoint flow factors shared per step; at an input event ``dL/dW[:, i]`` and
   ``dL/dt_e``, at a spike step ``dL/dR[:, n]`` and the jumps of ``lambda_V`` of the
@@ -76,7 +77,7 @@ __all__ = ["NumbaRecurrentTape", "recurrent_forward_numba", "recurrent_backward_
 
 #: SHA-256 of :mod:`.scalar`'s source when these kernels were last checked against it; a
 #: mismatch compiles them without numba's on-disk cache (see :mod:`.scalar`).
-SCALAR_SHA256 = "cc6a202fcd348285272eafd71f6569b4d89f785a42b9161089a9f3e8ac16dfd1"
+SCALAR_SHA256 = "9bf7d3fbcae47d8855085b202c1b3cbbbdfeb8b633fdf4e72cd6a794d0772350"
 _CACHE = source_sha256() == SCALAR_SHA256
 
 # status of a sample after the forward kernel
@@ -101,7 +102,9 @@ if numba is not None:
         i = np.empty(n)
         v_end = np.empty(n)  # ... and at the end of the interval
         i_end = np.empty(n)
-        flag = np.empty(n, dtype=np.uint8)  # neurons the bound test cannot rule out
+        n_words = (n + 7) // 8
+        flag = np.zeros(8 * n_words, dtype=np.uint8)  # neurons the bound test cannot rule out (tail 0)
+        words = flag.view(np.uint64)  # eight flags per word: the listing skips unflagged words
         cand = np.empty(n, dtype=np.int64)  # ... listed
         s = np.empty(n)  # their first crossings
         cap = sp_t.shape[1]
@@ -117,6 +120,7 @@ if numba is not None:
         now = zero
         e = 0
         q = 0
+        pending = -1  # an input event applied to the state but not yet to ``i``: the next pass adds it
         status[b] = _OK
         while True:
             next_in = ev_t[b, e] if e < n_ev else c[_INF]
@@ -136,21 +140,42 @@ if numba is not None:
                     k_bound = k if length <= c[_SPEAK] else c[_KMAX]
                     # the hot loop: branch-free (it vectorises); flagged neurons collected after
                     flagged = np.uint8(0)
-                    for j in range(n):
-                        v_j = v[j]
-                        i_j = i[j]
-                        a = v_j * e_mem + i_j * k
-                        v_end[j] = a
-                        i_end[j] = i_j * e_syn
-                        f = _near(v_j, i_j, a, k_bound, c)
-                        flag[j] = f
-                        flagged |= f
-                    if flagged:
+                    if pending >= 0:  # (the same pass with the pending input event's jump)
                         for j in range(n):
-                            if flag[j]:
-                                cand[n_cand] = j
-                                n_cand += 1
+                            v_j = v[j]
+                            i_j = i[j] + w_t[pending, j]
+                            i[j] = i_j
+                            a = v_j * e_mem + i_j * k
+                            i_e = i_j * e_syn
+                            v_end[j] = a
+                            i_end[j] = i_e
+                            f = _near(v_j, i_j, a, i_e, k_bound, c)
+                            flag[j] = f
+                            flagged |= f
+                        pending = -1
+                    else:
+                        for j in range(n):
+                            v_j = v[j]
+                            i_j = i[j]
+                            a = v_j * e_mem + i_j * k
+                            i_e = i_j * e_syn
+                            v_end[j] = a
+                            i_end[j] = i_e
+                            f = _near(v_j, i_j, a, i_e, k_bound, c)
+                            flag[j] = f
+                            flagged |= f
+                    if flagged:
+                        for word in range(n_words):
+                            if words[word] != 0:
+                                for j in range(8 * word, min(8 * word + 8, n)):
+                                    if flag[j]:
+                                        cand[n_cand] = j
+                                        n_cand += 1
                 else:
+                    if pending >= 0:
+                        for j in range(n):
+                            i[j] += w_t[pending, j]
+                        pending = -1
                     for j in range(n):
                         cand[j] = j
                     n_cand = n
@@ -196,13 +221,17 @@ if numba is not None:
                 now = t_step
             elif e < n_ev and next_in <= horizon:  # an input step
                 src = ev_src[b, e]
-                if length > 0:
-                    for j in range(n):
-                        v[j] = v_end[j]
-                        i[j] = i_end[j] + w_t[src, j]
+                if length > 0:  # the state at the event: the interval's end, its jump left pending
+                    v, v_end = v_end, v
+                    i, i_end = i_end, i
                 else:
+                    if pending >= 0:
+                        for j in range(n):
+                            i[j] += w_t[pending, j]
                     for j in range(n):
                         i[j] += w_t[src, j]
+                    src = -1
+                pending = src
                 now = next_in
                 e += 1
             else:

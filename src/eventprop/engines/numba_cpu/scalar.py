@@ -212,90 +212,49 @@ if numba is not None:
             x = x_new
         return x
 
-    @njit(cache=True)
+    # The three sums over a layer's neurons below are compiled with reassociation allowed
+    # (``fastmath={"reassoc"}``) and nothing else: the compiler may then split the running
+    # sum into vector lanes (a single running sum is one dependent addition per neuron).
+    # The order is fixed by the compiled code for this machine's vector width: it does
+    # not depend on threads or on the data, so results repeat bit for bit here; between
+    # machines with other vector units the sums may differ in their last bits. The
+    # products inside each term are not reassociated (one operation each).
+
+    @njit(cache=True, fastmath={"reassoc"})
     def _dot(w, x, y, cx, cy):
-        # sum_m w[m] (cx x[m] + cy y[m]) in four interleaved partial sums: a single
-        # running sum is one dependent addition per neuron, four let them overlap. The
-        # order is fixed (it does not depend on threads).
-        n = x.shape[0]
-        s0 = 0.0
-        s1 = 0.0
-        s2 = 0.0
-        s3 = 0.0
-        m = 0
-        while m + 4 <= n:
-            s0 += w[m] * (cx * x[m] + cy * y[m])
-            s1 += w[m + 1] * (cx * x[m + 1] + cy * y[m + 1])
-            s2 += w[m + 2] * (cx * x[m + 2] + cy * y[m + 2])
-            s3 += w[m + 3] * (cx * x[m + 3] + cy * y[m + 3])
-            m += 4
-        while m < n:
-            s0 += w[m] * (cx * x[m] + cy * y[m])
-            m += 1
-        return (s0 + s1) + (s2 + s3)
+        # sum_m w[m] (cx x[m] + cy y[m])
+        s = 0.0
+        for m in range(x.shape[0]):
+            s += w[m] * (cx * x[m] + cy * y[m])
+        return s
 
-    @njit(cache=True)
-    def _gradient_at(lv, li, m, w, g, tau_syn):
-        # neuron m's part of _input_gradients: dL/dW and its term of dL/dt_e
-        l_i = li[m]
-        g[m] += -tau_syn * l_i
-        return w[m] * (lv[m] - l_i)
-
-    @njit(cache=True)
-    def _flow_gradient_at(lv, li, m, e_mem, e_syn, k_lam, w, g, tau_syn):
-        # neuron m's part of _input_adjoint: its adjoint carried back, then as _gradient_at
-        l_v = lv[m]
-        l_i = li[m] * e_syn + l_v * k_lam
-        l_v = l_v * e_mem
-        li[m] = l_i
-        lv[m] = l_v
-        g[m] += -tau_syn * l_i
-        return w[m] * (l_v - l_i)
-
-    @njit(cache=True)
+    @njit(cache=True, fastmath={"reassoc"})
     def _input_gradients(lv, li, w, g, tau_syn):
         # At an input event of an EventProp backward, with the adjoint just after it:
         # dL/dW[:, src] (g[m] += -tau_syn lambda_I,m) and the returned
-        # dL/dt_e = sum_m w[m] (lambda_V,m - lambda_I,m), in one pass with four
-        # interleaved partial sums (as _dot).
-        n = lv.shape[0]
-        s0 = 0.0
-        s1 = 0.0
-        s2 = 0.0
-        s3 = 0.0
-        m = 0
-        while m + 4 <= n:
-            s0 += _gradient_at(lv, li, m, w, g, tau_syn)
-            s1 += _gradient_at(lv, li, m + 1, w, g, tau_syn)
-            s2 += _gradient_at(lv, li, m + 2, w, g, tau_syn)
-            s3 += _gradient_at(lv, li, m + 3, w, g, tau_syn)
-            m += 4
-        while m < n:
-            s0 += _gradient_at(lv, li, m, w, g, tau_syn)
-            m += 1
-        return (s0 + s1) + (s2 + s3)
+        # dL/dt_e = sum_m w[m] (lambda_V,m - lambda_I,m), in one pass.
+        s = 0.0
+        for m in range(lv.shape[0]):
+            l_i = li[m]
+            g[m] += -tau_syn * l_i
+            s += w[m] * (lv[m] - l_i)
+        return s
 
-    @njit(cache=True)
+    @njit(cache=True, fastmath={"reassoc"})
     def _input_adjoint(lv, li, e_mem, e_syn, k_lam, w, g, tau_syn):
         # _input_gradients after carrying every neuron's adjoint back over the interval
         # to the event (lambda_I <- lambda_I e_syn + lambda_V k_lam, lambda_V <- lambda_V
         # e_mem), in the same pass.
-        n = lv.shape[0]
-        s0 = 0.0
-        s1 = 0.0
-        s2 = 0.0
-        s3 = 0.0
-        m = 0
-        while m + 4 <= n:
-            s0 += _flow_gradient_at(lv, li, m, e_mem, e_syn, k_lam, w, g, tau_syn)
-            s1 += _flow_gradient_at(lv, li, m + 1, e_mem, e_syn, k_lam, w, g, tau_syn)
-            s2 += _flow_gradient_at(lv, li, m + 2, e_mem, e_syn, k_lam, w, g, tau_syn)
-            s3 += _flow_gradient_at(lv, li, m + 3, e_mem, e_syn, k_lam, w, g, tau_syn)
-            m += 4
-        while m < n:
-            s0 += _flow_gradient_at(lv, li, m, e_mem, e_syn, k_lam, w, g, tau_syn)
-            m += 1
-        return (s0 + s1) + (s2 + s3)
+        s = 0.0
+        for m in range(lv.shape[0]):
+            l_v = lv[m]
+            l_i = li[m] * e_syn + l_v * k_lam
+            l_v = l_v * e_mem
+            li[m] = l_i
+            lv[m] = l_v
+            g[m] += -tau_syn * l_i
+            s += w[m] * (l_v - l_i)
+        return s
 
     @njit(cache=True)
     def _adjoint_jump(numerator, current, c):
@@ -312,19 +271,24 @@ if numba is not None:
         return numerator / denominator, tangential
 
     @njit(cache=True)
-    def _near(v0, i0, v_end, k_bound, c):
+    def _near(v0, i0, v_end, i_end, k_bound, c):
         # 1 where a neuron with state (v0, i0) may reach theta in an interval whose end
-        # voltage is v_end (K bounded by k_bound on it), 0 where it cannot: _may_cross's
-        # first tests, branch-free (selects, no calls), for the kernels' vectorised
-        # per-event pass; the flagged neurons then go through _may_cross itself.
+        # state is (v_end, i_end) (K bounded by k_bound on it), 0 where it cannot: the
+        # tests of _may_cross, branch-free (selects, no calls), for the kernels'
+        # vectorised per-event pass; the flagged neurons then go through _may_cross
+        # itself. For an open-ended interval the kernels pass v_end = i_end = 0, which
+        # rules nothing out by the last test.
         theta = c[_THETA]
         zero = c[_ZERO]
+        margin = c[_MARGIN]
         v_pos = v0 if v0 > zero else zero
         i_pos = i0 if i0 > zero else zero
         bound = v_pos + i_pos * k_bound
         bound = bound if bound < i0 else i0
-        near = bound + c[_MARGIN] * (theta + abs(v0) + abs(i0) * k_bound) >= theta
-        return np.uint8((v_end >= theta) | ((i0 > v0) & near))
+        near = bound + margin * (theta + abs(v0) + abs(i0) * k_bound) >= theta
+        # V still rising at the end: no inner maximum (as in _may_cross)
+        peaks = ~(i_end - v_end > margin * (abs(i_end) + abs(v_end)))
+        return np.uint8((v_end >= theta) | ((i0 > v0) & near & peaks))
 
     @njit(cache=True)
     def _may_cross(v_s, i_s, length, v_end, i_end, k, c):

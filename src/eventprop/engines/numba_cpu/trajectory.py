@@ -49,6 +49,7 @@ from torch import Tensor
 
 from ...errors import refuse_create_graph
 from ...model.neuron import NeuronParams
+from ...model.spikes import ValueChecks
 from ...model.trajectory import VoltageTrajectory
 from .events import to_numpy, window_order
 from .threads import launch
@@ -64,7 +65,7 @@ __all__ = ["CompiledTrajectory"]
 
 #: SHA-256 of :mod:`.scalar`'s source when these kernels were last checked against it; a
 #: mismatch compiles them without numba's on-disk cache (see :mod:`.scalar`).
-SCALAR_SHA256 = "cc6a202fcd348285272eafd71f6569b4d89f785a42b9161089a9f3e8ac16dfd1"
+SCALAR_SHA256 = "9bf7d3fbcae47d8855085b202c1b3cbbbdfeb8b633fdf4e72cd6a794d0772350"
 _CACHE = source_sha256() == SCALAR_SHA256
 
 #: Most batch chunks the current gradient is summed over.
@@ -415,12 +416,13 @@ class CompiledTrajectory(VoltageTrajectory):
         require_numba()
 
     @staticmethod
-    def event_order(flat: Tensor, window: float) -> tuple[Tensor, Tensor]:
+    def event_order(flat: Tensor, window: float, checks: ValueChecks | None = None) -> tuple[Tensor, Tensor]:
+        if checks is not None:
+            checks.read_with()
         return window_order(flat, window)
 
     def max(self) -> tuple[Tensor, Tensor]:
-        window = float(self.times.new_tensor(self.window))  # as the padding holds it (float32: rounded)
-        return _Max.apply(self.times, self.current, self.source, self.n_inputs, self.params, window)
+        return _Max.apply(self.times, self.current, self.source, self.n_inputs, self.params, self.stored_window)
 
     def _values(self, t: Tensor, governing: Tensor) -> Tensor:
         return _Values.apply(self.times, self.current, t, governing, self.source, self.n_inputs, self.params)

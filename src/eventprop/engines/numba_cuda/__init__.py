@@ -12,12 +12,19 @@ and 1e-8 relative in float64). ``engine="auto"`` picks it for CUDA
 tensors (its priority is above the PyTorch engine's, below the CPU engine's, which
 serves CPU tensors only); connection-list layers (kind ``connections``) it does not serve.
 
-Host synchronisations, a fixed number per call, none per event, spike or crossing: a
-layer's forward reads back its input events' validity with their count (which sizes the
-event axis, :mod:`.events`) and its largest spike count (which sizes the output; a
-second read only when a capacity re-run is needed); the layer function's weight check
-reads once; the backward reads the layer function's gradient check and the tangential
-count. A trajectory reads its event count once.
+Host synchronisations: one per call, none per event, spike or crossing. A layer's
+forward runs its kernel on the full sorted input (:mod:`.events`) and then reads back,
+together, the data contract's value checks of times and weights (``checks_values``:
+:class:`~eventprop.model.spikes.ValueChecks`), the event count and the largest spike
+count, which size the saved events and the output (a second read only when a capacity
+re-run is needed, or to name the neuron of a :class:`~eventprop.errors.SpikeLimitError`);
+its backward reads the check of ``dL/dt`` with the tangential count
+(:func:`~eventprop.errors.checked_adjoint`). A trajectory reads its checks and event count
+once when built; its queries' kernels never read (``at`` and ``values`` read their
+arguments' range check once). ``tests/test_cuda_engine.py`` counts these reads. Not yet
+on the device: the gradients of learnable time constants of a layer
+(:func:`~eventprop.engines.numba_cpu.time_constants.time_constant_gradients`, compiled
+for the CPU) copy the layer's events to the host in the backward.
 
 Why numba-cuda: it installs from the package index with the CUDA compiler libraries as
 wheels (``pip install eventprop[cuda]`` pulls ``numba-cuda[cu12]``: NVVM and NVRTC, no
@@ -32,7 +39,7 @@ import torch
 from torch import Tensor
 
 from ...model.neuron import NeuronParams
-from ...model.spikes import EventList
+from ...model.spikes import EventList, ValueChecks
 from ...model.trajectory import VoltageTrajectory
 from ..base import Engine, LayerGradients, LayerKind, LayerSpec
 from .device import SIMULATED, cuda_missing, devices_served
@@ -51,7 +58,7 @@ class CudaEngine(Engine):
     devices = devices_served()
     priority = 5
     compute_dtype = torch.float64
-    checks_spike_values = True
+    checks_values = True
 
     def unavailable(self) -> str | None:
         return cuda_missing()
@@ -95,4 +102,8 @@ class CudaEngine(Engine):
         params: NeuronParams,
         window: float,
     ) -> VoltageTrajectory:
-        return CudaTrajectory.from_spikes(times, spikes, weight, recurrent_weight, params, window)
+        checks = ValueChecks(
+            {"times": times, **({"spikes": spikes} if spikes is not None else {})},
+            {"weight": weight, **({"recurrent_weight": recurrent_weight} if recurrent_weight is not None else {})},
+        )
+        return CudaTrajectory.from_spikes(times, spikes, weight, recurrent_weight, params, window, checks)

@@ -1,9 +1,10 @@
-"""CUDA engine: a batch's input spike trains as time-ordered event lists, validated on the device.
+"""CUDA engine: a batch's input spike trains as time-ordered event lists, without a host read.
 
-The data contract's value checks (no NaN, no negative time, ascending trains: the
-``ValueError`` of :func:`eventprop.model.spikes.check_spike_values`) and the length of the
-longest event list are computed on the device and read back together: one host
-synchronisation, the one that sizes the event axis.
+The kernels run on the full sorted width (each sample's events first, ``+inf`` after
+them, with a per-sample count), so nothing needs the length of the longest list
+before they start. The data contract's value checks (:class:`~eventprop.model.spikes.ValueChecks`)
+and that length are read back after the kernels, together with the output's size: one
+host synchronisation per layer call. The event lists are then cut to the longest.
 """
 
 from __future__ import annotations
@@ -11,30 +12,38 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ...model.spikes import EventList, check_spike_values
+from ...model.spikes import EventList
 
-__all__ = ["checked_events"]
+__all__ = ["device_events", "cut_events", "longest"]
+
+F64 = torch.float64
 
 
-def checked_events(times: Tensor) -> EventList:
+def device_events(times: Tensor) -> tuple[EventList, Tensor]:
     """The merged, stably sorted events of ``(batch, neurons, max_spikes)`` spike trains
-    (as :func:`eventprop.model.spikes.sorted_events`), after the contract's value checks.
+    (as :func:`eventprop.model.spikes.sorted_events`) at full width, and the number of
+    finite events of each sample.
 
-    Raises:
-        ValueError: ``times`` holds NaN, a negative time or a train that does not ascend
-            (the messages of :func:`~eventprop.model.spikes.check_spike_values`).
+    Returns:
+        ``(events, count)``: float64 ``events.times`` ``(batch, max(neurons * max_spikes, 1))``
+        (one ``+inf`` column when there are no slots, so that kernels can index it),
+        ``count`` ``(batch,)`` int64. Values are not checked here (NaN sorts last and is
+        not counted): read :class:`~eventprop.model.spikes.ValueChecks` before using results.
     """
     batch, neurons, slots = times.shape
-    flat = times.reshape(batch, neurons * slots)
+    flat = times.reshape(batch, neurons * slots).to(F64)
+    if flat.shape[1] == 0:
+        flat = torch.full((batch, 1), torch.inf, dtype=F64, device=times.device)
     ordered, position = torch.sort(flat, dim=1, stable=True)
-    flags = [torch.isnan(times).any(), (times < 0).any()]
-    if slots > 1:
-        flags.append((times[..., 1:] < times[..., :-1]).any())
-    longest = torch.isfinite(ordered).sum(dim=1).max() if flat.numel() else torch.zeros((), dtype=torch.long, device=times.device)
-    read = torch.stack([*(f.long() for f in flags), longest]).tolist()  # the one host read
-    if any(read[:-1]):
-        check_spike_values(times)  # raises the contract's message
-    n_events = int(read[-1])
-    position = position[:, :n_events]
-    source = torch.div(position, slots, rounding_mode="floor") if slots else position
-    return EventList(times=ordered[:, :n_events], source=source, position=position)
+    source = torch.div(position, slots, rounding_mode="floor") if slots else torch.zeros_like(position)
+    return EventList(times=ordered, source=source, position=position), torch.isfinite(ordered).sum(dim=1)
+
+
+def cut_events(events: EventList, n_events: int) -> EventList:
+    """``events`` cut to the first ``n_events`` columns (copies: the full width is freed)."""
+    return EventList(*(x[:, :n_events].contiguous() for x in (events.times, events.source, events.position)))
+
+
+def longest(count: Tensor) -> Tensor:
+    """The most events of a sample, as a 0-d device tensor (0 for an empty batch)."""
+    return count.max() if count.numel() else count.new_zeros(())

@@ -5,8 +5,8 @@ The same equations, decisions and floating-point operations as the compiled CPU 
 call (:mod:`eventprop.engines.numba_cpu.scalar`, compiled for the GPU by numba-cuda:
 the model's mathematics is written once). The neurons of a feed-forward layer do not
 interact, so thread ``(b, j)`` carries neuron ``j`` of sample ``b`` alone through the
-sample's time-ordered input events (:func:`.events.checked_events`, a stable
-``torch.sort`` on the device, validated in the same host read):
+sample's time-ordered input events (:func:`.events.device_events`, a stable
+``torch.sort`` on the device):
 
 * forward: at an input event ``I_j += W[j, src]``; over the interval to the next event
   (or the horizon) the flow factors ``exp(-L/tau_mem), exp(-L/tau_syn), K(L)``, the
@@ -27,8 +27,9 @@ gradients, may differ between runs (as for ``torch.Tensor.index_add_`` on CUDA);
 spike times are bitwise those of the CPU engine under the simulator, equal to rounding on
 a GPU (fused multiply-adds, the GPU's own ``exp``; the package docstring). Spike counts are unknown in advance:
 each thread stores up to a capacity and keeps counting beyond it; the layer call reads
-the largest count back (its one host synchronisation, which sizes the output) and runs
-again with room for all spikes if any neuron needed more. Spikes are never dropped;
+the largest count back, with the input's value checks and the event list's length (its
+one host synchronisation, which sizes the output), and runs again with room for all
+spikes if any neuron needed more. Spikes are never dropped;
 ``max_spikes`` raises :class:`~eventprop.errors.SpikeLimitError`.
 """
 
@@ -41,10 +42,10 @@ from torch import Tensor
 
 from ...errors import SpikeLimitError
 from ...model.neuron import NeuronParams
-from ...model.spikes import EventList
+from ...model.spikes import EventList, ValueChecks
 from ..numba_cpu.events import spike_limit
 from .device import as_kernel_array, block_size, cuda, leads_warp, on_device, shared_function, stream_for, warp_sum
-from .events import checked_events
+from .events import cut_events, device_events, longest
 
 if cuda is not None:
     from ..numba_cpu import feedforward as _cpu
@@ -111,7 +112,7 @@ if cuda is not None:
                     k_bound = k
             v_end = v * e_mem + i * k
             i_end = i * e_syn
-            if _near(v, i, v_end, k_bound, c) and _may_cross(v, i, length, v_end, i_end, k, c):
+            if _near(v, i, v_end, i_end, k_bound, c) and _may_cross(v, i, length, v_end, i_end, k, c):
                 v_end = _neuron_interval(b, j, te, end, v, i, e_mem, e_syn, k, c, limit, out_t, out_i, counts, stop_t)
                 if v_end != v_end:  # past the spike limit: counts[b, j] > limit says so
                     return
@@ -204,14 +205,13 @@ def feedforward_forward_cuda(
     batch = times.shape[0]
     n_out = weight.shape[0]
     device = times.device
-    events = checked_events(times)
-    n_events = events.times.shape[1]
-    if n_events == 0 or batch == 0 or n_out == 0:
-        out = torch.full((batch, n_out, 1), math.inf, dtype=times.dtype, device=device)
-        return out, torch.zeros_like(out), events
-    ev_t = events.times.to(F64).contiguous()
-    ev_src = events.source.contiguous()
-    n_ev = torch.isfinite(ev_t).sum(dim=1)
+    checks = ValueChecks({"times": times}, {"weight": weight})
+    events, n_ev = device_events(times)
+    if batch == 0:
+        checks.read_with()
+        out = torch.full((0, n_out, 1), math.inf, dtype=times.dtype, device=device)
+        return out, torch.zeros_like(out), cut_events(events, 0)
+    ev_t, ev_src = events.times, events.source
     w_t = weight.detach().to(F64).t().contiguous()
     c = _constants(p, horizon)
     limit = spike_limit(max_spikes)
@@ -229,7 +229,8 @@ def feedforward_forward_cuda(
             _forward_kernel[grid, block, stream_for(device)](
                 *[as_kernel_array(a) for a in (ev_t, ev_src, n_ev, w_t)], c, limit, as_kernel_array(out_t), as_kernel_array(out_i), as_kernel_array(counts), as_kernel_array(stop_t)
             )
-        most = int(counts.max())  # the host synchronisation that sizes the output
+        # the host synchronisation: the input's value checks, the event list's and the output's sizes
+        n_events, most = checks.read_with(longest(n_ev), counts.max())
         if most > limit:  # the first sample past the limit, its busiest neuron (as the CPU engine reports)
             b = int(torch.nonzero((counts > limit).any(dim=1))[0, 0])
             j = int(torch.argmax(counts[b]))
@@ -241,7 +242,7 @@ def feedforward_forward_cuda(
     width = max(most, 1)
     if width < cap:
         out_t, out_i = out_t[..., :width].contiguous(), out_i[..., :width].contiguous()
-    return out_t.to(times.dtype), out_i.to(times.dtype), events
+    return out_t.to(times.dtype), out_i.to(times.dtype), cut_events(events, n_events)
 
 
 def feedforward_backward_cuda(
@@ -253,7 +254,7 @@ def feedforward_backward_cuda(
     p: NeuronParams,
     input_shape: torch.Size,
     clip: float = 0.0,
-) -> tuple[Tensor, Tensor, int, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """CUDA equivalent of :func:`eventprop.engines.numba_cpu.feedforward.feedforward_backward_numba`.
 
     Same arguments and returns: ``(grad_times, grad_weight, n_tangential, jumps)``.
@@ -292,6 +293,6 @@ def feedforward_backward_cuda(
     return (
         grad_times.reshape(tuple(input_shape)).to(dtype),
         gw_t.t().to(dtype).contiguous(),
-        int(tangential.item()),
+        tangential.reshape(()),  # read by the caller with its own check (errors.checked_adjoint)
         jumps.to(dtype),
     )

@@ -40,17 +40,16 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from ...errors import SpikeLimitError
 from ...model.neuron import NeuronParams
-from ...model.spikes import EventList
+from ...model.spikes import EventList, ValueChecks
 from ..numba_cpu.events import spike_limit
 from ..numba_cpu.recurrent import NumbaRecurrentTape
 from .device import SIMULATED, as_kernel_array, cuda, leads_warp, on_device, stream_for, warp_sum
-from .events import checked_events
+from .events import cut_events, device_events, longest
 
 if cuda is not None:
     from numba import float64, int64
@@ -152,7 +151,7 @@ if cuda is not None:
                     v_end[b, j] = a
                     i_end[b, j] = i_e
                     s_j = inf
-                    if not finite or _near(v_j, i_j, a, k_bound, c):
+                    if not finite or _near(v_j, i_j, a, i_e, k_bound, c):
                         if _may_cross(v_j, i_j, length, a, i_e, k, c):
                             s_j = _crossing(v_j, i_j, length, a, c)
                             if s_j < inf:
@@ -343,12 +342,9 @@ def recurrent_forward_cuda(
     batch = times.shape[0]
     n = weight.shape[0]
     device = times.device
-    events = checked_events(times)
-    ev_t = events.times.to(F64).contiguous()
-    events = EventList(ev_t, events.source, events.position)
-    n_ev = torch.isfinite(ev_t).sum(dim=1)
-    if ev_t.shape[1] == 0:  # no input events: an empty list the kernel can index
-        ev_t = torch.full((batch, 1), math.inf, dtype=F64, device=device)
+    checks = ValueChecks({"times": times}, {"weight": weight, "recurrent_weight": recurrent_weight})
+    events, n_ev = device_events(times)
+    ev_t, ev_src = events.times, events.source
     w_t = weight.detach().to(F64).t().contiguous()
     r_t = recurrent_weight.detach().to(F64).t().contiguous()
     c = _constants(p, horizon)
@@ -361,7 +357,6 @@ def recurrent_forward_cuda(
     status = torch.zeros(batch, dtype=torch.int64, **z)
     where = torch.full((batch, 2), math.inf, dtype=F64, **z)
     scratch = [torch.empty((batch, n), dtype=F64, **z) for _ in range(5)]
-    ev_src = events.source.contiguous() if events.source.shape[1] else torch.zeros((batch, 1), dtype=torch.int64, **z)
     while True:
         sp_t = torch.empty((batch, cap), dtype=F64, **z)
         sp_n = torch.empty((batch, cap), dtype=torch.int64, **z)
@@ -373,24 +368,26 @@ def recurrent_forward_cuda(
                     *[as_kernel_array(a) for a in (ev_t, ev_src, n_ev, w_t, r_t)], c, limit, *[as_kernel_array(a) for a in (sp_t, sp_n, sp_i, sp_e, n_sp, counts, status, where)],
                     *[as_kernel_array(a) for a in scratch],
                 )
-        flags = status.cpu().numpy()  # the host synchronisation that sizes the output
-        over = np.flatnonzero(flags == _LIMIT)
-        if over.size:
-            b = int(over[0])
+        # the host synchronisation: the inputs' value checks, the sizes of the event list,
+        # of the spike list and of the output, and whether a sample passed the limit or filled its list
+        n_events, over, full, most, width = checks.read_with(
+            longest(n_ev), *((status == flag).any() for flag in (_LIMIT, _FULL)), longest(n_sp), longest(counts.reshape(-1))
+        )
+        if over:
+            b = int(torch.nonzero(status == _LIMIT)[0, 0])
             raise SpikeLimitError.exceeded(max_spikes, b, int(where[b, 0]), float(where[b, 1]))
-        if not (flags == _FULL).any():
+        if not full:
             break
         cap *= 4  # some sample filled its spike list: simulate again with more room
-    most = int(n_sp.max()) if batch else 0
     _CAPACITY[key] = max(64, 2 * most + 16)
-    width = max(int(counts.max()) if counts.numel() else 0, 1)
-    out_t = torch.full((batch, n, width), math.inf, dtype=F64, **z)
+    out_t = torch.full((batch, n, max(width, 1)), math.inf, dtype=F64, **z)
     if batch and n and most:
         block = min(128, max(1, n)) if SIMULATED else 128
         with on_device(device):
             _trains_kernel[(batch, (n + block - 1) // block), block, stream_for(device)](
                 *[as_kernel_array(a) for a in (sp_t, sp_n, n_sp, out_t)]
             )
+    events = cut_events(events, n_events)
     s = max(most, 1)
     tape = NumbaRecurrentTape(
         time=sp_t[:, :s].contiguous(),
@@ -411,7 +408,7 @@ def recurrent_backward_cuda(
     p: NeuronParams,
     input_shape: torch.Size,
     clip: float = 0.0,
-) -> tuple[Tensor, Tensor, Tensor, int, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """CUDA equivalent of :func:`eventprop.engines.numba_cpu.recurrent.recurrent_backward_numba`.
 
     Same arguments and returns: ``(grad_times, grad_weight, grad_recurrent_weight,
@@ -462,6 +459,6 @@ def recurrent_backward_cuda(
         grad_times.reshape(tuple(input_shape)).to(dtype),
         gw_t.t().to(dtype).contiguous(),
         grad_rec.to(dtype),
-        int(tangential.item()),
+        tangential.reshape(()),  # read by the caller with its own check (errors.checked_adjoint)
         jumps.to(dtype),
     )

@@ -324,8 +324,7 @@ class CudaTrajectory(VoltageTrajectory):
     """
 
     def max(self) -> tuple[Tensor, Tensor]:
-        window = float(self.times.new_tensor(self.window))  # as the padding holds it (float32: rounded)
-        return _Max.apply(self.times, self.current, self.source, self.n_inputs, self.params, window)
+        return _Max.apply(self.times, self.current, self.source, self.n_inputs, self.params, self.stored_window)
 
     def _values(self, t: Tensor, governing: Tensor) -> Tensor:
         return _Values.apply(self.times, self.current, t, governing, self.source, self.n_inputs, self.params)
