@@ -38,6 +38,11 @@ Usage::
     python benchmarks/bench_shd.py            # the full table (about 10 minutes)
     python benchmarks/bench_shd.py --quick    # 256 hidden, batch 32, float32 only
     python benchmarks/bench_shd.py --breakdown  # where EventProp's time goes (256, batch 32, float32)
+    python benchmarks/bench_shd.py --quick --rounds 5  # the pair 5 times, alternating: median ratio
+
+On a shared machine one measurement of each can fall on a quiet and a busy moment;
+``--rounds N`` repeats each case's pair N times, alternating, and reports the median
+samples/s of each method and the median of the N ratios (all rounds are in the JSON).
 
 Writes ``benchmarks/results/shd.json`` (``--quick``: ``shd_quick.json``) and prints a
 markdown table.
@@ -304,9 +309,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="256 hidden, batch 32, float32 only")
     parser.add_argument("--reps", type=int, default=3, help="timed repetitions per measurement (median)")
     parser.add_argument("--breakdown", action="store_true", help="EventProp's time split into its parts, and stop")
+    parser.add_argument(
+        "--rounds", type=int, default=1,
+        help="measure each case's pair this many times, alternating (median samples/s, median of the rounds' ratios)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.reps < 1:
         parser.error("--reps must be at least 1")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if args.breakdown:
         for recurrent in (False, True):
             parts = breakdown(recurrent, max(args.reps, 7))
@@ -325,10 +336,26 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     with ProcessPoolExecutor(max_workers=1, mp_context=context, max_tasks_per_child=1) as pool:
         for case in cases:
-            pair = {m: pool.submit(measure, m, case, args.reps).result() for m in ("eventprop", "snntorch")}
-            for method, row in pair.items():
-                ratio = row["samples_per_s"] / pair["snntorch"]["samples_per_s"]
+            rounds = [
+                {m: pool.submit(measure, m, case, args.reps).result() for m in ("eventprop", "snntorch")}
+                for _ in range(args.rounds)
+            ]
+            ratios = [r["eventprop"]["samples_per_s"] / r["snntorch"]["samples_per_s"] for r in rounds]
+            for method in ("eventprop", "snntorch"):
+                runs = [r[method] for r in rounds]
+                row = dict(runs[0])  # (spike counts and peak memory do not change between rounds)
+                rate = statistics.median(r["samples_per_s"] for r in runs)
+                row.update(
+                    samples_per_s=rate,
+                    epoch_s=SHD_TRAIN_SAMPLES / rate,
+                    peak_mib=max(r["peak_mib"] for r in runs),
+                    rounds_samples_per_s=[r["samples_per_s"] for r in runs],
+                    loadavg_before=[r["loadavg_before"] for r in runs],
+                )
+                ratio = statistics.median(ratios) if method == "eventprop" else 1.0
                 row["ratio_vs_snntorch"] = ratio
+                if method == "eventprop":
+                    row["rounds_ratio"] = ratios
                 rows.append(row)
                 print(
                     f"| {case.label()} | {method} | {row['samples_per_s']:.1f} | {ratio:.1f}x | {row['epoch_s']:.0f} | "

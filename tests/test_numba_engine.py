@@ -221,6 +221,29 @@ def test_gradients_do_not_depend_on_the_number_of_threads() -> None:
         assert torch.equal(x, y)
 
 
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_without_input_gradients_the_weight_gradients_are_the_same(recurrent: bool) -> None:
+    # Data inputs need no dL/dt: the engine then skips its sum over the neurons per input
+    # event. The weight gradients must not change by a bit (the same operations).
+    from eventprop import lif_layer
+
+    times, weight, gen = _network(13, 6, 40, 24, 4, 0.5, 0.6)
+    rec = (0.3 * torch.randn(24, 24, generator=gen, dtype=torch.float64)).requires_grad_(True) if recurrent else None
+    grads = []
+    for needs in (True, False):
+        x = times.detach().clone().requires_grad_(needs)
+        w = weight.detach().clone().requires_grad_(True)
+        r = rec.detach().clone().requires_grad_(True) if rec is not None else None
+        out = lif_layer(x, w, r, tau_mem=20.0, tau_syn=5.0, engine="numba")
+        finite = torch.isfinite(out)
+        assert finite.sum() > 20
+        torch.where(finite, out * torch.linspace(0.5, 1.5, out.shape[1], dtype=torch.float64)[:, None], 0.0).sum().backward()
+        grads.append([w.grad] + ([r.grad] if r is not None else []))
+        assert (x.grad is not None) == needs
+    for a, b in zip(*grads):
+        assert torch.equal(a, b)
+
+
 def test_the_event_order_is_numpys_stable_sort() -> None:
     # the bucket pass of the event merge, on spread-out, tied, all-zero, crowded-with-an-outlier
     # and short inputs: exactly the order of a stable sort

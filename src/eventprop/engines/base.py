@@ -38,7 +38,7 @@ Entry points, for a layer with ``N = weight.shape[0]`` neurons and input
   :class:`~eventprop.errors.SpikeLimitError`); ``saved`` is a tuple of tensors, passed
   to ``save_for_backward`` and back to ``adjoint`` unchanged. It holds per-event and
   per-spike data only (memory grows with spikes, never with simulated time).
-- ``adjoint(kind, spec, grad_out, saved, input_shape) -> LayerGradients``: the exact
+- ``adjoint(kind, spec, grad_out, saved, input_shape, want_times=True) -> LayerGradients``: the exact
   EventProp gradient (paper Table 2, :mod:`eventprop.model.neuron`) for ``grad_out =
   dL/d out_times`` (entries at padding are ignored): ``times``, ``weight`` and
   ``recurrent_weight`` (``None`` for a feed-forward layer; zero diagonal for a
@@ -50,7 +50,9 @@ Entry points, for a layer with ``N = weight.shape[0]`` neurons and input
   :func:`~eventprop.model.neuron.adjoint_jump`; never a division error); ``jumps``:
   the jump ``J_k`` of the spiking neuron's ``lambda_V`` at every output spike
   (``out_times``' shape, 0 at padding), from which the gradients of the time
-  constants follow (:mod:`eventprop.model.sensitivity`).
+  constants follow (:mod:`eventprop.model.sensitivity`). With ``want_times=False``
+  (the input times need no gradient, as for data) ``times`` may be ``None``: an engine
+  may then skip the sum over the neurons that ``dL/dt`` of each input event costs.
 - ``simulate_connections(spec, times, connections, recurrent) -> (out_times, saved)``
   and ``adjoint_connections(spec, grad_out, saved, input_shape, want_tau) ->
   ConnectionGradients`` (kind ``connections``): a layer given as a list of input
@@ -116,7 +118,7 @@ class LayerSpec:
 class LayerGradients(NamedTuple):
     """What :meth:`Engine.adjoint` returns (module docstring)."""
 
-    times: Tensor
+    times: Tensor | None
     weight: Tensor
     recurrent_weight: Tensor | None
     n_tangential: int | Tensor
@@ -222,6 +224,7 @@ class Engine(ABC):
         grad_out: Tensor,
         saved: tuple[Tensor, ...],
         input_shape: torch.Size,
+        want_times: bool = True,
     ) -> LayerGradients:
         """EventProp backward of :meth:`simulate` (module docstring)."""
         raise NotImplementedError(f"engine {self.name!r} has no adjoint for {kind.value} layers")

@@ -73,9 +73,14 @@ class _LIFFunction(torch.autograd.Function):
         saved, out_times, extra = tensors[: ctx.n_saved], tensors[ctx.n_saved], tensors[ctx.n_saved + 1 :]
         dtype = grad_out.dtype
         grads, n_tangential = checked_adjoint(
-            grad_out, out_times, lambda: ctx.engine.adjoint(ctx.kind, ctx.spec, grad_out.to(ctx.wide), tuple(saved), ctx.input_shape)
+            grad_out,
+            out_times,
+            lambda: ctx.engine.adjoint(
+                ctx.kind, ctx.spec, grad_out.to(ctx.wide), tuple(saved), ctx.input_shape, want_times=ctx.needs_input_grad[0]
+            ),
         )
-        grad_times, grad_weight = grads.times.to(dtype), grads.weight.to(dtype)
+        grad_times = grads.times.to(dtype) if ctx.needs_input_grad[0] else None
+        grad_weight = grads.weight.to(dtype)
         grad_rec = grads.recurrent_weight.to(dtype) if grads.recurrent_weight is not None else None
         if n_tangential:
             n_spikes = int(torch.isfinite(out_times).sum())

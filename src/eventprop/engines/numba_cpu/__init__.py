@@ -58,7 +58,13 @@ class NumbaEngine(Engine):
         return out, (weight, events.times, events.source, events.position, out, current)
 
     def adjoint(
-        self, kind: LayerKind, spec: LayerSpec, grad_out: Tensor, saved: tuple[Tensor, ...], input_shape: torch.Size
+        self,
+        kind: LayerKind,
+        spec: LayerSpec,
+        grad_out: Tensor,
+        saved: tuple[Tensor, ...],
+        input_shape: torch.Size,
+        want_times: bool = True,
     ) -> LayerGradients:
         clip = spec.clip(grad_out.dtype)
         if kind is LayerKind.RECURRENT:
@@ -66,12 +72,14 @@ class NumbaEngine(Engine):
             events = EventList(ev_times, ev_source, ev_position)
             tape = NumbaRecurrentTape(*parts)
             return LayerGradients(
-                *recurrent_backward_numba(grad_out, weight, recurrent_weight, events, tape, spec.params, input_shape, clip)
+                *recurrent_backward_numba(
+                    grad_out, weight, recurrent_weight, events, tape, spec.params, input_shape, clip, want_times
+                )
             )
         weight, ev_times, ev_source, ev_position, out, current = saved
         events = EventList(ev_times, ev_source, ev_position)
         grad_times, grad_weight, n_tangential, jumps = feedforward_backward_numba(
-            grad_out, weight, events, out, current, spec.params, input_shape, clip
+            grad_out, weight, events, out, current, spec.params, input_shape, clip, want_times
         )
         return LayerGradients(grad_times, grad_weight, None, n_tangential, jumps)
 

@@ -71,9 +71,11 @@ from .scalar import (
     _crossing,
     _flow,
     _input_adjoint,
+    _input_flow,
     _input_gradients,
     _may_cross,
     _near,
+    _weight_gradients,
     require_numba,
     source_sha256,
 )
@@ -88,7 +90,7 @@ __all__ = ["feedforward_forward_numba", "feedforward_backward_numba"]
 
 #: SHA-256 of :mod:`.scalar`'s source when these kernels were last checked against it; a
 #: mismatch compiles them without numba's on-disk cache (see :mod:`.scalar`).
-SCALAR_SHA256 = "9bf7d3fbcae47d8855085b202c1b3cbbbdfeb8b633fdf4e72cd6a794d0772350"
+SCALAR_SHA256 = "cb175e913a28a72b8a770c83673c2215aaa26455ee7f7e2dbf19e601ec63aacd"
 _CACHE = source_sha256() == SCALAR_SHA256
 
 #: Most batch chunks the weight gradient is summed over (each holds a partial sum of
@@ -260,12 +262,13 @@ if numba is not None:
                 jumps[b, j, q] = jump
 
     @njit(cache=_CACHE)
-    def _adjoint_row(b, part, grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, grad_times, gw_t, tangential,
-                     cnt, jumps, lv, li, sp_t, sp_j, sp_q, t_loc, lv_loc, li_loc, touched, stamp):  # fmt: skip
+    def _adjoint_row(b, part, grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, want_times, grad_times, gw_t,
+                     tangential, cnt, jumps, lv, li, sp_t, sp_j, sp_q, t_loc, lv_loc, li_loc, touched, stamp):  # fmt: skip
         # Sample b in reverse, event-major: (lambda_V, lambda_I) of all neurons carried
         # back from event to event with shared adjoint flow factors; the neurons that
         # fired in an interval (spikes at t_k > t_e, latest first) are carried on their own
-        # through their jumps and then overwrite the shared result.
+        # through their jumps and then overwrite the shared result. Without want_times
+        # the events' dL/dt (a sum over the neurons per event) is neither computed nor stored.
         n = w_t.shape[1]
         n_events = ev_t.shape[1]
         slots = out_t.shape[2]
@@ -288,8 +291,9 @@ if numba is not None:
             li[j] = 0.0
             stamp[j] = -1
         if n_sp == 0:
-            for e in range(n_ev):
-                grad_times[b, ev_pos[b, e]] = 0.0
+            if want_times:
+                for e in range(n_ev):
+                    grad_times[b, ev_pos[b, e]] = 0.0
             return
         _jumps(b, part, grad_out, out_t, out_i, cnt, c, jumps, tangential)
         order = np.argsort(sp_t[:n_sp], kind="mergesort")  # all spikes of the sample in time order
@@ -331,7 +335,10 @@ if numba is not None:
                 e_mem, e_syn, k_u = _flow(upper - te, c)
                 rk = ratio * k_u
                 if n_touched == 0:
-                    grad_times[b, ev_pos[b, e]] = _input_adjoint(lv, li, e_mem, e_syn, rk, w_row, g_row, tau_syn)
+                    if want_times:
+                        grad_times[b, ev_pos[b, e]] = _input_adjoint(lv, li, e_mem, e_syn, rk, w_row, g_row, tau_syn)
+                    else:
+                        _input_flow(lv, li, e_mem, e_syn, rk, g_row, tau_syn)
                     continue
                 for j in range(n):
                     lv_j = lv[j]
@@ -341,10 +348,13 @@ if numba is not None:
                 j = touched[u]
                 lv[j] = lv_loc[j]
                 li[j] = li_loc[j]
-            grad_times[b, ev_pos[b, e]] = _input_gradients(lv, li, w_row, g_row, tau_syn)
+            if want_times:
+                grad_times[b, ev_pos[b, e]] = _input_gradients(lv, li, w_row, g_row, tau_syn)
+            else:
+                _weight_gradients(li, g_row, tau_syn)
 
     @njit(cache=_CACHE)
-    def _backward_part(part, grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, grad_times, gw_t, tangential, jumps):
+    def _backward_part(part, grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, want_times, grad_times, gw_t, tangential, jumps):
         # the samples of chunk ``part`` (a contiguous range, in order), with their scratch
         n = w_t.shape[1]
         slots = out_t.shape[2]
@@ -363,18 +373,18 @@ if numba is not None:
         touched = np.empty(n, dtype=np.int64)
         stamp = np.empty(n, dtype=np.int64)
         for b in range(part * batch // parts, (part + 1) * batch // parts):
-            _adjoint_row(b, part, grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, grad_times, gw_t, tangential,
-                         cnt, jumps, lv, li, sp_t, sp_j, sp_q, t_loc, lv_loc, li_loc, touched, stamp)  # fmt: skip
+            _adjoint_row(b, part, grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, want_times, grad_times, gw_t,
+                         tangential, cnt, jumps, lv, li, sp_t, sp_j, sp_q, t_loc, lv_loc, li_loc, touched, stamp)  # fmt: skip
 
     @njit(parallel=True, cache=_CACHE)
-    def _backward_kernel(grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, grad_times, gw_t, tangential, jumps):
+    def _backward_kernel(grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, want_times, grad_times, gw_t, tangential, jumps):
         for part in prange(gw_t.shape[0]):  # one partial sum per chunk
-            _backward_part(part, grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, grad_times, gw_t, tangential, jumps)
+            _backward_part(part, grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, want_times, grad_times, gw_t, tangential, jumps)
 
     @njit(cache=_CACHE)
-    def _backward_kernel_serial(grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, grad_times, gw_t, tangential, jumps):
+    def _backward_kernel_serial(grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, want_times, grad_times, gw_t, tangential, jumps):
         for part in range(gw_t.shape[0]):
-            _backward_part(part, grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, grad_times, gw_t, tangential, jumps)
+            _backward_part(part, grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, want_times, grad_times, gw_t, tangential, jumps)
 
 
 # simulates each layer once (a second pass only when a neuron fires clearly more than
@@ -448,7 +458,8 @@ def feedforward_backward_numba(
     p: NeuronParams,
     input_shape: torch.Size,
     clip: float = 0.0,
-) -> tuple[Tensor, Tensor, int, Tensor]:
+    want_times: bool = True,
+) -> tuple[Tensor | None, Tensor, int, Tensor]:
     """Compiled equivalent of :func:`eventprop.engines.pytorch.feedforward.feedforward_backward`.
 
     Args:
@@ -456,6 +467,8 @@ def feedforward_backward_numba(
             padding are ignored.
         weight, events, out_times, out_current: as saved by the forward.
         input_shape: shape of the forward's ``times``.
+        want_times: ``False`` where the input times need no gradient: ``grad_times`` is
+            then ``None`` and its sum over the neurons per input event is skipped.
 
     Returns:
         ``(grad_times, grad_weight, n_tangential, jumps)``: the gradients, of shapes
@@ -471,13 +484,13 @@ def feedforward_backward_numba(
     n_out = weight.shape[0]
     device = out_times.device
     if events.times.shape[1] == 0 or batch == 0 or n_out == 0:
-        grad_times = torch.zeros(tuple(input_shape), dtype=dtype, device=device)
+        grad_times = torch.zeros(tuple(input_shape), dtype=dtype, device=device) if want_times else None
         grad_weight = torch.zeros(tuple(weight.shape), dtype=dtype, device=device)
         return grad_times, grad_weight, 0, torch.zeros_like(out_times, dtype=dtype)
 
     ev_t = to_numpy(events.times, torch.float64)
     parts = max(1, min(batch, MAX_CHUNKS))
-    grad_times = np.zeros((batch, n_in * slots))
+    grad_times = np.zeros((batch, n_in * slots) if want_times else (batch, 0))
     gw_t = np.zeros((parts, n_in, n_out))
     tangential = np.zeros(parts, dtype=np.int64)
     jumps = np.zeros(tuple(out_times.shape))
@@ -492,9 +505,9 @@ def feedforward_backward_numba(
         _constants(p, math.inf, clip),
     )
     work = batch * n_out * ev_t.shape[1]
-    launch(_backward_kernel, _backward_kernel_serial, work, *arrays, grad_times, gw_t, tangential, jumps)
+    launch(_backward_kernel, _backward_kernel_serial, work, *arrays, want_times, grad_times, gw_t, tangential, jumps)
     return (
-        torch.from_numpy(grad_times).reshape(tuple(input_shape)).to(device, dtype),
+        torch.from_numpy(grad_times).reshape(tuple(input_shape)).to(device, dtype) if want_times else None,
         torch.from_numpy(np.ascontiguousarray(gw_t.sum(axis=0).T)).to(device, dtype),
         int(tangential.sum()),
         torch.from_numpy(jumps).to(device, dtype),

@@ -58,9 +58,10 @@ from .scalar import (
     _adjoint_jump,
     _constants,
     _crossing,
-    _dot,
     _flow,
     _input_adjoint,
+    _input_flow,
+    _input_gradients,
     _may_cross,
     _near,
     require_numba,
@@ -77,7 +78,7 @@ __all__ = ["NumbaRecurrentTape", "recurrent_forward_numba", "recurrent_backward_
 
 #: SHA-256 of :mod:`.scalar`'s source when these kernels were last checked against it; a
 #: mismatch compiles them without numba's on-disk cache (see :mod:`.scalar`).
-SCALAR_SHA256 = "9bf7d3fbcae47d8855085b202c1b3cbbbdfeb8b633fdf4e72cd6a794d0772350"
+SCALAR_SHA256 = "cb175e913a28a72b8a770c83673c2215aaa26455ee7f7e2dbf19e601ec63aacd"
 _CACHE = source_sha256() == SCALAR_SHA256
 
 # status of a sample after the forward kernel
@@ -264,10 +265,11 @@ if numba is not None:
 
     @njit(cache=_CACHE)
     def _adjoint(b, part, grad_out, ev_t, ev_src, ev_pos, w_t, r_t, sp_t, sp_n, sp_i, sp_e, n_sp, counts, c,
-                 grad_times, gw_t, gr_t, tangential, jumps, lv, li, sent, left):  # fmt: skip
+                 want_times, grad_times, gw_t, gr_t, tangential, jumps, lv, li, sent, left):  # fmt: skip
         # Reverse steps of sample b: dL/dt of its input events into grad_times (at their
-        # positions ev_pos); dL/dW^T, dL/dR^T and the tangential count into the partial
-        # sums of chunk ``part``. lv, li, left (N,) and sent (N,) are scratch.
+        # positions ev_pos; not computed without want_times); dL/dW^T, dL/dR^T and the
+        # tangential count into the partial sums of chunk ``part``. lv, li, left (N,) and
+        # sent (N,) are scratch.
         n = w_t.shape[1]
         theta = c[_THETA]
         tau_syn = c[_TS]
@@ -293,19 +295,17 @@ if numba is not None:
                 e_mem, e_syn, k = _flow(lag, c)
             k_lam = c[_RATIO] * k
             if spike:
-                if lag != 0:
-                    for j in range(n):
-                        li[j] = li[j] * e_syn + lv[j] * k_lam
-                        lv[j] = lv[j] * e_mem
                 first = q
                 while first > 0 and sp_t[b, first - 1] == t and sp_e[b, first - 1] == sp_e[b, q]:
                     first -= 1
-                for r in range(first, q + 1):  # what the targets send back, before any jump
+                # what the targets send back, before any jump: dL/dR[:, n] and
+                # sum_m R[m, n] (lambda_V,m - lambda_I,m), the first with the flow back
+                for r in range(first, q + 1):
                     row = sp_n[b, r]
-                    g_row = gr_t[part, row]
-                    for m in range(n):
-                        g_row[m] += -tau_syn * li[m]
-                    sent[r - first] = _dot(r_t[row], lv, li, 1.0, -1.0)
+                    if r == first and lag != 0:
+                        sent[0] = _input_adjoint(lv, li, e_mem, e_syn, k_lam, r_t[row], gr_t[part, row], tau_syn)
+                    else:
+                        sent[r - first] = _input_gradients(lv, li, r_t[row], gr_t[part, row], tau_syn)
                 for r in range(first, q + 1):
                     j = sp_n[b, r]
                     left[j] -= 1
@@ -318,12 +318,15 @@ if numba is not None:
                 q = first - 1
             else:  # an input event: the flow back to it, dL/dt_e and dL/dW[:, src] in one pass
                 src = ev_src[b, e]
-                grad_times[b, ev_pos[b, e]] = _input_adjoint(lv, li, e_mem, e_syn, k_lam, w_t[src], gw_t[part, src], tau_syn)
+                if want_times:
+                    grad_times[b, ev_pos[b, e]] = _input_adjoint(lv, li, e_mem, e_syn, k_lam, w_t[src], gw_t[part, src], tau_syn)
+                else:
+                    _input_flow(lv, li, e_mem, e_syn, k_lam, gw_t[part, src], tau_syn)
                 e -= 1
 
     @njit(cache=_CACHE)
     def _backward_part(part, grad_out, ev_t, ev_src, ev_pos, w_t, r_t, sp_t, sp_n, sp_i, sp_e, n_sp, counts, c,
-                       grad_times, gw_t, gr_t, tangential, jumps):  # fmt: skip
+                       want_times, grad_times, gw_t, gr_t, tangential, jumps):  # fmt: skip
         # the samples of chunk ``part`` (a contiguous range, in order), with their scratch
         n = w_t.shape[1]
         parts = gw_t.shape[0]
@@ -334,21 +337,21 @@ if numba is not None:
         left = np.empty(n, dtype=np.int64)
         for b in range(part * batch // parts, (part + 1) * batch // parts):
             _adjoint(b, part, grad_out, ev_t, ev_src, ev_pos, w_t, r_t, sp_t, sp_n, sp_i, sp_e, n_sp, counts, c,
-                     grad_times, gw_t, gr_t, tangential, jumps, lv, li, sent, left)  # fmt: skip
+                     want_times, grad_times, gw_t, gr_t, tangential, jumps, lv, li, sent, left)  # fmt: skip
 
     @njit(parallel=True, cache=_CACHE)
     def _backward_kernel(grad_out, ev_t, ev_src, ev_pos, w_t, r_t, sp_t, sp_n, sp_i, sp_e, n_sp, counts, c,
-                         grad_times, gw_t, gr_t, tangential, jumps):  # fmt: skip
+                         want_times, grad_times, gw_t, gr_t, tangential, jumps):  # fmt: skip
         for part in prange(gw_t.shape[0]):  # one partial sum per chunk
             _backward_part(part, grad_out, ev_t, ev_src, ev_pos, w_t, r_t, sp_t, sp_n, sp_i, sp_e, n_sp, counts, c,
-                           grad_times, gw_t, gr_t, tangential, jumps)  # fmt: skip
+                           want_times, grad_times, gw_t, gr_t, tangential, jumps)  # fmt: skip
 
     @njit(cache=_CACHE)
     def _backward_kernel_serial(grad_out, ev_t, ev_src, ev_pos, w_t, r_t, sp_t, sp_n, sp_i, sp_e, n_sp, counts, c,
-                                grad_times, gw_t, gr_t, tangential, jumps):  # fmt: skip
+                                want_times, grad_times, gw_t, gr_t, tangential, jumps):  # fmt: skip
         for part in range(gw_t.shape[0]):
             _backward_part(part, grad_out, ev_t, ev_src, ev_pos, w_t, r_t, sp_t, sp_n, sp_i, sp_e, n_sp, counts, c,
-                           grad_times, gw_t, gr_t, tangential, jumps)  # fmt: skip
+                           want_times, grad_times, gw_t, gr_t, tangential, jumps)  # fmt: skip
 
 
 @dataclass
@@ -459,7 +462,8 @@ def recurrent_backward_numba(
     p: NeuronParams,
     input_shape: torch.Size,
     clip: float = 0.0,
-) -> tuple[Tensor, Tensor, Tensor, int, Tensor]:
+    want_times: bool = True,
+) -> tuple[Tensor | None, Tensor, Tensor, int, Tensor]:
     """Compiled equivalent of :func:`eventprop.engines.pytorch.recurrent.recurrent_backward`.
 
     Args:
@@ -468,6 +472,8 @@ def recurrent_backward_numba(
             :func:`recurrent_forward_numba`.
         input_shape: shape of the forward's ``times``.
         clip: the tangent safeguard's bound on ``|I - theta|`` (0: off).
+        want_times: ``False`` where the input times need no gradient (``grad_times``
+            is then ``None``, and its sum over the neurons per input event skipped).
 
     Returns:
         ``(grad_times, grad_weight, grad_recurrent_weight, n_tangential, jumps)`` in
@@ -481,7 +487,7 @@ def recurrent_backward_numba(
     n = weight.shape[0]
     ev_t = to_numpy(events.times, torch.float64)
     parts = max(1, min(batch, MAX_CHUNKS))
-    grad_times = np.zeros((batch, n_in * slots))
+    grad_times = np.zeros((batch, n_in * slots) if want_times else (batch, 0))
     gw_t = np.zeros((parts, n_in, n))
     gr_t = np.zeros((parts, n, n))
     tangential = np.zeros(parts, dtype=np.int64)
@@ -501,11 +507,11 @@ def recurrent_backward_numba(
             _constants(p, math.inf, clip),
         )
         work = batch * n * max(ev_t.shape[1], 1)
-        launch(_backward_kernel, _backward_kernel_serial, work, *arrays, grad_times, gw_t, gr_t, tangential, jumps)
+        launch(_backward_kernel, _backward_kernel_serial, work, *arrays, want_times, grad_times, gw_t, gr_t, tangential, jumps)
     grad_rec = gr_t.sum(axis=0).T
     np.fill_diagonal(grad_rec, 0.0)
     return (
-        torch.from_numpy(grad_times).reshape(tuple(input_shape)).to(dtype),
+        torch.from_numpy(grad_times).reshape(tuple(input_shape)).to(dtype) if want_times else None,
         torch.from_numpy(np.ascontiguousarray(gw_t.sum(axis=0).T)).to(dtype),
         torch.from_numpy(np.ascontiguousarray(grad_rec)).to(dtype),
         int(tangential.sum()),

@@ -257,6 +257,23 @@ if numba is not None:
         return s
 
     @njit(cache=True)
+    def _input_flow(lv, li, e_mem, e_syn, k_lam, g, tau_syn):
+        # _input_adjoint where the input times need no gradient: the adjoint carried back
+        # and dL/dW[:, src] only (the same operations, without the sum)
+        for m in range(lv.shape[0]):
+            l_v = lv[m]
+            l_i = li[m] * e_syn + l_v * k_lam
+            li[m] = l_i
+            lv[m] = l_v * e_mem
+            g[m] += -tau_syn * l_i
+
+    @njit(cache=True)
+    def _weight_gradients(li, g, tau_syn):
+        # _input_gradients without dL/dt_e: g[m] += -tau_syn lambda_I,m
+        for m in range(li.shape[0]):
+            g[m] += -tau_syn * li[m]
+
+    @njit(cache=True)
     def _adjoint_jump(numerator, current, c):
         # (the jump of lambda_V at a spike with current I, whether the spike is tangential):
         # numerator / (I - theta) as neuron.adjoint_jump, the spike tangential where

@@ -38,7 +38,7 @@ except ImportError:  # pragma: no cover
 __all__ = ["time_constant_gradients"]
 
 #: SHA-256 of :mod:`.scalar`'s source these kernels were checked against (see there).
-SCALAR_SHA256 = "9bf7d3fbcae47d8855085b202c1b3cbbbdfeb8b633fdf4e72cd6a794d0772350"
+SCALAR_SHA256 = "cb175e913a28a72b8a770c83673c2215aaa26455ee7f7e2dbf19e601ec63aacd"
 _CACHE = source_sha256() == SCALAR_SHA256
 
 #: Most batch chunks the gradients are summed over (as in the backward kernels).

@@ -75,7 +75,13 @@ class CudaEngine(Engine):
         return out, (weight, events.times, events.source, events.position, out, current)
 
     def adjoint(
-        self, kind: LayerKind, spec: LayerSpec, grad_out: Tensor, saved: tuple[Tensor, ...], input_shape: torch.Size
+        self,
+        kind: LayerKind,
+        spec: LayerSpec,
+        grad_out: Tensor,
+        saved: tuple[Tensor, ...],
+        input_shape: torch.Size,
+        want_times: bool = True,
     ) -> LayerGradients:
         clip = spec.clip(grad_out.dtype)
         if kind is LayerKind.RECURRENT:

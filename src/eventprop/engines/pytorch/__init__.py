@@ -47,7 +47,13 @@ class TorchEngine(Engine):
         return out, (weight, recurrent_weight, events.times, events.source, events.position, *tape.tensors())
 
     def adjoint(
-        self, kind: LayerKind, spec: LayerSpec, grad_out: Tensor, saved: tuple[Tensor, ...], input_shape: torch.Size
+        self,
+        kind: LayerKind,
+        spec: LayerSpec,
+        grad_out: Tensor,
+        saved: tuple[Tensor, ...],
+        input_shape: torch.Size,
+        want_times: bool = True,
     ) -> LayerGradients:
         clip = spec.clip(grad_out.dtype)
         if kind is LayerKind.FEEDFORWARD:
