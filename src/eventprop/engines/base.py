@@ -22,8 +22,9 @@ Capabilities (:class:`Engine` class attributes):
   float64's;
 - ``priority``: ``engine="auto"`` picks the highest-priority engine that can serve the
   call (:func:`~eventprop.engines.select_engine`);
-- ``checks_values``: whether ``simulate`` itself rejects NaN, negative or
-  non-ascending input times and non-finite weights with the ``ValueErrors`` of
+- ``checks_values``: whether ``simulate`` and ``trajectory`` themselves reject NaN,
+  negative or non-ascending spike times (inputs, and a trajectory's own ``spikes``) and
+  non-finite weights with the ``ValueErrors`` of
   :func:`~eventprop.model.spikes.check_spike_values` and
   :func:`~eventprop.validation.check_finite` (otherwise the caller checks). An engine on a
   GPU does, to read the checks back with its output's size in one host
@@ -38,7 +39,8 @@ Entry points, for a layer with ``N = weight.shape[0]`` neurons and input
   :class:`~eventprop.errors.SpikeLimitError`); ``saved`` is a tuple of tensors, passed
   to ``save_for_backward`` and back to ``adjoint`` unchanged. It holds per-event and
   per-spike data only (memory grows with spikes, never with simulated time).
-- ``adjoint(kind, spec, grad_out, saved, input_shape, want_times=True) -> LayerGradients``: the exact
+- ``adjoint(kind, spec, grad_out, saved, input_shape, want_times=True) -> LayerGradients``
+  (every engine accepts ``want_times``; the layer function passes it by keyword): the exact
   EventProp gradient (paper Table 2, :mod:`eventprop.model.neuron`) for ``grad_out =
   dL/d out_times`` (entries at padding are ignored): ``times``, ``weight`` and
   ``recurrent_weight`` (``None`` for a feed-forward layer; zero diagonal for a

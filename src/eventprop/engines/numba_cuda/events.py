@@ -45,5 +45,5 @@ def cut_events(events: EventList, n_events: int) -> EventList:
 
 
 def longest(count: Tensor) -> Tensor:
-    """The most events of a sample, as a 0-d device tensor (0 for an empty batch)."""
+    """The largest entry of ``count`` (events or spikes), as a 0-d device tensor (0 when empty)."""
     return count.max() if count.numel() else count.new_zeros(())

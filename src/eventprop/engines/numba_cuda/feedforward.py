@@ -230,7 +230,7 @@ def feedforward_forward_cuda(
                 *[as_kernel_array(a) for a in (ev_t, ev_src, n_ev, w_t)], c, limit, as_kernel_array(out_t), as_kernel_array(out_i), as_kernel_array(counts), as_kernel_array(stop_t)
             )
         # the host synchronisation: the input's value checks, the event list's and the output's sizes
-        n_events, most = checks.read_with(longest(n_ev), counts.max())
+        n_events, most = checks.read_with(longest(n_ev), longest(counts.reshape(-1)))
         if most > limit:  # the first sample past the limit, its busiest neuron (as the CPU engine reports)
             b = int(torch.nonzero((counts > limit).any(dim=1))[0, 0])
             j = int(torch.argmax(counts[b]))
