@@ -25,7 +25,7 @@ from ..engines import Engine, LayerKind, LayerSpec, check_engine_name, select_en
 from ..engines.numba_cpu.time_constants import time_constant_gradients
 from ..errors import DEFAULT_MAX_SPIKES, TangentialCrossingWarning, checked_adjoint, refuse_create_graph
 from ..model.neuron import NeuronParams
-from ..model.spikes import check_spike_layout, check_spike_values
+from ..model.spikes import ValueChecks, check_spike_layout
 from ..model.trajectory import VoltageTrajectory
 from ..validation import check_finite, check_matrix, check_weight, optional_positive_int, positive, renamed
 from .connected import lif_connections
@@ -252,10 +252,7 @@ def lif_layer(
     if recurrent_weight is not None:
         check_weight(recurrent_weight, "recurrent_weight", (n_out, n_out), times, finite=False)
     if not chosen.checks_values:
-        check_spike_values(times)
-        check_finite("weight", weight)
-        if recurrent_weight is not None:
-            check_finite("recurrent_weight", recurrent_weight)
+        ValueChecks({"times": times}, {"weight": weight, "recurrent_weight": recurrent_weight}).check()
     if recurrent_weight is not None:
         recurrent_weight = without_self_connections(recurrent_weight)
     if delay is not None:
@@ -298,8 +295,7 @@ def readout_trajectory(
     check_weight(weight, "weight", tuple(weight.shape), times, finite=False)
     chosen = select_engine(check_engine_name(engine), LayerKind.TRAJECTORY, times.device, times.dtype)
     if not chosen.checks_values:
-        check_spike_values(times, name="times")
-        check_finite("weight", weight)
+        ValueChecks({"times": times}, {"weight": weight}).check()
     return chosen.trajectory(times, None, weight, None, p, window)
 
 
@@ -352,11 +348,7 @@ def lif_trajectory(
         check_weight(recurrent_weight, "recurrent_weight", (n_out, n_out), times, finite=False)
     chosen = select_engine(check_engine_name(engine), LayerKind.TRAJECTORY, times.device, times.dtype)
     if not chosen.checks_values:
-        check_spike_values(times, name="times")
-        check_spike_values(spikes, name="spikes")
-        check_finite("weight", weight)
-        if recurrent_weight is not None:
-            check_finite("recurrent_weight", recurrent_weight)
+        ValueChecks({"times": times, "spikes": spikes}, {"weight": weight, "recurrent_weight": recurrent_weight}).check()
     if recurrent_weight is not None:
         recurrent_weight = without_self_connections(recurrent_weight)
     return chosen.trajectory(times, spikes, weight, recurrent_weight, p, window)

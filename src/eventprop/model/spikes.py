@@ -68,8 +68,8 @@ class ValueChecks:
     :func:`eventprop.validation.check_finite`, as the caller's checks would.
 
     Args:
-        trains: spike-train tensors (data contract) by argument name.
-        weights: tensors that must be finite, by argument name.
+        trains: spike-train tensors (data contract) by argument name (``None``: absent).
+        weights: tensors that must be finite, by argument name (``None``: absent).
 
     Examples:
         >>> checks = ValueChecks({"times": torch.tensor([[[1.0, 2.0]]])}, {"weight": torch.ones(3, 1)})
@@ -77,8 +77,9 @@ class ValueChecks:
         [7]
     """
 
-    def __init__(self, trains: Mapping[str, Tensor], weights: Mapping[str, Tensor]) -> None:
-        self.trains, self.weights = dict(trains), dict(weights)
+    def __init__(self, trains: Mapping[str, Tensor | None], weights: Mapping[str, Tensor | None]) -> None:
+        self.trains = {name: x for name, x in trains.items() if x is not None}
+        self.weights = {name: x for name, x in weights.items() if x is not None}
 
     def flags(self) -> list[Tensor]:
         """0-d boolean device tensors, true where a check fails (no host synchronisation)."""
@@ -104,8 +105,11 @@ class ValueChecks:
 
     def raise_if(self, failed: Sequence[int]) -> None:
         """Raise the failing check's ``ValueError`` if any entry of ``failed`` (the flags, read) is set."""
-        if not any(failed):
-            return
+        if any(failed):
+            self.check()
+
+    def check(self) -> None:
+        """The same checks on the host, one at a time (``ValueError`` at the first that fails)."""
         for name, times in self.trains.items():
             check_spike_values(times, name)
         for name, w in self.weights.items():

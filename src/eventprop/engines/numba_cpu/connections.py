@@ -12,7 +12,7 @@ synapse) are all such lists.
 The neurons of a feed-forward layer do not interact, so each ``(sample, neuron)`` is
 simulated on its own over its arrivals (``t + delay[c]`` for every input spike ``t``
 of every synapse ``c``, sorted stably by time): the same interval solver as the dense
-kernel (:func:`.feedforward._neuron_interval` after :func:`.scalar._may_cross`) with
+kernel (:func:`.scalar._neuron_interval` after :func:`.scalar._may_cross`) with
 the neuron's constants. The backward replays the arrivals in reverse with the
 neuron's adjoint ``(lambda_V, lambda_I)`` (paper Table 2), its jumps ``J_k`` at its own
 spikes, and, where asked, the traces of :mod:`eventprop.model.sensitivity` for the
@@ -37,7 +37,6 @@ from torch import Tensor
 from ...errors import SpikeLimitError
 from ...model.neuron import NeuronParams
 from .events import spike_limit, to_numpy
-from .feedforward import _neuron_interval
 from .scalar import (
     _HORIZON,
     _INF,
@@ -50,6 +49,7 @@ from .scalar import (
     _constants,
     _flow,
     _may_cross,
+    _neuron_interval,
     require_numba,
     source_sha256,
 )
@@ -65,7 +65,7 @@ except ImportError:  # pragma: no cover
 __all__ = ["connections_forward_numba", "connections_backward_numba", "neuron_constants"]
 
 #: SHA-256 of :mod:`.scalar`'s source these kernels were checked against (see there).
-SCALAR_SHA256 = "cb175e913a28a72b8a770c83673c2215aaa26455ee7f7e2dbf19e601ec63aacd"
+SCALAR_SHA256 = "001c2940016bc489ef8bb7f3058a54959c0ba7e03dfa5f569f15739de0fca4c8"
 _CACHE = source_sha256() == SCALAR_SHA256
 
 #: Most batch chunks the gradients are summed over.

@@ -3,8 +3,9 @@ r"""Numba engine: input spike trains to one validated, time-ordered event list p
 A compiled kernel checks the data contract (NaN, negative or non-ascending times raise
 the ``ValueError`` of :func:`eventprop.model.spikes.check_spike_values`) while it merges
 a sample's trains into events sorted by time (stable: ties keep input order), in
-parallel over samples when the batch is large enough (:func:`.threads.launch`). Also the
-numpy plumbing every compiled kernel shares.
+parallel over samples when the batch is large enough (:func:`.threads.launch`); and the
+way back, a recurrent layer's firing-order spike list to per-neuron trains
+(:func:`spike_trains`). Also the numpy plumbing every compiled kernel shares.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ try:  # pragma: no cover - exercised only where numba is missing
 except ImportError:  # pragma: no cover
     numba = None
 
-__all__ = ["to_numpy", "input_events", "window_order", "spike_limit"]
+__all__ = ["to_numpy", "input_events", "window_order", "spike_limit", "spike_trains"]
 
 
 def spike_limit(max_spikes: int | None) -> np.int64:
@@ -43,6 +44,21 @@ def to_numpy(x: Tensor, dtype: torch.dtype | None = None) -> np.ndarray:
 
 
 if numba is not None:
+
+    @njit(cache=True)
+    def spike_trains(sp_t, sp_n, n_sp, counts, width):
+        # per-neuron spike trains (batch, N, width), +inf padded, from the firing-order
+        # lists (sp_t times, sp_n neurons, n_sp spikes per sample; counts (batch, N))
+        batch, n = counts.shape
+        out = np.full((batch, n, width), np.inf)
+        fill = np.zeros(n, dtype=np.int64)
+        for b in range(batch):
+            fill[:] = 0
+            for r in range(n_sp[b]):
+                j = sp_n[b, r]
+                out[b, j, fill[j]] = sp_t[b, r]
+                fill[j] += 1
+        return out
 
     @njit(cache=True)
     def _time_order(times):

@@ -68,13 +68,13 @@ from .scalar import (
     _ZERO,
     _adjoint_jump,
     _constants,
-    _crossing,
     _flow,
     _input_adjoint,
     _input_flow,
     _input_gradients,
     _may_cross,
     _near,
+    _neuron_interval,
     _weight_gradients,
     require_numba,
     source_sha256,
@@ -90,7 +90,7 @@ __all__ = ["feedforward_forward_numba", "feedforward_backward_numba"]
 
 #: SHA-256 of :mod:`.scalar`'s source when these kernels were last checked against it; a
 #: mismatch compiles them without numba's on-disk cache (see :mod:`.scalar`).
-SCALAR_SHA256 = "cb175e913a28a72b8a770c83673c2215aaa26455ee7f7e2dbf19e601ec63aacd"
+SCALAR_SHA256 = "001c2940016bc489ef8bb7f3058a54959c0ba7e03dfa5f569f15739de0fca4c8"
 _CACHE = source_sha256() == SCALAR_SHA256
 
 #: Most batch chunks the weight gradient is summed over (each holds a partial sum of
@@ -113,45 +113,6 @@ if numba is not None:
                     times[b, j, k] = out_t[b, j, k]
                     currents[b, j, k] = out_i[b, j, k]
         return times, currents
-
-    @njit(cache=_CACHE)
-    def _neuron_interval(b, j, te, end, v_s, i_s, e_mem, e_syn, k, c, limit, out_t, out_i, counts, stop_t):
-        # Neuron j of sample b over [te, end] from the state (v_s, i_s) just after the
-        # event at te, where _may_cross holds for the whole interval (flow factors
-        # e_mem, e_syn, k over it when finite): every crossing, each followed by the
-        # reset V = 0 and the search from the spike on. Returns V at ``end`` (when
-        # finite), or NaN once the neuron exceeded the limit (stop_t[b, j]: that time).
-        cap = out_t.shape[2]
-        i_ev = i_s
-        t_s = te
-        v_end = v_s * e_mem + i_s * k
-        while True:
-            length = end - t_s
-            if not (length > 0):
-                return v_s
-            finite = math.isfinite(length)
-            if t_s != te and finite:
-                e_mem, e_syn, k = _flow(length, c)
-                v_end = v_s * e_mem + i_s * k
-            i_end = i_s * e_syn
-            s = c[_INF]
-            if t_s == te or _may_cross(v_s, i_s, length, v_end, i_end, k, c):
-                s = _crossing(v_s, i_s, length, v_end, c)
-            if not (s < c[_INF]):
-                return v_end
-            t_k = t_s + s
-            count = counts[b, j] + 1
-            counts[b, j] = count
-            if count > limit:
-                stop_t[b, j] = t_k
-                return math.nan
-            if count <= cap:
-                out_t[b, j, count - 1] = t_k
-                out_i[b, j, count - 1] = i_s * math.exp(-s / c[_TS])
-            # reset by subtraction: V = theta - theta = 0; I unchanged
-            v_s = c[_ZERO]
-            i_s = i_ev * math.exp(-(t_k - te) / c[_TS])
-            t_s = t_k
 
     @njit(cache=_CACHE)
     def _forward_row(b, ev_t, ev_src, w_t, c, limit, out_t, out_i, counts, stop_t, status):

@@ -43,7 +43,7 @@ from torch import Tensor
 from ...errors import SpikeLimitError
 from ...model.neuron import NeuronParams
 from ...model.spikes import EventList
-from .events import input_events, spike_limit, to_numpy
+from .events import input_events, spike_limit, spike_trains, to_numpy
 from .threads import launch
 from .scalar import (
     _HORIZON,
@@ -78,7 +78,7 @@ __all__ = ["NumbaRecurrentTape", "recurrent_forward_numba", "recurrent_backward_
 
 #: SHA-256 of :mod:`.scalar`'s source when these kernels were last checked against it; a
 #: mismatch compiles them without numba's on-disk cache (see :mod:`.scalar`).
-SCALAR_SHA256 = "cb175e913a28a72b8a770c83673c2215aaa26455ee7f7e2dbf19e601ec63aacd"
+SCALAR_SHA256 = "001c2940016bc489ef8bb7f3058a54959c0ba7e03dfa5f569f15739de0fca4c8"
 _CACHE = source_sha256() == SCALAR_SHA256
 
 # status of a sample after the forward kernel
@@ -107,6 +107,7 @@ if numba is not None:
         flag = np.zeros(8 * n_words, dtype=np.uint8)  # neurons the bound test cannot rule out (tail 0)
         words = flag.view(np.uint64)  # eight flags per word: the listing skips unflagged words
         cand = np.empty(n, dtype=np.int64)  # ... listed
+        no_jump = np.zeros(n)  # (the jump of an interval that follows no input event)
         s = np.empty(n)  # their first crossings
         cap = sp_t.shape[1]
         horizon = c[_HORIZON]
@@ -141,30 +142,19 @@ if numba is not None:
                     k_bound = k if length <= c[_SPEAK] else c[_KMAX]
                     # the hot loop: branch-free (it vectorises); flagged neurons collected after
                     flagged = np.uint8(0)
-                    if pending >= 0:  # (the same pass with the pending input event's jump)
-                        for j in range(n):
-                            v_j = v[j]
-                            i_j = i[j] + w_t[pending, j]
-                            i[j] = i_j
-                            a = v_j * e_mem + i_j * k
-                            i_e = i_j * e_syn
-                            v_end[j] = a
-                            i_end[j] = i_e
-                            f = _near(v_j, i_j, a, i_e, k_bound, c)
-                            flag[j] = f
-                            flagged |= f
-                        pending = -1
-                    else:
-                        for j in range(n):
-                            v_j = v[j]
-                            i_j = i[j]
-                            a = v_j * e_mem + i_j * k
-                            i_e = i_j * e_syn
-                            v_end[j] = a
-                            i_end[j] = i_e
-                            f = _near(v_j, i_j, a, i_e, k_bound, c)
-                            flag[j] = f
-                            flagged |= f
+                    jump = w_t[pending] if pending >= 0 else no_jump  # (the pending input event's, folded in)
+                    for j in range(n):
+                        v_j = v[j]
+                        i_j = i[j] + jump[j]
+                        i[j] = i_j
+                        a = v_j * e_mem + i_j * k
+                        i_e = i_j * e_syn
+                        v_end[j] = a
+                        i_end[j] = i_e
+                        f = _near(v_j, i_j, a, i_e, k_bound, c)
+                        flag[j] = f
+                        flagged |= f
+                    pending = -1
                     if flagged:
                         for word in range(n_words):
                             if words[word] != 0:
@@ -174,8 +164,7 @@ if numba is not None:
                                         n_cand += 1
                 else:
                     if pending >= 0:
-                        for j in range(n):
-                            i[j] += w_t[pending, j]
+                        i += w_t[pending]
                         pending = -1
                     for j in range(n):
                         cand[j] = j
@@ -227,10 +216,8 @@ if numba is not None:
                     i, i_end = i_end, i
                 else:
                     if pending >= 0:
-                        for j in range(n):
-                            i[j] += w_t[pending, j]
-                    for j in range(n):
-                        i[j] += w_t[src, j]
+                        i += w_t[pending]
+                    i += w_t[src]
                     src = -1
                 pending = src
                 now = next_in
@@ -248,20 +235,6 @@ if numba is not None:
     def _forward_kernel_serial(ev_t, ev_src, w_t, r_t, c, limit, sp_t, sp_n, sp_i, sp_e, n_sp, counts, status, where):
         for b in range(ev_t.shape[0]):
             _simulate(b, ev_t, ev_src, w_t, r_t, c, limit, sp_t, sp_n, sp_i, sp_e, n_sp, counts, status, where)
-
-    @njit(cache=_CACHE)
-    def _spike_trains(sp_t, sp_n, n_sp, counts, width):
-        # the spike lists as per-neuron trains (batch, N, width), +inf padded
-        batch, n = counts.shape
-        out_t = np.full((batch, n, width), np.inf)
-        fill = np.zeros(n, dtype=np.int64)
-        for b in range(batch):
-            fill[:] = 0
-            for q in range(n_sp[b]):
-                j = sp_n[b, q]
-                out_t[b, j, fill[j]] = sp_t[b, q]
-                fill[j] += 1
-        return out_t
 
     @njit(cache=_CACHE)
     def _adjoint(b, part, grad_out, ev_t, ev_src, ev_pos, w_t, r_t, sp_t, sp_n, sp_i, sp_e, n_sp, counts, c,
@@ -441,7 +414,7 @@ def recurrent_forward_numba(
     most = int(n_sp.max()) if batch else 0
     _CAPACITY[key] = max(64, 2 * most + 16)
     width = max(int(counts.max()) if counts.size else 0, 1)
-    out_t = _spike_trains(sp_t, sp_n, n_sp, counts, width)
+    out_t = spike_trains(sp_t, sp_n, n_sp, counts, width)
     s = max(most, 1)
     tape = NumbaRecurrentTape(
         time=torch.from_numpy(np.ascontiguousarray(sp_t[:, :s])),

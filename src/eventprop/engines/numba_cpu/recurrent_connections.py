@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 
 from ...errors import SpikeLimitError
-from .events import spike_limit, to_numpy
+from .events import spike_limit, spike_trains, to_numpy
 from .scalar import (
     _HORIZON,
     _INF,
@@ -71,7 +71,7 @@ except ImportError:  # pragma: no cover
 __all__ = ["recurrent_connections_forward_numba", "recurrent_connections_backward_numba"]
 
 #: SHA-256 of :mod:`.scalar`'s source these kernels were checked against (see there).
-SCALAR_SHA256 = "cb175e913a28a72b8a770c83673c2215aaa26455ee7f7e2dbf19e601ec63aacd"
+SCALAR_SHA256 = "001c2940016bc489ef8bb7f3058a54959c0ba7e03dfa5f569f15739de0fca4c8"
 _CACHE = source_sha256() == SCALAR_SHA256
 
 MAX_CHUNKS = 16
@@ -360,20 +360,6 @@ if numba is not None:
                            rec_d, cn, sp_t, sp_n, sp_i, n_sp, counts, want_tau, grad_times, gw_in, gd_in, gw_rec,
                            gd_rec, gtm, gts, jumps, tangential, width)  # fmt: skip
 
-    @njit(cache=_CACHE)
-    def _trains(sp_t, sp_n, n_sp, counts, width):
-        # per-neuron spike trains (batch, N, width), +inf padded, from the firing-order lists
-        batch, n = counts.shape
-        out = np.full((batch, n, width), np.inf)
-        fill = np.zeros(n, dtype=np.int64)
-        for b in range(batch):
-            fill[:] = 0
-            for r in range(n_sp[b]):
-                j = sp_n[b, r]
-                out[b, j, fill[j]] = sp_t[b, r]
-                fill[j] += 1
-        return out
-
 
 _CAPACITY: dict[tuple[int, int, int], int] = {}
 
@@ -431,7 +417,7 @@ def recurrent_connections_forward_numba(
     most = int(n_sp.max()) if batch else 0
     _CAPACITY[key] = max(64, 2 * most + 16)
     width_out = max(int(counts.max()) if counts.size else 0, 1)
-    out = _trains(sp_t, sp_n, n_sp, counts, width_out) if batch and n else np.full((batch, n, 1), np.inf)
+    out = spike_trains(sp_t, sp_n, n_sp, counts, width_out) if batch and n else np.full((batch, n, 1), np.inf)
     s = max(most, 1)
     tape = tuple(torch.from_numpy(np.ascontiguousarray(x[:, :s])) for x in (sp_t, sp_n, sp_i)) + (
         torch.from_numpy(n_sp),

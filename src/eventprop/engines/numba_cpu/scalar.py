@@ -274,6 +274,46 @@ if numba is not None:
             g[m] += -tau_syn * li[m]
 
     @njit(cache=True)
+    def _neuron_interval(b, j, te, end, v_s, i_s, e_mem, e_syn, k, c, limit, out_t, out_i, counts, stop_t):
+        # (The feed-forward kernels' per-neuron step, CPU, synapse-list and CUDA alike.)
+        # Neuron j of sample b over [te, end] from the state (v_s, i_s) just after the
+        # event at te, where _may_cross holds for the whole interval (flow factors
+        # e_mem, e_syn, k over it when finite): every crossing, each followed by the
+        # reset V = 0 and the search from the spike on. Returns V at ``end`` (when
+        # finite), or NaN once the neuron exceeded the limit (stop_t[b, j]: that time).
+        cap = out_t.shape[2]
+        i_ev = i_s
+        t_s = te
+        v_end = v_s * e_mem + i_s * k
+        while True:
+            length = end - t_s
+            if not (length > 0):
+                return v_s
+            finite = math.isfinite(length)
+            if t_s != te and finite:
+                e_mem, e_syn, k = _flow(length, c)
+                v_end = v_s * e_mem + i_s * k
+            i_end = i_s * e_syn
+            s = c[_INF]
+            if t_s == te or _may_cross(v_s, i_s, length, v_end, i_end, k, c):
+                s = _crossing(v_s, i_s, length, v_end, c)
+            if not (s < c[_INF]):
+                return v_end
+            t_k = t_s + s
+            count = counts[b, j] + 1
+            counts[b, j] = count
+            if count > limit:
+                stop_t[b, j] = t_k
+                return math.nan
+            if count <= cap:
+                out_t[b, j, count - 1] = t_k
+                out_i[b, j, count - 1] = i_s * math.exp(-s / c[_TS])
+            # reset by subtraction: V = theta - theta = 0; I unchanged
+            v_s = c[_ZERO]
+            i_s = i_ev * math.exp(-(t_k - te) / c[_TS])
+            t_s = t_k
+
+    @njit(cache=True)
     def _adjoint_jump(numerator, current, c):
         # (the jump of lambda_V at a spike with current I, whether the spike is tangential):
         # numerator / (I - theta) as neuron.adjoint_jump, the spike tangential where

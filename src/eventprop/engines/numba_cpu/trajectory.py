@@ -65,7 +65,7 @@ __all__ = ["CompiledTrajectory"]
 
 #: SHA-256 of :mod:`.scalar`'s source when these kernels were last checked against it; a
 #: mismatch compiles them without numba's on-disk cache (see :mod:`.scalar`).
-SCALAR_SHA256 = "cb175e913a28a72b8a770c83673c2215aaa26455ee7f7e2dbf19e601ec63aacd"
+SCALAR_SHA256 = "001c2940016bc489ef8bb7f3058a54959c0ba7e03dfa5f569f15739de0fca4c8"
 _CACHE = source_sha256() == SCALAR_SHA256
 
 #: Most batch chunks the current gradient is summed over.

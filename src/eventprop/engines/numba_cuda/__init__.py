@@ -108,8 +108,5 @@ class CudaEngine(Engine):
         params: NeuronParams,
         window: float,
     ) -> VoltageTrajectory:
-        checks = ValueChecks(
-            {"times": times, **({"spikes": spikes} if spikes is not None else {})},
-            {"weight": weight, **({"recurrent_weight": recurrent_weight} if recurrent_weight is not None else {})},
-        )
+        checks = ValueChecks({"times": times, "spikes": spikes}, {"weight": weight, "recurrent_weight": recurrent_weight})
         return CudaTrajectory.from_spikes(times, spikes, weight, recurrent_weight, params, window, checks)

@@ -12,7 +12,7 @@ sample's time-ordered input events (:func:`.events.device_events`, a stable
   (or the horizon) the flow factors ``exp(-L/tau_mem), exp(-L/tau_syn), K(L)``, the
   bound test without exponentials and, where it cannot rule a crossing out, the
   analytic bracket and safeguarded Halley solve of every threshold crossing, each
-  followed by the reset ``V = 0`` (the CPU engine's ``_neuron_interval`` itself). Work
+  followed by the reset ``V = 0`` (the CPU engine's ``scalar._neuron_interval`` itself). Work
   ``O(events + spikes)`` per thread, ``O(events x neurons + spikes)`` per sample.
 * backward: the jumps ``J_k`` of ``lambda_V`` at the neuron's own spikes (the reverse
   recurrence of the paper's Table 2), then ``(lambda_V, lambda_I)`` carried back from
@@ -48,9 +48,8 @@ from .device import as_kernel_array, block_size, cuda, leads_warp, on_device, sh
 from .events import cut_events, device_events, longest
 
 if cuda is not None:
-    from ..numba_cpu import feedforward as _cpu
     from ..numba_cpu.scalar import (
-                _HORIZON,
+        _HORIZON,
         _INF,
         _KMAX,
         _RATIO,
@@ -65,6 +64,7 @@ if cuda is not None:
         _may_cross,
         _near,
     )
+    from ..numba_cpu.scalar import _neuron_interval as _cpu_neuron_interval
 
 __all__ = ["feedforward_forward_cuda", "feedforward_backward_cuda"]
 
@@ -72,7 +72,7 @@ F64 = torch.float64
 
 
 if cuda is not None:
-    _neuron_interval = shared_function(_cpu._neuron_interval)
+    _neuron_interval = shared_function(_cpu_neuron_interval)
 
     @cuda.jit
     def _forward_kernel(ev_t, ev_src, n_ev, w_t, c, limit, out_t, out_i, counts, stop_t):
