@@ -36,6 +36,7 @@ from torch import Tensor
 
 from ...errors import SpikeLimitError
 from ...model.neuron import NeuronParams
+from .chunks import chunk_count
 from .events import spike_limit, to_numpy
 from .scalar import (
     _HORIZON,
@@ -68,8 +69,6 @@ __all__ = ["connections_forward_numba", "connections_backward_numba", "neuron_co
 SCALAR_SHA256 = "001c2940016bc489ef8bb7f3058a54959c0ba7e03dfa5f569f15739de0fca4c8"
 _CACHE = source_sha256() == SCALAR_SHA256
 
-#: Most batch chunks the gradients are summed over.
-MAX_CHUNKS = 16
 #: Up to this many arrivals a neuron's are ordered by insertion (no allocation), beyond by mergesort.
 SMALL = 32
 
@@ -328,7 +327,7 @@ def connections_forward_numba(
     )
     limit = spike_limit(max_spikes)
     width = _width(arrays[1], slots)
-    parts = max(1, min(batch, MAX_CHUNKS))
+    parts = chunk_count(batch)
     key = (n, int(source.shape[0]))
     cap = _CAPACITY.get(key, 4)
     if max_spikes is not None:
@@ -381,7 +380,7 @@ def connections_backward_numba(
     batch, n_in, slots = times.shape
     n = pointer.shape[0] - 1
     n_syn = int(source.shape[0])
-    parts = max(1, min(batch, MAX_CHUNKS))
+    parts = chunk_count(batch)
     arrays = (
         to_numpy(grad_out, torch.float64),
         to_numpy(out_times, torch.float64),

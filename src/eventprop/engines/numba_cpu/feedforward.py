@@ -54,6 +54,7 @@ from torch import Tensor
 from ...errors import SpikeLimitError
 from ...model.neuron import NeuronParams
 from ...model.spikes import EventList
+from .chunks import chunk_total, partial_sums, zero_part
 from .events import input_events, spike_limit, to_numpy
 from .threads import launch
 from .scalar import (
@@ -92,11 +93,6 @@ __all__ = ["feedforward_forward_numba", "feedforward_backward_numba"]
 #: mismatch compiles them without numba's on-disk cache (see :mod:`.scalar`).
 SCALAR_SHA256 = "001c2940016bc489ef8bb7f3058a54959c0ba7e03dfa5f569f15739de0fca4c8"
 _CACHE = source_sha256() == SCALAR_SHA256
-
-#: Most batch chunks the weight gradient is summed over (each holds a partial sum of
-#: dL/dW); their number depends on the batch size only, not on the threads.
-MAX_CHUNKS = 16
-
 
 if numba is not None:
 
@@ -333,6 +329,7 @@ if numba is not None:
         li_loc = np.empty(n)
         touched = np.empty(n, dtype=np.int64)
         stamp = np.empty(n, dtype=np.int64)
+        zero_part(gw_t, part)
         for b in range(part * batch // parts, (part + 1) * batch // parts):
             _adjoint_row(b, part, grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, want_times, grad_times, gw_t,
                          tangential, cnt, jumps, lv, li, sp_t, sp_j, sp_q, t_loc, lv_loc, li_loc, touched, stamp)  # fmt: skip
@@ -450,10 +447,9 @@ def feedforward_backward_numba(
         return grad_times, grad_weight, 0, torch.zeros_like(out_times, dtype=dtype)
 
     ev_t = to_numpy(events.times, torch.float64)
-    parts = max(1, min(batch, MAX_CHUNKS))
     grad_times = np.zeros((batch, n_in * slots) if want_times else (batch, 0))
-    gw_t = np.zeros((parts, n_in, n_out))
-    tangential = np.zeros(parts, dtype=np.int64)
+    gw_t = partial_sums(batch, n_in, n_out)
+    tangential = np.zeros(gw_t.shape[0], dtype=np.int64)
     jumps = np.zeros(tuple(out_times.shape))
     arrays = (
         to_numpy(grad_out, torch.float64),
@@ -469,7 +465,7 @@ def feedforward_backward_numba(
     launch(_backward_kernel, _backward_kernel_serial, work, *arrays, want_times, grad_times, gw_t, tangential, jumps)
     return (
         torch.from_numpy(grad_times).reshape(tuple(input_shape)).to(device, dtype) if want_times else None,
-        torch.from_numpy(np.ascontiguousarray(gw_t.sum(axis=0).T)).to(device, dtype),
+        torch.from_numpy(chunk_total(gw_t, transpose=True)).to(device, dtype),
         int(tangential.sum()),
         torch.from_numpy(jumps).to(device, dtype),
     )

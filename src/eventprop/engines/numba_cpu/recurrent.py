@@ -43,6 +43,7 @@ from torch import Tensor
 from ...errors import SpikeLimitError
 from ...model.neuron import NeuronParams
 from ...model.spikes import EventList
+from .chunks import chunk_total, partial_sums, zero_part
 from .events import input_events, spike_limit, spike_trains, to_numpy
 from .threads import launch
 from .scalar import (
@@ -84,9 +85,6 @@ _CACHE = source_sha256() == SCALAR_SHA256
 # status of a sample after the forward kernel
 _OK, _FULL, _LIMIT = 0, 1, 2
 
-#: Most batch chunks the weight gradients are summed over (each holds a partial sum of
-#: dL/dW and dL/dR); their number depends on the batch size only.
-MAX_CHUNKS = 16
 
 
 if numba is not None:
@@ -308,6 +306,8 @@ if numba is not None:
         li = np.empty(n)
         sent = np.empty(n)
         left = np.empty(n, dtype=np.int64)
+        zero_part(gw_t, part)
+        zero_part(gr_t, part)
         for b in range(part * batch // parts, (part + 1) * batch // parts):
             _adjoint(b, part, grad_out, ev_t, ev_src, ev_pos, w_t, r_t, sp_t, sp_n, sp_i, sp_e, n_sp, counts, c,
                      want_times, grad_times, gw_t, gr_t, tangential, jumps, lv, li, sent, left)  # fmt: skip
@@ -459,11 +459,10 @@ def recurrent_backward_numba(
     batch, n_in, slots = input_shape
     n = weight.shape[0]
     ev_t = to_numpy(events.times, torch.float64)
-    parts = max(1, min(batch, MAX_CHUNKS))
     grad_times = np.zeros((batch, n_in * slots) if want_times else (batch, 0))
-    gw_t = np.zeros((parts, n_in, n))
-    gr_t = np.zeros((parts, n, n))
-    tangential = np.zeros(parts, dtype=np.int64)
+    gw_t = partial_sums(batch, n_in, n)
+    gr_t = partial_sums(batch, n, n)
+    tangential = np.zeros(gw_t.shape[0], dtype=np.int64)
     jumps = np.zeros(tuple(grad_out.shape))
     if batch:
         per_neuron = to_numpy(tape.per_neuron)
@@ -481,12 +480,12 @@ def recurrent_backward_numba(
         )
         work = batch * n * max(ev_t.shape[1], 1)
         launch(_backward_kernel, _backward_kernel_serial, work, *arrays, want_times, grad_times, gw_t, gr_t, tangential, jumps)
-    grad_rec = gr_t.sum(axis=0).T
+    grad_rec = chunk_total(gr_t, transpose=True)
     np.fill_diagonal(grad_rec, 0.0)
     return (
         torch.from_numpy(grad_times).reshape(tuple(input_shape)).to(dtype) if want_times else None,
-        torch.from_numpy(np.ascontiguousarray(gw_t.sum(axis=0).T)).to(dtype),
-        torch.from_numpy(np.ascontiguousarray(grad_rec)).to(dtype),
+        torch.from_numpy(chunk_total(gw_t, transpose=True)).to(dtype),
+        torch.from_numpy(grad_rec).to(dtype),
         int(tangential.sum()),
         torch.from_numpy(jumps).to(dtype),
     )

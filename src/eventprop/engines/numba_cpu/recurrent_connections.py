@@ -43,6 +43,7 @@ import torch
 from torch import Tensor
 
 from ...errors import SpikeLimitError
+from .chunks import chunk_count
 from .events import spike_limit, spike_trains, to_numpy
 from .scalar import (
     _HORIZON,
@@ -74,7 +75,6 @@ __all__ = ["recurrent_connections_forward_numba", "recurrent_connections_backwar
 SCALAR_SHA256 = "001c2940016bc489ef8bb7f3058a54959c0ba7e03dfa5f569f15739de0fca4c8"
 _CACHE = source_sha256() == SCALAR_SHA256
 
-MAX_CHUNKS = 16
 _OK, _LIMIT, _FULL = 0, 1, 2
 
 if numba is not None:
@@ -393,7 +393,7 @@ def recurrent_connections_forward_numba(
     arrays = (to_numpy(times, torch.float64), in_ptr, in_src, _input_target(in_ptr), in_w, in_d, rec_ptr, rec_tgt, rec_w, rec_d, constants)
     limit = spike_limit(max_spikes)
     width = _width(in_ptr, slots)
-    parts = max(1, min(batch, MAX_CHUNKS))
+    parts = chunk_count(batch)
     key = (n, int(in_src.shape[0]), int(rec_tgt.shape[0]))
     cap = _CAPACITY.get(key, 64)
     counts = np.zeros((batch, n), dtype=np.int64)
@@ -446,7 +446,7 @@ def recurrent_connections_backward_numba(
     in_src, in_ptr, in_w, in_d = (to_numpy(x, torch.float64 if x.is_floating_point() else None) for x in inputs)
     rec_ptr, rec_tgt, rec_w, rec_d = (to_numpy(x, torch.float64 if x.is_floating_point() else None) for x in recurrent)
     sp_t, sp_n, sp_i, n_sp, counts = (to_numpy(x) for x in tape)
-    parts = max(1, min(batch, MAX_CHUNKS))
+    parts = chunk_count(batch)
     grad_times = np.zeros((batch, n_in * slots))
     gw_in, gd_in = np.zeros((parts, in_src.shape[0])), np.zeros((parts, in_src.shape[0]))
     gw_rec, gd_rec = np.zeros((parts, rec_tgt.shape[0])), np.zeros((parts, rec_tgt.shape[0]))

@@ -17,7 +17,7 @@ runs a parallel one so that it changes nothing outside the call:
   layer (under the OpenMP layer the first launch would otherwise change it).
 
 Results never depend on the thread count: every parallel reduction sums fixed chunks
-of samples in a fixed order (``MAX_CHUNKS`` in the kernel modules), so 1, 2 or 16
+of samples in a fixed order (:mod:`.chunks`), so 1, 2 or 16
 threads give the same bits.
 """
 

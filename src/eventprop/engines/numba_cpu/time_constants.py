@@ -25,6 +25,7 @@ from torch import Tensor
 
 from ...model.neuron import NeuronParams
 from ...model.sensitivity import SERIES_BELOW, SERIES_TERMS
+from .chunks import chunk_count
 from .events import input_events, to_numpy
 from .scalar import _TM, _TS, _THETA, _constants, _flow, require_numba, source_sha256
 from .threads import launch
@@ -41,8 +42,6 @@ __all__ = ["time_constant_gradients"]
 SCALAR_SHA256 = "001c2940016bc489ef8bb7f3058a54959c0ba7e03dfa5f569f15739de0fca4c8"
 _CACHE = source_sha256() == SCALAR_SHA256
 
-#: Most batch chunks the gradients are summed over (as in the backward kernels).
-MAX_CHUNKS = 16
 
 if numba is not None:
 
@@ -193,7 +192,7 @@ def time_constant_gradients(
     _, ev_t, ev_src = input_events(times)
     n = weight.shape[0]
     batch = out_times.shape[0]
-    parts = max(1, min(batch, MAX_CHUNKS))
+    parts = chunk_count(batch)
     ga = np.zeros((parts, n))
     gb = np.zeros((parts, n))
     if batch:

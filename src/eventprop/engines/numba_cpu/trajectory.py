@@ -9,7 +9,9 @@ sample's events with the state ``(V, I)`` of all neurons, in parallel over sampl
   ``current[:, s]`` to ``I`` (and ``-theta`` to ``V`` of the neuron that fired, for a
   LIF layer's own spike). :meth:`~CompiledTrajectory.max` keeps per neuron the largest
   candidate (segment starts, ends and interior stationary points, as the PyTorch
-  engine); :meth:`~CompiledTrajectory.values` evaluates ``V`` at the query times.
+  engine), neuron by neuron over the sample's flow factors computed once (a readout's
+  few neurons vectorise poorly; one neuron's state and best candidate stay in
+  registers); :meth:`~CompiledTrajectory.values` evaluates ``V`` at the query times.
   Work ``O((events + points) x neurons)``, memory ``O(neurons)`` per sample besides the
   results.
 * backward: the same events in reverse with the adjoint ``(lambda_V, lambda_I)`` of
@@ -27,7 +29,9 @@ sample's events with the state ``(V, I)`` of all neurons, in parallel over sampl
   (moving an event later by ``dt`` leaves its jump ``j`` un-flowed for ``dt``: the
   state changes by ``-A j dt`` with the generator ``A`` of the linear ODE). A query
   time itself gets ``g dV/dt = g (I - V) / tau_mem`` at the point: for a maximum at a
-  segment end or start that is the event it coincides with. Work as the forward.
+  segment end or start that is the event it coincides with. Work as the forward; the
+  maximum's adjoint, neuron by neuron as its forward, starts at the event its maximum
+  is evaluated from (the adjoint is zero after it).
 
 The current gradients are summed over a number of batch chunks that depends on the
 batch size only, in a fixed order: they do not depend on the number of threads.
@@ -51,6 +55,7 @@ from ...errors import refuse_create_graph
 from ...model.neuron import NeuronParams
 from ...model.spikes import ValueChecks
 from ...model.trajectory import VoltageTrajectory
+from .chunks import chunk_total, partial_sums, zero_part
 from .events import to_numpy, window_order
 from .threads import launch
 from .scalar import _INF, _THETA, _TM, _TS, _constants, _dot, _extremum, _flow, require_numba, source_sha256
@@ -67,10 +72,6 @@ __all__ = ["CompiledTrajectory"]
 #: mismatch compiles them without numba's on-disk cache (see :mod:`.scalar`).
 SCALAR_SHA256 = "001c2940016bc489ef8bb7f3058a54959c0ba7e03dfa5f569f15739de0fca4c8"
 _CACHE = source_sha256() == SCALAR_SHA256
-
-#: Most batch chunks the current gradient is summed over.
-MAX_CHUNKS = 16
-
 
 if numba is not None:
 
@@ -120,61 +121,97 @@ if numba is not None:
     # ------------------------------------------------------------------ maximum
 
     @njit(cache=_CACHE)
+    def _segment_flows(b, ev_t, window, c):
+        # the segments of sample b (segment k + 1 from event k, or t = 0 for k = -1, to the
+        # next event or the window): start, length and flow factors, shared by the neurons
+        n_events = ev_t.shape[1]
+        start = np.empty(n_events + 1)
+        length = np.empty(n_events + 1)
+        e_mem = np.empty(n_events + 1)
+        e_syn = np.empty(n_events + 1)
+        kk = np.empty(n_events + 1)
+        t = 0.0
+        for k in range(-1, n_events):
+            end = ev_t[b, k + 1] if k + 1 < n_events else window
+            start[k + 1] = t
+            length[k + 1] = end - t
+            e_mem[k + 1], e_syn[k + 1], kk[k + 1] = _flow(end - t, c)
+            t = end
+        return start, length, e_mem, e_syn, kk
+
+    @njit(cache=_CACHE)
     def _max_row(b, ev_t, ev_src, cur_t, n_inputs, window, c, best, t_best, seg, offset, tie, slope):
         # One sample: the first largest candidate per neuron, as ScanTrajectory.max. seg:
         # the last event applied (-1: none); offset: the time after it; tie: the event the
-        # maximum coincides with (-1: none); slope: dV/dt there.
+        # maximum coincides with (-1: none); slope: dV/dt there. Neuron by neuron (a
+        # readout has few neurons: each one's state and best candidate stay in registers)
+        # over the segments' shared flow factors.
         n_neurons = cur_t.shape[1]
         n_events = ev_t.shape[1]
         inv_m = 1.0 / c[_TM]
-        v = np.zeros(n_neurons)
-        i = np.zeros(n_neurons)
+        theta = c[_THETA]
+        starts, lengths, e_mems, e_syns, kks = _segment_flows(b, ev_t, window, c)
         for n in range(n_neurons):
-            best[b, n] = -c[_INF]
-        start = 0.0
-        for k in range(-1, n_events):
-            if k >= 0:
-                _jump(v, i, ev_src[b, k], cur_t, n_inputs, c)
-            end = ev_t[b, k + 1] if k + 1 < n_events else window
-            length = end - start
-            e_mem, e_syn, kk = _flow(length, c)
-            end_tie = k + 1 if k + 1 < n_events else -1
-            for n in range(n_neurons):
-                v0 = v[n]
-                i0 = i[n]
+            v = 0.0
+            i = 0.0
+            top = -c[_INF]
+            top_t = 0.0
+            top_seg = -1
+            top_offset = 0.0
+            top_tie = -1
+            top_slope = 0.0
+            own = n_inputs + n  # the source of this neuron's own spikes (a LIF layer's trajectory)
+            for k in range(-1, n_events):
+                if k >= 0:
+                    src = ev_src[b, k]
+                    if src >= 0:
+                        i += cur_t[src, n]
+                        if src == own:
+                            v -= theta
+                start = starts[k + 1]
+                length = lengths[k + 1]
+                e_mem = e_mems[k + 1]
+                kk = kks[k + 1]
+                v0 = v
+                i0 = i
                 v_end = v0 * e_mem + i0 * kk
-                i_end = i0 * e_syn
+                i_end = i0 * e_syns[k + 1]
                 # a NaN candidate wins and stays (as torch.argmax picks the first NaN)
-                if v0 > best[b, n] or (v0 != v0 and best[b, n] == best[b, n]):  # the segment's start
-                    best[b, n] = v0
-                    t_best[b, n] = start
-                    seg[b, n] = k
-                    offset[b, n] = 0.0
-                    tie[b, n] = k
-                    slope[b, n] = (i0 - v0) * inv_m
-                if v_end > best[b, n] or (v_end != v_end and best[b, n] == best[b, n]):  # its end
-                    best[b, n] = v_end
-                    t_best[b, n] = start + length
-                    seg[b, n] = k
-                    offset[b, n] = length
-                    tie[b, n] = end_tie
-                    slope[b, n] = (i_end - v_end) * inv_m
+                if v0 > top or (v0 != v0 and top == top):  # the segment's start
+                    top = v0
+                    top_t = start
+                    top_seg = k
+                    top_offset = 0.0
+                    top_tie = k
+                    top_slope = (i0 - v0) * inv_m
+                if v_end > top or (v_end != v_end and top == top):  # its end
+                    top = v_end
+                    top_t = start + length
+                    top_seg = k
+                    top_offset = length
+                    top_tie = k + 1 if k + 1 < n_events else -1
+                    top_slope = (i_end - v_end) * inv_m
                 # an inner maximum: rising at the start, not at the end; there V = I < i0
-                if i0 > v0 and not (i_end > v_end) and i0 > best[b, n]:
+                if i0 > v0 and not (i_end > v_end) and i0 > top:
                     s = _extremum(v0, i0, c)
                     if s < length:
                         em, es, ks = _flow(s, c)
                         v_in = v0 * em + i0 * ks
-                        if v_in > best[b, n] or (v_in != v_in and best[b, n] == best[b, n]):
-                            best[b, n] = v_in
-                            t_best[b, n] = start + s
-                            seg[b, n] = k
-                            offset[b, n] = s
-                            tie[b, n] = -1
-                            slope[b, n] = 0.0
-                v[n] = v_end
-                i[n] = i_end
-            start = end
+                        if v_in > top or (v_in != v_in and top == top):
+                            top = v_in
+                            top_t = start + s
+                            top_seg = k
+                            top_offset = s
+                            top_tie = -1
+                            top_slope = 0.0
+                v = v_end
+                i = i_end
+            best[b, n] = top
+            t_best[b, n] = top_t
+            seg[b, n] = top_seg
+            offset[b, n] = top_offset
+            tie[b, n] = top_tie
+            slope[b, n] = top_slope
 
     @njit(parallel=True, cache=_CACHE)
     def _max_kernel(ev_t, ev_src, cur_t, n_inputs, window, c, best, t_best, seg, offset, tie, slope):
@@ -188,31 +225,41 @@ if numba is not None:
 
     @njit(cache=_CACHE)
     def _max_adjoint_part(part, grad, ev_t, ev_src, cur_t, n_inputs, c, seg, offset, tie, slope, grad_t, gcur):
+        # The samples of chunk ``part``, neuron by neuron (as _max_row): a neuron's adjoint
+        # is zero after the state its maximum is evaluated from (the one after event
+        # seg), so it is carried back from there only, over the shared flow factors.
         n_neurons = cur_t.shape[1]
-        n_events = ev_t.shape[1]
         batch = ev_t.shape[0]
         parts = gcur.shape[0]
-        lv = np.empty(n_neurons)
-        li = np.empty(n_neurons)
+        inv_m = 1.0 / c[_TM]
+        inv_s = 1.0 / c[_TS]
+        theta = c[_THETA]
+        zero_part(gcur, part)
         for b in range(part * batch // parts, (part + 1) * batch // parts):
-            lv[:] = 0.0
-            li[:] = 0.0
-            order = np.argsort(seg[b], kind="mergesort")
-            q = n_neurons - 1
-            for k in range(n_events - 1, -2, -1):
-                while q >= 0 and seg[b, order[q]] == k:  # maxima evaluated from the state after event k
-                    n = order[q]
-                    g = grad[b, n]
-                    if g != 0:
-                        e_mem, e_syn, kk = _flow(offset[b, n], c)
-                        lv[n] += g * e_mem
-                        li[n] += g * kk
-                        if tie[b, n] >= 0:
-                            grad_t[b, tie[b, n]] += g * slope[b, n]
-                    q -= 1
-                if k < 0:
-                    break
-                _event_adjoint(b, k, part, ev_t, ev_src, cur_t, n_inputs, c, lv, li, grad_t, gcur)
+            _, lengths, e_mems, e_syns, kks = _segment_flows(b, ev_t, 0.0, c)  # (only gaps between events used)
+            for n in range(n_neurons):
+                g = grad[b, n]
+                if g == 0:
+                    continue
+                e_mem, e_syn, kk = _flow(offset[b, n], c)
+                lv = g * e_mem
+                li = g * kk
+                if tie[b, n] >= 0:
+                    grad_t[b, tie[b, n]] += g * slope[b, n]
+                own = n_inputs + n
+                for k in range(seg[b, n], -1, -1):
+                    # the gradients at event k from lambda just after it (as _event_adjoint)
+                    src = ev_src[b, k]
+                    if src >= 0:
+                        gcur[part, src, n] += li
+                        term = cur_t[src, n] * (-inv_m * lv + inv_s * li)
+                        if src == own:
+                            term -= theta * lv * inv_m
+                        grad_t[b, k] += term
+                    # then lambda carried back to just after event k - 1 (or t = 0)
+                    if lengths[k] > 0:
+                        li = li * e_syns[k] + lv * kks[k]
+                        lv = lv * e_mems[k]
 
     @njit(parallel=True, cache=_CACHE)
     def _max_adjoint_kernel(grad, ev_t, ev_src, cur_t, n_inputs, c, seg, offset, tie, slope, grad_t, gcur):
@@ -275,6 +322,7 @@ if numba is not None:
         slopes = out_slope.shape[0] > 0
         lv = np.empty(n_neurons)
         li = np.empty(n_neurons)
+        zero_part(gcur, part)
         for b in range(part * batch // parts, (part + 1) * batch // parts):
             lv[:] = 0.0
             li[:] = 0.0
@@ -313,10 +361,6 @@ def _events(times: Tensor, source: Tensor, current: Tensor) -> tuple[np.ndarray,
     return to_numpy(times, torch.float64), to_numpy(source), np.ascontiguousarray(to_numpy(current, torch.float64).T)
 
 
-def _parts(batch: int) -> int:
-    return max(1, min(batch, MAX_CHUNKS))
-
-
 class _Max(torch.autograd.Function):
     """``(times, current) -> (v_max, t_peak)`` of :meth:`CompiledTrajectory.max`."""
 
@@ -351,11 +395,11 @@ class _Max(torch.autograd.Function):
         batch, n_events = ev_t.shape
         n_sources, n_neurons = cur_t.shape
         grad_t = np.zeros((batch, n_events))
-        gcur = np.zeros((_parts(batch), n_sources, n_neurons))
+        gcur = partial_sums(batch, n_sources, n_neurons)
         if batch:
             work = batch * n_neurons * max(n_events, 1)
             launch(_max_adjoint_kernel, _max_adjoint_kernel_serial, work, to_numpy(grad_max, torch.float64), ev_t, ev_src, cur_t, ctx.n_inputs, ctx.c, seg, offset, tie, slope, grad_t, gcur)
-        grad_current = torch.from_numpy(np.ascontiguousarray(gcur.sum(axis=0).T)).to(current.dtype)
+        grad_current = torch.from_numpy(chunk_total(gcur, transpose=True)).to(current.dtype)
         return torch.from_numpy(grad_t).to(times.dtype), grad_current, None, None, None, None
 
 
@@ -391,12 +435,12 @@ class _Values(torch.autograd.Function):
         n_points = q_t.shape[1]
         grad_t = np.zeros((batch, n_events))
         grad_q = np.zeros((batch, n_points))
-        gcur = np.zeros((_parts(batch), n_sources, n_neurons))
+        gcur = partial_sums(batch, n_sources, n_neurons)
         if batch:
             grad = to_numpy(grad_v.transpose(1, 2), torch.float64)  # (B, P, N)
             work = batch * n_neurons * (n_events + n_points)
             launch(_values_adjoint_kernel, _values_adjoint_kernel_serial, work, grad, q_t, q_gov, out_slope, ev_t, ev_src, cur_t, ctx.n_inputs, ctx.c, grad_t, grad_q, gcur)
-        grad_current = torch.from_numpy(np.ascontiguousarray(gcur.sum(axis=0).T)).to(current.dtype)
+        grad_current = torch.from_numpy(chunk_total(gcur, transpose=True)).to(current.dtype)
         grad_points = torch.from_numpy(grad_q).to(t.dtype) if ctx.needs_input_grad[2] else None
         return torch.from_numpy(grad_t).to(times.dtype), grad_current, grad_points, None, None, None, None
 
