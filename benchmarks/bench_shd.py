@@ -37,7 +37,7 @@ Usage::
 
     python benchmarks/bench_shd.py            # the full table (about 10 minutes)
     python benchmarks/bench_shd.py --quick    # 256 hidden, batch 32, float32 only
-    python benchmarks/bench_shd.py --breakdown  # where EventProp's time goes (256, batch 32, float32)
+    python benchmarks/bench_shd.py --breakdown  # EventProp's step by kernel (256, batch 32, float32)
     python benchmarks/bench_shd.py --quick --rounds 5  # the pair 5 times, alternating: median ratio
 
 On a shared machine one measurement of each can fall on a quiet and a busy moment;
@@ -262,53 +262,57 @@ def measure(method: str, case: Case, reps: int) -> dict[str, object]:
 
 
 def breakdown(recurrent: bool, reps: int) -> dict[str, float]:
-    """EventProp's forward + backward split into its parts, ms per batch (best of ``reps``)."""
-    from eventprop import lif_layer, max_voltage_cross_entropy, readout_trajectory
-    from eventprop.engines.numba_cpu.events import input_events
+    """EventProp's training step (256, batch 32, float32) split into its compiled kernels, ms.
+
+    Every kernel launch of the numba engine is timed (``threads.launch``, wrapped in the
+    kernel modules for this call only); of ``reps`` steps the fastest is reported: the
+    whole step, each kernel summed over its launches, and the rest (Python, PyTorch's
+    autograd and tensor glue, on one thread).
+    """
+    from collections import Counter
+
+    from eventprop.engines.numba_cpu import chunks, events, feedforward, recurrent as rec_module, threads, trajectory
 
     common.set_threads(2)
     case = Case(256, recurrent, 32, "float32")
+    _, step = _eventprop(case)
     times, labels = shd_like_batch(case.batch, case.torch_dtype)
-    w_in, rec, w_out = network_weights(case.hidden, recurrent, case.torch_dtype)
-    w_in.requires_grad_(True)
-    w_out.requires_grad_(True)
-    if rec is not None:
-        rec.requires_grad_(True)
+    spent: Counter[str] = Counter()
 
-    def best(fn) -> float:  # noqa: ANN001
-        fn()
-        seconds = []
+    def timed(parallel, serial, work, *args) -> None:  # noqa: ANN001
+        start = time.perf_counter()
+        threads.launch(parallel, serial, work, *args)
+        spent[parallel.__name__] += time.perf_counter() - start
+
+    modules = (chunks, events, feedforward, rec_module, trajectory)
+    for module in modules:
+        module.launch = timed
+    try:
+        step(times, labels)
+        step(times, labels)
+        fastest: tuple[float, dict[str, float]] | None = None
         for _ in range(reps):
+            spent.clear()
             start = time.perf_counter()
-            fn()
-            seconds.append(time.perf_counter() - start)
-        return 1e3 * min(seconds)
-
-    def layer() -> Tensor:
-        return lif_layer(times, w_in, rec, tau_mem=TAU_MEM, tau_syn=TAU_SYN)
-
-    spikes = layer()
-    ones = torch.ones_like(spikes)
-    hidden = spikes.detach().requires_grad_(True)
-
-    def readout() -> None:
-        traj = readout_trajectory(hidden, w_out, tau_mem=TAU_MEM, tau_syn=TAU_SYN, window=TRIAL_MS)
-        max_voltage_cross_entropy(traj, labels).backward()
-
-    forward = best(layer)
-    return {
-        "input events (validate, merge)": best(lambda: input_events(times)),
-        "layer forward (incl. input events)": forward,
-        "layer backward": best(lambda: layer().backward(ones)) - forward,
-        "readout forward + backward": best(readout),
-    }
+            step(times, labels)
+            total = time.perf_counter() - start
+            if fastest is None or total < fastest[0]:
+                fastest = (total, dict(spent))
+    finally:
+        for module in modules:
+            module.launch = threads.launch
+    total, kernels = fastest
+    parts = {"step": 1e3 * total}
+    parts.update((name, 1e3 * t) for name, t in sorted(kernels.items(), key=lambda kv: -kv[1]))
+    parts["rest (Python, autograd, tensor glue)"] = 1e3 * (total - sum(kernels.values()))
+    return parts
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="256 hidden, batch 32, float32 only")
     parser.add_argument("--reps", type=int, default=3, help="timed repetitions per measurement (median)")
-    parser.add_argument("--breakdown", action="store_true", help="EventProp's time split into its parts, and stop")
+    parser.add_argument("--breakdown", action="store_true", help="EventProp's training step split into its compiled kernels, and stop")
     parser.add_argument(
         "--rounds", type=int, default=1,
         help="measure each case's pair this many times, alternating (median samples/s, median of the rounds' ratios)",
@@ -320,9 +324,9 @@ def main() -> None:
         parser.error("--rounds must be at least 1")
     if args.breakdown:
         for recurrent in (False, True):
-            parts = breakdown(recurrent, max(args.reps, 7))
+            parts = breakdown(recurrent, max(args.reps, 20))
             name = "recurrent" if recurrent else "feed-forward"
-            print(f"{name} 256, batch 32, float32 (ms per batch, best of {max(args.reps, 7)}): "
+            print(f"{name} 256, batch 32, float32 (ms, the fastest of {max(args.reps, 20)} training steps): "
                   + "; ".join(f"{k} {v:.1f}" for k, v in parts.items()))
         return
     if args.quick:
