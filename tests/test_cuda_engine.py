@@ -20,8 +20,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numba
 import pytest
 import torch
+from numba import cuda  # the simulator swaps a kernel's module-level ``cuda`` for its fake
 
 from eventprop import SpikeLimitError, lif_layer, lif_trajectory, readout_trajectory
 from eventprop.engines import LayerKind, get_engine, select_engine
@@ -268,3 +270,33 @@ def test_without_numba_cuda_the_engine_says_why_it_cannot_serve(monkeypatch: pyt
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "numba_cuda" else real(name, *a))
     assert device.cuda_missing() == "it needs numba-cuda (pip install eventprop[cuda])"
+
+
+def test_a_blocks_threads_get_one_shared_array_when_a_thread_switch_falls_inside_its_creation(monkeypatch: pytest.MonkeyPatch) -> None:
+    # numba's simulator creates a block's shared array with an unlocked check-then-set; a
+    # thread switch between the two (forced here: np.empty sleeps) gave threads separate
+    # arrays, the cause of rare IndexErrors in the recurrent kernel. device.py locks it.
+    import time
+
+    import numpy as np
+
+    @cuda.jit
+    def count_threads(out):  # noqa: ANN001, ANN202 - a kernel
+        shared = cuda.shared.array(1, numba.int64)
+        if cuda.threadIdx.x == 0:
+            shared[0] = 0
+        cuda.syncthreads()
+        cuda.atomic.add(shared, 0, 1)
+        cuda.syncthreads()
+        out[cuda.threadIdx.x] = shared[0]
+
+    empty = np.empty
+
+    def switching_empty(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        time.sleep(0.002)
+        return empty(*args, **kwargs)
+
+    monkeypatch.setattr(np, "empty", switching_empty)
+    out = np.full(4, -1, dtype=np.int64)
+    count_threads[1, 4](out)
+    assert out.tolist() == [4, 4, 4, 4]

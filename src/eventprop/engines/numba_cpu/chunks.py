@@ -5,10 +5,12 @@ gradient (``partial[part]``; the chunks are contiguous sample ranges, as many as
 :func:`chunk_count` says for the batch size, never for the number of threads) and adds
 the partial sums in a fixed order afterwards, so that 1, 2 or 16 threads give the same
 bits. The partial sums are allocated uninitialised (:func:`partial_sums`) and each
-chunk's kernel zeroes its own just before using it (:func:`zero_part`, on the thread
-that fills it, which keeps the memory warm in that core's cache instead of zeroing all
-chunks on the caller's thread first); :func:`chunk_total` then adds them on the thread
-pool, in chunk order, optionally transposed.
+chunk's kernel zeroes its own just before using it (``partial[part] = 0.0``, on the
+thread that fills it, which keeps the memory warm in that core's cache instead of
+zeroing all chunks on the caller's thread first); :func:`chunk_total` then adds them on
+the thread pool, in chunk order, optionally transposed. (The kernels zero their chunk
+themselves rather than calling a compiled function of this module: numba's on-disk
+cache would not see an edit here, see :mod:`.scalar`.)
 """
 
 from __future__ import annotations
@@ -43,13 +45,6 @@ def partial_sums(batch: int, *shape: int) -> np.ndarray:
 
 
 if numba is not None:
-
-    @njit(cache=True)
-    def zero_part(partial, part):
-        # the partial sum of chunk ``part``, zeroed (called by the kernel that fills it)
-        flat = partial[part].reshape(-1)
-        for q in range(flat.shape[0]):
-            flat[q] = 0.0
 
     @njit(cache=True)
     def _total_row(partial, r, out, transpose):

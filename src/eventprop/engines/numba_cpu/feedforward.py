@@ -54,7 +54,7 @@ from torch import Tensor
 from ...errors import SpikeLimitError
 from ...model.neuron import NeuronParams
 from ...model.spikes import EventList
-from .chunks import chunk_total, partial_sums, zero_part
+from .chunks import chunk_total, partial_sums
 from .events import input_events, spike_limit, to_numpy
 from .threads import launch
 from .scalar import (
@@ -329,7 +329,7 @@ if numba is not None:
         li_loc = np.empty(n)
         touched = np.empty(n, dtype=np.int64)
         stamp = np.empty(n, dtype=np.int64)
-        zero_part(gw_t, part)
+        gw_t[part] = 0.0  # (this chunk's partial sum, zeroed on its own thread)
         for b in range(part * batch // parts, (part + 1) * batch // parts):
             _adjoint_row(b, part, grad_out, out_t, out_i, w_t, ev_t, ev_src, ev_pos, c, want_times, grad_times, gw_t,
                          tangential, cnt, jumps, lv, li, sp_t, sp_j, sp_q, t_loc, lv_loc, li_loc, touched, stamp)  # fmt: skip

@@ -43,7 +43,7 @@ from torch import Tensor
 from ...errors import SpikeLimitError
 from ...model.neuron import NeuronParams
 from ...model.spikes import EventList
-from .chunks import chunk_total, partial_sums, zero_part
+from .chunks import chunk_total, partial_sums
 from .events import input_events, spike_limit, spike_trains, to_numpy
 from .threads import launch
 from .scalar import (
@@ -306,8 +306,8 @@ if numba is not None:
         li = np.empty(n)
         sent = np.empty(n)
         left = np.empty(n, dtype=np.int64)
-        zero_part(gw_t, part)
-        zero_part(gr_t, part)
+        gw_t[part] = 0.0  # (this chunk's partial sum, zeroed on its own thread)
+        gr_t[part] = 0.0  # (this chunk's partial sum, zeroed on its own thread)
         for b in range(part * batch // parts, (part + 1) * batch // parts):
             _adjoint(b, part, grad_out, ev_t, ev_src, ev_pos, w_t, r_t, sp_t, sp_n, sp_i, sp_e, n_sp, counts, c,
                      want_times, grad_times, gw_t, gr_t, tangential, jumps, lv, li, sent, left)  # fmt: skip

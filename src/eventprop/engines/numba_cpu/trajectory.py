@@ -55,7 +55,7 @@ from ...errors import refuse_create_graph
 from ...model.neuron import NeuronParams
 from ...model.spikes import ValueChecks
 from ...model.trajectory import VoltageTrajectory
-from .chunks import chunk_total, partial_sums, zero_part
+from .chunks import chunk_total, partial_sums
 from .events import to_numpy, window_order
 from .threads import launch
 from .scalar import _INF, _THETA, _TM, _TS, _constants, _dot, _extremum, _flow, require_numba, source_sha256
@@ -234,7 +234,7 @@ if numba is not None:
         inv_m = 1.0 / c[_TM]
         inv_s = 1.0 / c[_TS]
         theta = c[_THETA]
-        zero_part(gcur, part)
+        gcur[part] = 0.0  # (this chunk's partial sum, zeroed on its own thread)
         for b in range(part * batch // parts, (part + 1) * batch // parts):
             _, lengths, e_mems, e_syns, kks = _segment_flows(b, ev_t, 0.0, c)  # (only gaps between events used)
             for n in range(n_neurons):
@@ -322,7 +322,7 @@ if numba is not None:
         slopes = out_slope.shape[0] > 0
         lv = np.empty(n_neurons)
         li = np.empty(n_neurons)
-        zero_part(gcur, part)
+        gcur[part] = 0.0  # (this chunk's partial sum, zeroed on its own thread)
         for b in range(part * batch // parts, (part + 1) * batch // parts):
             lv[:] = 0.0
             li[:] = 0.0

@@ -15,6 +15,13 @@ shuffles, so there every thread adds its own value atomically (the same total, s
 another order). The atomic addition itself stays in the kernel: the simulator swaps a
 module's ``cuda`` for its fake during each device-function call, which is not safe when
 simulated threads call device functions of one module at once.
+
+The simulator hands a block's threads one ``cuda.shared.array`` per source line, but its
+check-then-create of that array is unlocked: a thread switch between the two gives two
+threads two different "shared" arrays (seen as a recurrent kernel's spike counter split
+in two, two neurons writing the same spike-list slot, and a garbage index read after
+the barrier). :func:`_lock_simulated_shared_arrays` makes the check and the creation one
+step, under a lock, when the simulator is in use.
 """
 
 from __future__ import annotations
@@ -22,9 +29,11 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -39,6 +48,46 @@ __all__ = ["SIMULATED", "cuda_missing", "devices_served", "as_kernel_array", "sh
 
 #: Whether numba's CUDA simulator stands in for a GPU (``NUMBA_ENABLE_CUDASIM=1``).
 SIMULATED: bool = numba is not None and bool(numba.config.ENABLE_CUDASIM)
+
+_SHARED_LOCK = threading.Lock()
+
+
+def _lock_simulated_shared_arrays() -> None:
+    """Make the simulator's ``cuda.shared.array`` give every thread of a block the same array.
+
+    numba's ``FakeCUDAShared.array`` keys a block's shared arrays by the calling source
+    line and creates a missing one with an unlocked ``get`` then ``set``; this replaces
+    it by the same lookup done under a lock (dynamic shared memory, ``shape == 0``, is
+    left to the original: it is one buffer made before the threads start).
+    """
+    from numba.cuda.simulator import kernelapi
+    from numba.np.numpy_support import as_dtype
+
+    shared = kernelapi.FakeCUDAShared
+    if getattr(shared.array, "_eventprop_locked", False):
+        return
+    unlocked = shared.array
+
+    def array(self, shape, dtype):  # noqa: ANN001, ANN202 - the simulator's own signature
+        if shape == 0:
+            return unlocked(self, shape, dtype)
+        if isinstance(dtype, numba.types.Type):
+            dtype = as_dtype(dtype)
+        caller = sys._getframe(1)
+        key = (caller.f_code.co_filename, caller.f_lineno)
+        with _SHARED_LOCK:
+            res = self._allocations.get(key)
+            if res is None:
+                res = np.empty(shape, dtype)
+                self._allocations[key] = res
+        return res
+
+    array._eventprop_locked = True
+    shared.array = array
+
+
+if SIMULATED:
+    _lock_simulated_shared_arrays()
 
 #: Threads per block on a GPU (a multiple of the warp size).
 GPU_BLOCK = 128
