@@ -64,8 +64,8 @@ def _lock_simulated_shared_arrays() -> None:
     from numba.np.numpy_support import as_dtype
 
     shared = kernelapi.FakeCUDAShared
-    if getattr(shared.array, "_eventprop_locked", False):
-        return
+    if getattr(shared.array, "_eventprop_locked", False) or not isinstance(getattr(shared(0), "_allocations", None), dict):
+        return  # already locked, or a simulator whose shared arrays work otherwise
     unlocked = shared.array
 
     def array(self, shape, dtype):  # noqa: ANN001, ANN202 - the simulator's own signature
