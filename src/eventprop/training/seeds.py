@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
+import multiprocessing.connection
 import os
+import threading
 from dataclasses import asdict
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +22,24 @@ from .outputs import plot_runs, read_metrics, write_json
 from .threads import set_threads
 
 __all__ = ["train_seeds"]
+
+
+def _exit_with_parent() -> None:
+    """Pool initializer: end this worker process as soon as the process that started it ends.
+
+    Without it a worker whose parent was killed (``SIGKILL``, or ``SIGTERM``, which ends
+    Python without cleanup) would train its seed to the end, writing into a folder whose
+    run lock is gone. Checkpoints are written atomically, so the seed can be resumed.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:  # pragma: no cover - a pool worker always has a parent
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])  # ready once the parent has ended
+        os._exit(1)
+
+    threading.Thread(target=watch, name="eventprop-parent-watch", daemon=True).start()
 
 
 def _train_worker(args: tuple[TrainConfig, str, bool, int, bool]) -> dict[str, Any]:
@@ -45,7 +66,8 @@ def train_seeds(
     deviation of test and best validation accuracy) goes to ``out_dir/summary.json``
     and the curves of all seeds (mean bold, each seed grey) to ``out_dir/training.png``.
     ``workers`` processes (default: one per core, at most ``n_seeds``) train with
-    ``threads`` threads each; results do not depend on either. With ``resume=True``
+    ``threads`` threads each; results do not depend on either. A worker ends as soon as
+    this process ends, however it ended (killed too). With ``resume=True``
     each seed that has a checkpoint continues from it and the others start afresh
     (``log`` names them); a folder with no checkpoint at all is an error. The whole
     run holds ``out_dir/run.lock``. ``progress`` shows a bar over the seeds on a terminal;
@@ -70,7 +92,6 @@ def _train_seeds(
     log: Callable[[str], None],
     tensorboard: bool,
 ) -> dict[str, Any]:
-    import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
     workers = max(1, min(n_seeds, workers or os.cpu_count() or 1))
@@ -86,7 +107,8 @@ def _train_seeds(
         (dataclasses.replace(config, seed=config.seed + k), str(d), resume and found, threads, tensorboard)
         for k, (d, found) in enumerate(zip(dirs, has_checkpoint))
     ]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_exit_with_parent) as pool:
         bar = tqdm(pool.map(_train_worker, jobs), total=n_seeds, desc="seeds", disable=None if progress else True)
         summaries = list(bar)
     test = np.array([s["test_accuracy"] for s in summaries])
