@@ -306,8 +306,8 @@ if numba is not None:
         li = np.empty(n)
         sent = np.empty(n)
         left = np.empty(n, dtype=np.int64)
-        gw_t[part] = 0.0  # (this chunk's partial sum, zeroed on its own thread)
-        gr_t[part] = 0.0  # (this chunk's partial sum, zeroed on its own thread)
+        gw_t[part] = 0.0  # (this chunk's partial sums, zeroed on its own thread)
+        gr_t[part] = 0.0
         for b in range(part * batch // parts, (part + 1) * batch // parts):
             _adjoint(b, part, grad_out, ev_t, ev_src, ev_pos, w_t, r_t, sp_t, sp_n, sp_i, sp_e, n_sp, counts, c,
                      want_times, grad_times, gw_t, gr_t, tangential, jumps, lv, li, sent, left)  # fmt: skip
